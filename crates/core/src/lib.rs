@@ -1,0 +1,22 @@
+//! The driftless protocol core: bundle format, trust roots and verification, high-water marks.
+//!
+//! Architecture invariant: nothing in this crate does IO, reads a clock, spawns a thread or
+//! takes a lock. Time comes in as a [`Timestamp`] argument, randomness as an RNG argument, and
+//! bytes as slices. The agent, the CLI and the simulator are the only drivers.
+
+pub mod bundle;
+pub mod definition;
+pub mod encoding;
+pub mod keys;
+pub mod labels;
+pub mod marks;
+pub mod time;
+pub mod trust;
+pub mod value;
+
+pub use bundle::{Bundle, BundleHash, Header, VerifiedBundle};
+pub use definition::{CompiledDefinition, Resource, ResourceKind, ResourceRef};
+pub use labels::{Labels, Targets};
+pub use marks::{MarkDecision, Marks};
+pub use time::Timestamp;
+pub use trust::{Refusal, TrustRoot};

@@ -1,0 +1,341 @@
+//! Trust roots and bundle verification: the door every bundle passes before anything else.
+//!
+//! A node accepts a bundle only if it is within the size limit, decodes, names this fleet,
+//! carries at least `threshold` valid signatures by trusted release keys, has an intact
+//! content hash and has not expired (allowing `clock_skew_secs`). The version check against
+//! high-water marks is separate ([`crate::marks`]) because it needs the node's durable state.
+
+use crate::bundle::{check_content_hash, Bundle, VerifiedBundle, SIGNING_CONTEXT};
+use crate::definition::CompiledDefinition;
+use crate::encoding::DecodeError;
+use crate::keys::key_id;
+use crate::time::Timestamp;
+use ed25519_dalek::{Signature, VerifyingKey};
+
+/// Bundles above this size are refused before anything is allocated (64 MiB): a definition
+/// with every template embedded is kilobytes to a few megabytes; the cap bounds the memory and
+/// bandwidth an attacker can make a node spend ("endless data").
+pub const DEFAULT_MAX_BUNDLE_BYTES: usize = 64 * 1024 * 1024;
+/// Expiry and bake times allow this much disagreement between clocks (5 minutes).
+pub const DEFAULT_CLOCK_SKEW_SECS: u64 = 300;
+/// The fleet name when no trust.toml names one.
+pub const DEFAULT_FLEET: &str = "default";
+
+#[derive(Debug, Clone)]
+pub struct TrustRoot {
+    pub fleet: String,
+    pub release_keys: Vec<VerifyingKey>,
+    /// How many distinct trusted keys must sign (k of n).
+    pub threshold: usize,
+    pub max_bundle_bytes: usize,
+    pub clock_skew_secs: u64,
+}
+
+/// Checks one signature. The simulator passes a memoising checker, since it verifies the same
+/// bytes for thousands of virtual nodes; everyone else uses [`Ed25519Check`].
+pub trait SignatureCheck {
+    fn check(&self, key: &VerifyingKey, msg_parts: &[&[u8]], sig: &[u8]) -> bool;
+}
+
+/// Plain ed25519 verification (strict: rejects malleable and small-order signatures).
+pub struct Ed25519Check;
+
+impl SignatureCheck for Ed25519Check {
+    fn check(&self, key: &VerifyingKey, msg_parts: &[&[u8]], sig: &[u8]) -> bool {
+        let Ok(sig) = Signature::from_slice(sig) else {
+            return false;
+        };
+        let msg = msg_parts.concat();
+        key.verify_strict(&msg, &sig).is_ok()
+    }
+}
+
+/// Why a bundle was refused. `reason()` is the label used in logs and metrics.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum Refusal {
+    #[error("{0}")]
+    Malformed(#[from] DecodeError),
+    #[error("bundle is for fleet `{found}`, this trust root is fleet `{expected}`")]
+    WrongFleet { expected: String, found: String },
+    #[error("bundle expired at {expires} (now {now}, {skew} s of clock skew allowed)", expires = .expires.0, now = .now.0)]
+    Expired {
+        expires: Timestamp,
+        now: Timestamp,
+        skew: u64,
+    },
+    #[error(
+        "signature by trusted key {key} does not verify: the bundle was altered after signing"
+    )]
+    BadSignature { key: String },
+    #[error("signed by {valid} trusted key(s), {needed} needed{}", untrusted_note(.untrusted))]
+    NotEnoughSigners {
+        valid: usize,
+        needed: usize,
+        untrusted: Vec<String>,
+    },
+    #[error("bundle names channel `{header}` but carries definition `{definition}`")]
+    ChannelMismatch { header: String, definition: String },
+    #[error("channel `{channel}` version {version} is not above the high-water mark {mark}: refused as a rollback")]
+    RolledBack {
+        channel: String,
+        version: u64,
+        mark: u64,
+    },
+    #[error("channel `{channel}` version {version} was already accepted with other content: a signing mistake or a stolen key")]
+    ConflictingContent { channel: String, version: u64 },
+}
+
+fn untrusted_note(untrusted: &[String]) -> String {
+    if untrusted.is_empty() {
+        String::new()
+    } else {
+        format!(" (signatures by untrusted keys: {})", untrusted.join(", "))
+    }
+}
+
+impl Refusal {
+    /// A stable label for counting refusals by reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Malformed(DecodeError::TooLarge { .. }) => "oversized",
+            Refusal::Malformed(_) => "malformed",
+            Refusal::WrongFleet { .. } => "wrong_fleet",
+            Refusal::Expired { .. } => "expired",
+            Refusal::BadSignature { .. } => "bad_signature",
+            Refusal::NotEnoughSigners { .. } => "untrusted",
+            Refusal::ChannelMismatch { .. } => "malformed",
+            Refusal::RolledBack { .. } => "rolled_back",
+            Refusal::ConflictingContent { .. } => "conflicting_content",
+        }
+    }
+
+    /// True when the input could not be read as a bundle at all (exit code 2), false when a
+    /// well-formed bundle was refused (exit code 1).
+    pub fn is_malformed(&self) -> bool {
+        matches!(
+            self,
+            Refusal::Malformed(_) | Refusal::ChannelMismatch { .. }
+        )
+    }
+}
+
+impl TrustRoot {
+    /// A trust root with default limits.
+    pub fn new(
+        fleet: impl Into<String>,
+        release_keys: Vec<VerifyingKey>,
+        threshold: usize,
+    ) -> Self {
+        TrustRoot {
+            fleet: fleet.into(),
+            release_keys,
+            threshold,
+            max_bundle_bytes: DEFAULT_MAX_BUNDLE_BYTES,
+            clock_skew_secs: DEFAULT_CLOCK_SKEW_SECS,
+        }
+    }
+
+    /// Decode and verify untrusted bytes.
+    pub fn verify_bytes(&self, bytes: &[u8], now: Timestamp) -> Result<VerifiedBundle, Refusal> {
+        let bundle = Bundle::decode(bytes, self.max_bundle_bytes)?;
+        self.verify(bundle, now, &Ed25519Check)
+    }
+
+    /// Verify a decoded bundle. This is the only way to obtain a [`VerifiedBundle`].
+    pub fn verify(
+        &self,
+        bundle: Bundle,
+        now: Timestamp,
+        check: &dyn SignatureCheck,
+    ) -> Result<VerifiedBundle, Refusal> {
+        let header = bundle.header();
+        if header.fleet != self.fleet {
+            return Err(Refusal::WrongFleet {
+                expected: self.fleet.clone(),
+                found: header.fleet.clone(),
+            });
+        }
+        if header.expires.plus(self.clock_skew_secs) < now {
+            return Err(Refusal::Expired {
+                expires: header.expires,
+                now,
+                skew: self.clock_skew_secs,
+            });
+        }
+        let mut signers: Vec<[u8; 32]> = Vec::new();
+        let mut untrusted = Vec::new();
+        for s in bundle.signatures() {
+            let Some(key) = self.release_keys.iter().find(|k| k.as_bytes() == &s.key) else {
+                untrusted.push(key_id(&s.key));
+                continue;
+            };
+            if signers.contains(&s.key) {
+                continue; // the same key twice counts once
+            }
+            if !check.check(key, &[SIGNING_CONTEXT, bundle.signed_bytes()], &s.sig) {
+                return Err(Refusal::BadSignature {
+                    key: key_id(&s.key),
+                });
+            }
+            signers.push(s.key);
+        }
+        let needed = self.threshold.max(1);
+        if signers.len() < needed {
+            return Err(Refusal::NotEnoughSigners {
+                valid: signers.len(),
+                needed,
+                untrusted,
+            });
+        }
+        check_content_hash(header, bundle.definition_bytes())?;
+        let definition = CompiledDefinition::decode(bundle.definition_bytes())?;
+        if definition.name != header.channel {
+            return Err(Refusal::ChannelMismatch {
+                header: header.channel.clone(),
+                definition: definition.name,
+            });
+        }
+        Ok(VerifiedBundle {
+            bundle,
+            definition,
+            signers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::Header;
+    use crate::labels::Targets;
+    use ed25519_dalek::SigningKey;
+
+    fn def(name: &str) -> CompiledDefinition {
+        CompiledDefinition {
+            name: name.into(),
+            targets: Targets::default(),
+            vars: Default::default(),
+            resources: vec![],
+            checks: vec![],
+            rollout: None,
+        }
+    }
+
+    fn header(fleet: &str, version: u64, expires: u64) -> Header {
+        Header {
+            fleet: fleet.into(),
+            channel: "web".into(),
+            version,
+            created: Timestamp(1000),
+            expires: Timestamp(expires),
+            content_hash: [0; 32],
+            rollout: None,
+        }
+    }
+
+    fn key(n: u8) -> SigningKey {
+        SigningKey::from_bytes(&[n; 32])
+    }
+
+    fn root(keys: &[u8], threshold: usize) -> TrustRoot {
+        TrustRoot::new(
+            "prod",
+            keys.iter().map(|n| key(*n).verifying_key()).collect(),
+            threshold,
+        )
+    }
+
+    #[test]
+    fn a_bundle_signed_by_a_trusted_key_verifies() {
+        let b = Bundle::sign(header("prod", 3, 5000), &def("web"), &[&key(1)]);
+        let v = root(&[1], 1)
+            .verify_bytes(&b.encode(), Timestamp(2000))
+            .unwrap();
+        assert_eq!(v.header().version, 3);
+        assert_eq!(v.definition().name, "web");
+        assert_eq!(v.signers(), &[key(1).verifying_key().to_bytes()]);
+    }
+
+    #[test]
+    fn every_flipped_byte_is_refused() {
+        let bytes = Bundle::sign(header("prod", 3, 5000), &def("web"), &[&key(1)]).encode();
+        let trust = root(&[1], 1);
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x01;
+            assert!(
+                trust.verify_bytes(&bad, Timestamp(2000)).is_err(),
+                "flipping byte {i} went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn untrusted_signer_and_threshold() {
+        let b = Bundle::sign(header("prod", 3, 5000), &def("web"), &[&key(9)]);
+        let err = root(&[1], 1)
+            .verify_bytes(&b.encode(), Timestamp(2000))
+            .unwrap_err();
+        assert_eq!(err.reason(), "untrusted");
+        assert!(err
+            .to_string()
+            .contains(&key_id(&key(9).verifying_key().to_bytes())));
+
+        let mut b = Bundle::sign(header("prod", 3, 5000), &def("web"), &[&key(1)]);
+        let two = root(&[1, 2], 2);
+        let err = two.verify_bytes(&b.encode(), Timestamp(2000)).unwrap_err();
+        assert!(matches!(
+            err,
+            Refusal::NotEnoughSigners {
+                valid: 1,
+                needed: 2,
+                ..
+            }
+        ));
+        let hash_before = b.hash();
+        b.add_signature(&key(1)); // the same key again still counts once
+        assert!(two.verify_bytes(&b.encode(), Timestamp(2000)).is_err());
+        b.add_signature(&key(2));
+        assert!(two.verify_bytes(&b.encode(), Timestamp(2000)).is_ok());
+        assert_eq!(
+            b.hash(),
+            hash_before,
+            "cosigning must not change the bundle hash"
+        );
+    }
+
+    #[test]
+    fn wrong_fleet_and_expiry_with_skew() {
+        let b = Bundle::sign(header("staging", 3, 5000), &def("web"), &[&key(1)]);
+        let err = root(&[1], 1)
+            .verify_bytes(&b.encode(), Timestamp(2000))
+            .unwrap_err();
+        assert_eq!(err.reason(), "wrong_fleet");
+
+        let b = Bundle::sign(header("prod", 3, 5000), &def("web"), &[&key(1)]);
+        let t = root(&[1], 1);
+        assert!(t.verify_bytes(&b.encode(), Timestamp(5000 + 300)).is_ok());
+        let err = t
+            .verify_bytes(&b.encode(), Timestamp(5000 + 301))
+            .unwrap_err();
+        assert_eq!(err.reason(), "expired");
+    }
+
+    #[test]
+    fn oversized_is_refused_before_decoding() {
+        let b = Bundle::sign(header("prod", 3, 5000), &def("web"), &[&key(1)]);
+        let mut t = root(&[1], 1);
+        t.max_bundle_bytes = 10;
+        let err = t.verify_bytes(&b.encode(), Timestamp(2000)).unwrap_err();
+        assert_eq!(err.reason(), "oversized");
+    }
+
+    #[test]
+    fn channel_must_match_definition() {
+        let b = Bundle::sign(header("prod", 3, 5000), &def("db"), &[&key(1)]);
+        let err = root(&[1], 1)
+            .verify_bytes(&b.encode(), Timestamp(2000))
+            .unwrap_err();
+        assert!(matches!(err, Refusal::ChannelMismatch { .. }));
+    }
+}
