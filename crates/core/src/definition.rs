@@ -314,3 +314,158 @@ mod tests {
         assert!(ResourceRef::parse("nginx").is_none());
     }
 }
+
+/// The order to converge resources in: every `requires` before its dependant, every notifier
+/// before what it notifies, and every `directory` before the paths beneath it; otherwise the
+/// declared order. Returns the cycle (as references) when there is one.
+pub fn converge_order(resources: &[Resource]) -> Result<Vec<usize>, Vec<ResourceRef>> {
+    use std::collections::{BTreeSet, HashMap};
+    let index: HashMap<ResourceRef, usize> = resources
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.reference(), i))
+        .collect();
+    let dirs: HashMap<&str, usize> = resources
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match &r.kind {
+            ResourceKind::Directory { path, .. } => Some((path.as_str(), i)),
+            _ => None,
+        })
+        .collect();
+    // edges[a] = resources that must come after a
+    let mut after: Vec<Vec<usize>> = vec![Vec::new(); resources.len()];
+    let mut indegree = vec![0usize; resources.len()];
+    let mut add = |from: usize, to: usize, after: &mut Vec<Vec<usize>>| {
+        if from != to && !after[from].contains(&to) {
+            after[from].push(to);
+            indegree[to] += 1;
+        }
+    };
+    for (i, r) in resources.iter().enumerate() {
+        for req in &r.requires {
+            if let Some(&j) = index.get(req) {
+                add(j, i, &mut after);
+            }
+        }
+        for n in &r.notify {
+            if let Some(&j) = index.get(n) {
+                add(i, j, &mut after);
+            }
+        }
+        if r.kind.rtype().is_path() && !dirs.is_empty() {
+            let mut p = std::path::Path::new(r.kind.id());
+            while let Some(parent) = p.parent() {
+                if let Some(&d) = parent.to_str().and_then(|s| dirs.get(s)) {
+                    add(d, i, &mut after);
+                    break; // the nearest managed directory orders the rest
+                }
+                p = parent;
+            }
+        }
+    }
+    let mut ready: BTreeSet<usize> = (0..resources.len()).filter(|&i| indegree[i] == 0).collect();
+    let mut order = Vec::with_capacity(resources.len());
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &j in &after[i] {
+            indegree[j] -= 1;
+            if indegree[j] == 0 {
+                ready.insert(j);
+            }
+        }
+    }
+    if order.len() == resources.len() {
+        return Ok(order);
+    }
+    // Find one cycle among the nodes left, to name it.
+    let left: Vec<usize> = (0..resources.len()).filter(|&i| indegree[i] > 0).collect();
+    let mut path = vec![left[0]];
+    let mut seen = vec![false; resources.len()];
+    seen[left[0]] = true;
+    loop {
+        let cur = *path.last().expect("path is never empty");
+        let Some(&next) = after[cur].iter().find(|&&j| indegree[j] > 0) else {
+            break;
+        };
+        if seen[next] {
+            let start = path.iter().position(|&p| p == next).unwrap_or(0);
+            let mut cycle: Vec<ResourceRef> = path[start..]
+                .iter()
+                .map(|&k| resources[k].reference())
+                .collect();
+            cycle.push(resources[next].reference());
+            return Err(cycle);
+        }
+        seen[next] = true;
+        path.push(next);
+    }
+    Err(left.iter().map(|&k| resources[k].reference()).collect())
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+
+    fn file(path: &str, requires: &[&str]) -> Resource {
+        Resource {
+            kind: ResourceKind::File {
+                path: path.into(),
+                content: String::new(),
+                template: None,
+                own: Ownership {
+                    mode: None,
+                    owner: None,
+                    group: None,
+                },
+            },
+            requires: requires
+                .iter()
+                .map(|r| ResourceRef::parse(r).unwrap())
+                .collect(),
+            notify: vec![],
+            audit: false,
+        }
+    }
+
+    fn dir(path: &str) -> Resource {
+        Resource {
+            kind: ResourceKind::Directory {
+                path: path.into(),
+                own: Ownership {
+                    mode: None,
+                    owner: None,
+                    group: None,
+                },
+            },
+            requires: vec![],
+            notify: vec![],
+            audit: false,
+        }
+    }
+
+    #[test]
+    fn declared_order_unless_constrained() {
+        let rs = vec![file("/a", &[]), file("/b", &["file:/c"]), file("/c", &[])];
+        assert_eq!(converge_order(&rs).unwrap(), vec![0, 2, 1]);
+    }
+
+    #[test]
+    fn directories_come_before_their_contents() {
+        let rs = vec![file("/etc/app/x.conf", &[]), dir("/etc/app")];
+        assert_eq!(converge_order(&rs).unwrap(), vec![1, 0]);
+    }
+
+    #[test]
+    fn cycles_are_named() {
+        let rs = vec![
+            file("/a", &["file:/b"]),
+            file("/b", &["file:/a"]),
+            file("/c", &[]),
+        ];
+        let cycle = converge_order(&rs).unwrap_err();
+        let names: Vec<String> = cycle.iter().map(|r| r.to_string()).collect();
+        assert!(names.contains(&"file:/a".to_string()) && names.contains(&"file:/b".to_string()));
+        assert!(!names.contains(&"file:/c".to_string()));
+    }
+}
