@@ -397,3 +397,213 @@ fn to_value(v: &toml::Value) -> Value {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use driftless_core::definition::{PackageEnsure, ResourceType};
+
+    fn problems(text: &str) -> Vec<String> {
+        parse(text, Path::new(".")).expect_err("should be refused")
+    }
+
+    fn one_problem(text: &str) -> String {
+        let p = problems(text);
+        assert_eq!(p.len(), 1, "expected one problem, got {p:#?}");
+        p.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn the_smallest_definition_of_the_spec_parses() {
+        let d = parse(
+            r#"
+name = "web"
+[targets]
+labels = { role = "web", dc = ["a", "b"] }
+[vars]
+greeting = "hello"
+[[resource]]
+type = "file"
+path = "/etc/motd"
+content = "{{ greeting }} from {{ node.hostname }}\n"
+mode = "0644"
+"#,
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(d.name, "web");
+        assert_eq!(d.targets.labels["dc"], vec!["a".to_string(), "b".to_string()]);
+        let ResourceKind::File { own, .. } = &d.resources[0].kind else {
+            panic!("not a file")
+        };
+        assert_eq!(own.mode, Some(0o644));
+    }
+
+    #[test]
+    fn every_type_parses_with_its_fields() {
+        let d = parse(
+            r#"
+name = "all"
+[[resource]]
+type = "directory"
+path = "/etc/app"
+[[resource]]
+type = "symlink"
+path = "/etc/app/current"
+target = "/opt/app/v2"
+[[resource]]
+type = "absent"
+path = "/etc/old"
+[[resource]]
+type = "package"
+name = "nginx"
+ensure = "1.22.1-9"
+[[resource]]
+type = "service"
+name = "nginx"
+ensure = "running"
+enable = true
+[[resource]]
+type = "group"
+name = "app"
+gid = 900
+[[resource]]
+type = "user"
+name = "app"
+uid = 900
+groups = ["app"]
+home = "/srv/app"
+shell = "/bin/sh"
+[[resource]]
+type = "exec"
+name = "migrate"
+command = "true"
+creates = "/srv/app/.migrated"
+timeout = "2m"
+requires = ["user:app", "package:nginx"]
+notify = ["service:nginx"]
+[[check]]
+name = "port"
+tcp = "127.0.0.1:80"
+interval = "10s"
+[rollout]
+waves = [0.01, 0.1, 0.5, 1.0]
+bake = "5m"
+max_unhealthy = 0.05
+on_failure = "rollback"
+"#,
+            Path::new("."),
+        )
+        .unwrap();
+        let types: Vec<ResourceType> = d.resources.iter().map(|r| r.kind.rtype()).collect();
+        assert_eq!(types.len(), 8);
+        assert!(matches!(
+            &d.resources[3].kind,
+            ResourceKind::Package { ensure: PackageEnsure::Version(v), .. } if v == "1.22.1-9"
+        ));
+        assert!(matches!(
+            &d.resources[7].kind,
+            ResourceKind::Exec { timeout_secs: Some(120), .. }
+        ));
+        assert_eq!(d.checks[0].interval_secs, 10);
+        assert_eq!(d.rollout.as_ref().unwrap().bake_secs, 300);
+    }
+
+    #[test]
+    fn unknown_fields_name_the_resource_and_the_field() {
+        let p = one_problem(
+            "name = \"x\"\n[[resource]]\ntype = \"file\"\npath = \"/a\"\ncontent = \"\"\nmdoe = \"0644\"\n",
+        );
+        assert!(p.contains("resource #1 (file:/a)") && p.contains("`mdoe`") && p.contains("unknown field"), "{p}");
+    }
+
+    #[test]
+    fn bad_modes_and_the_audit_spelling() {
+        let p = one_problem("name = \"x\"\n[[resource]]\ntype = \"file\"\npath = \"/a\"\ncontent = \"\"\nmode = \"0999\"\n");
+        assert!(p.contains("`mode`") && p.contains("0999"), "{p}");
+        let p = one_problem("name = \"x\"\n[[resource]]\ntype = \"file\"\npath = \"/a\"\ncontent = \"\"\nmode = \"audit\"\n");
+        assert!(p.contains("audit = true"), "{p}");
+        let p = one_problem("name = \"x\"\n[[resource]]\ntype = \"file\"\npath = \"/a\"\ncontent = \"\"\nmode = 644\n");
+        assert!(p.contains("octal"), "{p}");
+    }
+
+    #[test]
+    fn relative_and_dotdot_paths_are_refused() {
+        let p = one_problem("name = \"x\"\n[[resource]]\ntype = \"absent\"\npath = \"etc/a\"\n");
+        assert!(p.contains("relative"), "{p}");
+        let p = one_problem("name = \"x\"\n[[resource]]\ntype = \"absent\"\npath = \"/etc/../a\"\n");
+        assert!(p.contains(".."), "{p}");
+    }
+
+    #[test]
+    fn one_path_one_resource() {
+        let p = one_problem(
+            "name = \"x\"\n[[resource]]\ntype = \"file\"\npath = \"/a\"\ncontent = \"\"\n[[resource]]\ntype = \"absent\"\npath = \"/a\"\n",
+        );
+        assert!(p.contains("resource #2 (absent:/a)") && p.contains("resource #1 (file:/a)"), "{p}");
+    }
+
+    #[test]
+    fn references_must_name_something_and_notify_only_refreshable_things() {
+        let p = one_problem(
+            "name = \"x\"\n[[resource]]\ntype = \"file\"\npath = \"/a\"\ncontent = \"\"\nrequires = [\"file:/b\"]\n",
+        );
+        assert!(p.contains("`requires`") && p.contains("file:/b") && p.contains("names no resource"), "{p}");
+        let p = one_problem(
+            "name = \"x\"\n[[resource]]\ntype = \"file\"\npath = \"/a\"\ncontent = \"\"\nnotify = [\"file:/b\"]\n[[resource]]\ntype = \"file\"\npath = \"/b\"\ncontent = \"\"\n",
+        );
+        assert!(p.contains("notify names a service or an exec"), "{p}");
+    }
+
+    #[test]
+    fn cycles_are_refused_including_through_parent_directories() {
+        let p = one_problem(
+            "name = \"x\"\n[[resource]]\ntype = \"exec\"\nname = \"a\"\ncommand = \"true\"\nrequires = [\"exec:b\"]\n[[resource]]\ntype = \"exec\"\nname = \"b\"\ncommand = \"true\"\nrequires = [\"exec:a\"]\n",
+        );
+        assert!(p.contains("cycle") && p.contains("exec:a") && p.contains("exec:b"), "{p}");
+        let p = one_problem(
+            "name = \"x\"\n[[resource]]\ntype = \"directory\"\npath = \"/d\"\nrequires = [\"file:/d/f\"]\n[[resource]]\ntype = \"file\"\npath = \"/d/f\"\ncontent = \"\"\n",
+        );
+        assert!(p.contains("cycle"), "{p}");
+    }
+
+    #[test]
+    fn templates_are_rendered_strictly_at_sign_time() {
+        let p = one_problem("name = \"x\"\n[[resource]]\ntype = \"file\"\npath = \"/a\"\ncontent = \"{{ nope }}\"\n");
+        assert!(p.contains("resource #1 (file:/a)") && p.contains("`content`") && p.contains("undefined"), "{p}");
+        let p = one_problem("name = \"x\"\n[[resource]]\ntype = \"file\"\npath = \"/a\"\ntemplate = \"missing.j2\"\n");
+        assert!(p.contains("`template`") && p.contains("missing.j2"), "{p}");
+    }
+
+    #[test]
+    fn many_problems_are_reported_together() {
+        let p = problems(
+            "name = \"Bad Name\"\nextra = 1\n[[resource]]\ntype = \"widget\"\n[[resource]]\ntype = \"file\"\npath = \"rel\"\ncontent = \"\"\n",
+        );
+        assert!(p.len() >= 4, "{p:#?}");
+        assert!(p.iter().any(|m| m.contains("`extra`")));
+        assert!(p.iter().any(|m| m.contains("widget")));
+        assert!(p.iter().any(|m| m.contains("channel name")));
+    }
+
+    #[test]
+    fn invalid_toml_says_where() {
+        let p = one_problem("name = \"x\"\n[[resource]\n");
+        assert!(p.contains("invalid TOML at byte"), "{p}");
+    }
+
+    #[test]
+    fn rollout_waves_must_increase_to_one() {
+        let p = one_problem("name = \"x\"\n[rollout]\nwaves = [0.5, 0.1]\n");
+        assert!(p.contains("[rollout]") && p.contains("waves"), "{p}");
+    }
+
+    #[test]
+    fn example_definitions_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("definitions");
+        for name in ["base.toml", "web.toml"] {
+            let d = load(&dir.join(name)).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!d.resources.is_empty());
+        }
+    }
+}
