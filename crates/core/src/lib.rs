@@ -10,6 +10,7 @@ pub mod encoding;
 pub mod keys;
 pub mod labels;
 pub mod marks;
+pub mod proto;
 pub mod time;
 pub mod trust;
 pub mod value;

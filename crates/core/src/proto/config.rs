@@ -1,0 +1,122 @@
+//! Every default and limit of the protocol in one place, each with the reason for its value.
+
+/// Protocol parameters. [`Config::default`] suits a LAN fleet of any size; the simulator and
+/// the agent override single fields from their config files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// One gossip round: each round a node sends one digest to one random active peer
+    /// (push-pull anti-entropy) and one zone sync to one member of its zone. 1 s keeps idle
+    /// traffic to a few hundred bytes per second while a missed announcement is repaired
+    /// within a round or two.
+    pub round_ms: u64,
+    /// HyParView active view: peers kept connected and flooded with announcements. 6 gives a
+    /// connected overlay w.h.p. up to millions of nodes (the paper uses log10(N)+1 ≈ 5–6).
+    pub active_size: usize,
+    /// HyParView passive view: addresses kept to repair the active view (the paper: 30).
+    pub passive_size: usize,
+    /// Random-walk length of a ForwardJoin before the joiner enters an active view.
+    pub active_walk: u8,
+    /// Hop at which a ForwardJoin also leaves the joiner in a passive view.
+    pub passive_walk: u8,
+    /// Shuffle the passive view with a random walk every this many rounds.
+    pub shuffle_rounds: u32,
+    /// Peers carried by one shuffle (active + passive sample).
+    pub shuffle_size: usize,
+    /// A Neighbor request unanswered for this long has failed; try another passive peer.
+    pub neighbor_timeout_ms: u64,
+    /// A peer heard nothing from for this long is gone (SPEC: 10 s).
+    pub peer_timeout_ms: u64,
+    /// Send a Ping to an active peer we have sent nothing to for this long, so that silence
+    /// means absence. A third of the peer timeout survives two lost pings.
+    pub keepalive_ms: u64,
+    /// A fetch unanswered for this long is retried from another peer that announced it.
+    pub fetch_timeout_ms: u64,
+    /// Zones of the fleet view: nodes whose id hashes share the top `zone_bits` bits form a
+    /// zone and hold each other's full status. 0: one zone, everyone sees everyone (small
+    /// fleets). Choose so that zones hold about 100–200 nodes: [`Config::zone_bits_for`].
+    pub zone_bits: u8,
+    /// A new own status is pushed at once to this many random zone members; the zone sync of
+    /// every round repairs the rest.
+    pub status_fanout: usize,
+    /// Full statuses of failing, drifting or unhealthy nodes outside the own zone, at most.
+    pub notable_cap: usize,
+    /// Notable statuses carried by one round's digest, at most.
+    pub notable_per_round: usize,
+    /// A status not refreshed for this long is dropped: its node is gone.
+    pub status_ttl_ms: u64,
+    /// A node re-signs its status at least this often, so it does not age out.
+    pub status_refresh_ms: u64,
+    /// A zone leader re-issues its zone's summary at least this often, even unchanged.
+    pub row_refresh_ms: u64,
+    /// A newly learned zone summary is pushed along for this many rounds (rumor mongering).
+    pub row_hot_rounds: u8,
+    /// Zone summaries carried by one message, at most.
+    pub rows_per_message: usize,
+    /// Re-apply the current bundles this often (with ±10% jitter), to undo drift that no
+    /// watch saw. `None`: never (the simulator's models set it).
+    pub reapply_ms: Option<u64>,
+    /// A peer that sent this many refused messages is disconnected.
+    pub bad_peer_limit: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            round_ms: 1000,
+            active_size: 6,
+            passive_size: 30,
+            active_walk: 6,
+            passive_walk: 3,
+            shuffle_rounds: 20,
+            shuffle_size: 8,
+            neighbor_timeout_ms: 1000,
+            peer_timeout_ms: 10_000,
+            keepalive_ms: 3_000,
+            fetch_timeout_ms: 2_000,
+            zone_bits: 0,
+            status_fanout: 3,
+            notable_cap: 64,
+            notable_per_round: 2,
+            status_ttl_ms: 600_000,
+            status_refresh_ms: 120_000,
+            row_refresh_ms: 30_000,
+            row_hot_rounds: 6,
+            rows_per_message: 256,
+            reapply_ms: Some(1_800_000),
+            bad_peer_limit: 16,
+        }
+    }
+}
+
+impl Config {
+    /// Zone bits for a fleet of about `nodes`: one zone up to 256 nodes, then zones of
+    /// 128–256 nodes.
+    pub fn zone_bits_for(nodes: usize) -> u8 {
+        let mut bits = 0u8;
+        while bits < 24 && (nodes >> bits) > 256 {
+            bits += 1;
+        }
+        bits
+    }
+}
+
+/// Limits on what a peer may send, checked while decoding.
+pub mod limits {
+    /// A wire message other than a bundle is small; this bounds what one peer can make us
+    /// allocate for it.
+    pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+    /// Peers in one Shuffle or ShuffleReply.
+    pub const MAX_PEERS_PER_MESSAGE: usize = 64;
+    /// Announcements (channels) in one message.
+    pub const MAX_CHANNELS: usize = 64;
+    /// Statuses in one message.
+    pub const MAX_STATUSES: usize = 256;
+    /// Entries of a zone digest: zones are built to hold up to a few hundred nodes.
+    pub const MAX_ZONE_ENTRIES: usize = 4096;
+    /// Zone summary rows in one message.
+    pub const MAX_ROWS: usize = 1024;
+    /// Labels, channels and failing checks in one status.
+    pub const MAX_STATUS_ITEMS: usize = 64;
+    /// Counts in one zone summary row.
+    pub const MAX_ROW_COUNTS: usize = 256;
+}

@@ -1,0 +1,203 @@
+//! Wire messages between nodes, as versioned postcard envelopes with every size bounded.
+//!
+//! ```text
+//! message = "DLWM" v1 Message
+//! ```
+//!
+//! A bundle travels inside a message as its own encoded bytes (a bundle envelope within the
+//! message envelope), so the receiver decodes it with the bundle size limit and verifies it
+//! before anything else.
+
+use super::config::limits;
+use super::fleet::ZoneRow;
+use super::status::SignedStatus;
+use super::PeerId;
+use crate::bundle::{Bundle, BundleHash};
+use crate::encoding::{self, DecodeError};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::sync::Arc;
+
+pub const MESSAGE_MAGIC: &[u8; 4] = b"DLWM";
+pub const MESSAGE_FORMAT: u16 = 1;
+
+/// "I hold `version` of `channel`, with this hash; fetch it from me." `hops` counts the
+/// announcements between the publisher and the sender (for measurements only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announcement {
+    pub channel: String,
+    pub version: u64,
+    pub hash: BundleHash,
+    pub hops: u16,
+}
+
+/// One round of push-pull anti-entropy: what the sender holds, plus fleet-view news.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest<P> {
+    pub channels: Vec<Announcement>,
+    /// Zone summaries learned recently (rumors) or, on a new connection, all of them.
+    pub rows: Vec<Arc<ZoneRow<P>>>,
+    /// A few full statuses of failing, drifting or unhealthy nodes.
+    pub notable: Vec<Arc<SignedStatus<P>>>,
+    /// Answer with a digest of your own (the push-pull half); false on the answer itself.
+    pub reply: bool,
+}
+
+/// A bundle on the wire: its bytes, decoded with the size limit on arrival.
+#[derive(Debug, Clone)]
+pub struct WireBundle(pub Arc<Bundle>);
+
+impl PartialEq for WireBundle {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.hash() == other.0.hash()
+    }
+}
+impl Eq for WireBundle {}
+
+impl Serialize for WireBundle {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0.encode())
+    }
+}
+
+impl<'de> Deserialize<'de> for WireBundle {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes: Vec<u8> = serde::de::Deserialize::deserialize(d)?;
+        Bundle::decode(&bytes, crate::trust::DEFAULT_MAX_BUNDLE_BYTES)
+            .map(|b| WireBundle(Arc::new(b)))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message<P> {
+    // --- membership (HyParView) ---
+    /// A new node asks the receiver to take it in.
+    Join,
+    /// The joiner, passed on a random walk until `ttl` runs out.
+    ForwardJoin {
+        joiner: P,
+        ttl: u8,
+    },
+    /// Ask to enter the receiver's active view; `high` when the sender has no active peer.
+    Neighbor {
+        high: bool,
+    },
+    /// The receiver took the sender into its active view.
+    NeighborAccept,
+    /// Leave the receiver's active view; `alive`: keep me in your passive view.
+    Disconnect {
+        alive: bool,
+    },
+    /// A sample of the origin's views on a random walk.
+    Shuffle {
+        origin: P,
+        peers: Vec<P>,
+        ttl: u8,
+    },
+    ShuffleReply {
+        peers: Vec<P>,
+    },
+    /// Keep-alive; any message counts as a sign of life.
+    Ping,
+    // --- dissemination ---
+    /// New versions the sender holds and verified.
+    Announce(Vec<Announcement>),
+    /// Send me the bundle with this hash.
+    Fetch(BundleHash),
+    /// A bundle, in answer to a fetch.
+    Bundle(WireBundle),
+    /// A round of anti-entropy.
+    Digest(Digest<P>),
+    // --- fleet view ---
+    /// Full signed statuses (own-zone news, or answers to a zone sync).
+    Statuses(Vec<Arc<SignedStatus<P>>>),
+    /// Zone anti-entropy: a fingerprint of the sender's zone table; on a mismatch, the entries.
+    ZoneSync {
+        zone: u32,
+        fingerprint: u64,
+        entries: Option<Vec<(P, u64)>>,
+    },
+    /// Send me these nodes' statuses.
+    ZoneWant(Vec<P>),
+}
+
+impl<P: PeerId> Message<P> {
+    pub fn encode(&self) -> Vec<u8> {
+        encoding::encode(MESSAGE_MAGIC, MESSAGE_FORMAT, self)
+    }
+
+    /// Decode untrusted bytes: size first, then the envelope, then every count.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let limit = limits::MAX_MESSAGE_BYTES + crate::trust::DEFAULT_MAX_BUNDLE_BYTES;
+        if bytes.len() > limit {
+            return Err(DecodeError::TooLarge {
+                what: "message",
+                len: bytes.len(),
+                limit,
+            });
+        }
+        let (_v, body) = encoding::open("message", MESSAGE_MAGIC, MESSAGE_FORMAT, bytes)?;
+        let msg: Message<P> = encoding::body("message", body)?;
+        if !matches!(msg, Message::Bundle(_)) && bytes.len() > limits::MAX_MESSAGE_BYTES {
+            return Err(DecodeError::TooLarge {
+                what: "message",
+                len: bytes.len(),
+                limit: limits::MAX_MESSAGE_BYTES,
+            });
+        }
+        msg.check_limits()?;
+        Ok(msg)
+    }
+
+    fn check_limits(&self) -> Result<(), DecodeError> {
+        let over = |what: &'static str, len: usize, limit: usize| {
+            if len > limit {
+                Err(DecodeError::TooLarge { what, len, limit })
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            Message::Shuffle { peers, .. } | Message::ShuffleReply { peers } => {
+                over("peer list", peers.len(), limits::MAX_PEERS_PER_MESSAGE)
+            }
+            Message::Announce(a) => over("announcement list", a.len(), limits::MAX_CHANNELS),
+            Message::Digest(d) => {
+                over("digest channels", d.channels.len(), limits::MAX_CHANNELS)?;
+                over("digest rows", d.rows.len(), limits::MAX_ROWS)?;
+                over("digest statuses", d.notable.len(), limits::MAX_STATUSES)?;
+                for r in &d.rows {
+                    over("row counts", r.counts.len(), limits::MAX_ROW_COUNTS)?;
+                }
+                Ok(())
+            }
+            Message::Statuses(s) => over("status list", s.len(), limits::MAX_STATUSES),
+            Message::ZoneSync {
+                entries: Some(e), ..
+            } => over("zone entries", e.len(), limits::MAX_ZONE_ENTRIES),
+            Message::ZoneWant(w) => over("zone want list", w.len(), limits::MAX_ZONE_ENTRIES),
+            _ => Ok(()),
+        }
+    }
+
+    /// A stable label for counting traffic by kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Join => "join",
+            Message::ForwardJoin { .. } => "forward_join",
+            Message::Neighbor { .. } => "neighbor",
+            Message::NeighborAccept => "neighbor_accept",
+            Message::Disconnect { .. } => "disconnect",
+            Message::Shuffle { .. } => "shuffle",
+            Message::ShuffleReply { .. } => "shuffle_reply",
+            Message::Ping => "ping",
+            Message::Announce(_) => "announce",
+            Message::Fetch(_) => "fetch",
+            Message::Bundle(_) => "bundle",
+            Message::Digest(_) => "digest",
+            Message::Statuses(_) => "statuses",
+            Message::ZoneSync { .. } => "zone_sync",
+            Message::ZoneWant(_) => "zone_want",
+        }
+    }
+}

@@ -1,0 +1,924 @@
+//! One node's protocol state: events in, actions out.
+//!
+//! Dissemination: a node that accepts a new version (verified by the door, above its
+//! high-water mark) persists it, hands it to apply when it targets this node, and announces
+//! it (channel, version, hash) to every active peer. A peer that learns of a newer version
+//! fetches the bundle by hash from the first peer that announced it, once; other announcers
+//! are kept as alternates for a retry. Every round a node sends a digest of what it holds to
+//! one random peer, who answers with its own (push-pull): whoever is behind fetches. So a
+//! bundle crosses each node about once, and a node that was down or cut off catches up
+//! within a round or two of reconnecting, with no re-publish.
+
+use super::config::Config;
+use super::door::Door;
+use super::fleet::FleetView;
+use super::membership::Membership;
+use super::message::{Announcement, Digest, Message, WireBundle};
+use super::status::{ApplyState, ChannelStatus, LastApply, SignedStatus, StatusBody};
+use super::{below, sample, Now, PeerId};
+use crate::bundle::{Bundle, BundleHash, VerifiedBundle};
+use crate::labels::Labels;
+use crate::marks::{MarkDecision, Marks};
+use ed25519_dalek::SigningKey;
+use rand_core::RngCore;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Concurrent fetches at most (a peer cannot make us chase many hashes at once).
+const MAX_FETCHES: usize = 8;
+/// Alternates remembered per fetch.
+const MAX_ALTERNATES: usize = 4;
+/// Refused bundle hashes remembered, so they are not fetched again.
+const REFUSED_MEMORY: usize = 16;
+/// Every this many rounds, the anti-entropy peer is drawn from the passive view instead of
+/// the active one, so that separate overlays (a healed partition) find each other.
+const PASSIVE_DIGEST_EVERY: u64 = 4;
+/// Expire statuses every this many rounds (it walks the zone table).
+const EXPIRE_EVERY: u64 = 10;
+
+#[derive(Debug)]
+pub enum Event<P> {
+    /// Start, or restart after a crash: join the overlay through these peers.
+    Start { bootstrap: Vec<P> },
+    /// A decoded message from a peer.
+    Message { from: P, msg: Message<P> },
+    /// The time asked for with [`Action::WakeAt`] has come (early ticks are harmless).
+    Tick,
+    /// A bundle handed to this node (`driftless publish`); verified like any other.
+    Publish(Arc<Bundle>),
+    /// The apply of `version` finished.
+    ApplyFinished {
+        channel: String,
+        version: u64,
+        ok: bool,
+    },
+    /// Health checks ran.
+    Health { healthy: bool, failing: Vec<String> },
+    /// Drift seen and undone since the last report (increments).
+    Drift { detected: u64, corrected: u64 },
+    /// The transport lost the connection to a peer.
+    PeerDown(P),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyReason {
+    NewVersion,
+    Reapply,
+}
+
+#[derive(Debug)]
+pub enum Action<P> {
+    Send {
+        to: P,
+        msg: Message<P>,
+    },
+    Disconnect(P),
+    /// Converge to this bundle; answer with [`Event::ApplyFinished`]. Never blocks gossip.
+    Apply {
+        bundle: Arc<VerifiedBundle>,
+        reason: ApplyReason,
+    },
+    /// Write atomically before carrying out the actions after it.
+    PersistMarks(Marks),
+    PersistBundle(Arc<VerifiedBundle>),
+    PersistStatus(Arc<SignedStatus<P>>),
+    /// Deliver [`Event::Tick`] at this monotonic time.
+    WakeAt(u64),
+    /// Something was refused (already counted); for the log.
+    Refused {
+        from: Option<P>,
+        reason: &'static str,
+        detail: String,
+    },
+    /// A new version was verified and stored.
+    Accepted {
+        channel: String,
+        version: u64,
+        hash: BundleHash,
+        hops: u16,
+    },
+}
+
+/// What survives a crash: written through the Persist actions, handed back on restart.
+#[derive(Debug, Clone, Default)]
+pub struct Persisted<P> {
+    pub marks: Marks,
+    pub bundles: Vec<Arc<Bundle>>,
+    pub status: Option<Arc<SignedStatus<P>>>,
+    /// Peers to re-join through (the agent's bootstrap list and last active view).
+    pub peers: Vec<P>,
+}
+
+#[derive(Debug, Clone)]
+struct Held {
+    bundle: Arc<Bundle>,
+    verified: Arc<VerifiedBundle>,
+    hops: u16,
+}
+
+#[derive(Debug, Clone)]
+struct Fetch<P> {
+    hash: BundleHash,
+    hops: u16,
+    from: P,
+    deadline: u64,
+    alternates: Vec<P>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct ChannelState {
+    applied: u64,
+    state: Option<ApplyState>,
+    applying: Option<u64>,
+}
+
+/// Counters a driver reads for metrics and the simulator for its figures.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub refused: BTreeMap<&'static str, u64>,
+    pub bundles_received: u64,
+    pub statuses_signed: u64,
+}
+
+pub struct Node<P> {
+    cfg: Config,
+    me: P,
+    key: SigningKey,
+    labels: Labels,
+    members: Membership<P>,
+    marks: Marks,
+    held: BTreeMap<String, Held>,
+    channels: BTreeMap<String, ChannelState>,
+    fetches: Vec<Fetch<P>>,
+    refused_hashes: Vec<BundleHash>,
+    bad: BTreeMap<P, u32>,
+    fleet: FleetView<P>,
+    own: Option<Arc<SignedStatus<P>>>,
+    drift_detected: u64,
+    drift_corrected: u64,
+    healthy: bool,
+    failing: Vec<String>,
+    last_apply: Option<LastApply>,
+    status_dirty: bool,
+    round: u64,
+    next_round: u64,
+    next_reapply: Option<u64>,
+    wake: Option<u64>,
+    pub stats: Stats,
+}
+
+impl<P: PeerId> Node<P> {
+    /// A node with nothing but its identity; deliver [`Event::Start`] next.
+    pub fn new(cfg: Config, me: P, key: SigningKey, labels: Labels) -> Self {
+        Node {
+            fleet: FleetView::new(&cfg, me.clone()),
+            members: Membership::new(me.clone()),
+            cfg,
+            me,
+            key,
+            labels,
+            marks: Marks::default(),
+            held: BTreeMap::new(),
+            channels: BTreeMap::new(),
+            fetches: Vec::new(),
+            refused_hashes: Vec::new(),
+            bad: BTreeMap::new(),
+            own: None,
+            drift_detected: 0,
+            drift_corrected: 0,
+            healthy: true,
+            failing: Vec::new(),
+            last_apply: None,
+            status_dirty: true,
+            round: 0,
+            next_round: 0,
+            next_reapply: None,
+            wake: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// A node restarted from what it persisted. Stored bundles pass the door again.
+    pub fn restore(
+        cfg: Config,
+        me: P,
+        key: SigningKey,
+        labels: Labels,
+        saved: &Persisted<P>,
+        now: Now,
+        door: &dyn Door<P>,
+    ) -> Self {
+        let mut node = Node::new(cfg, me, key, labels);
+        node.marks = saved.marks.clone();
+        if let Some(s) = &saved.status {
+            node.drift_detected = s.body.drift_detected;
+            node.drift_corrected = s.body.drift_corrected;
+            for c in &s.body.channels {
+                node.channels.insert(
+                    c.channel.clone(),
+                    ChannelState {
+                        applied: c.version,
+                        state: Some(c.state),
+                        applying: None,
+                    },
+                );
+            }
+        }
+        for b in &saved.bundles {
+            if let Ok(v) = door.verify_bundle(b, now.wall()) {
+                let ch = v.header().channel.clone();
+                node.held.insert(
+                    ch,
+                    Held {
+                        bundle: b.clone(),
+                        verified: v,
+                        hops: 0,
+                    },
+                );
+            }
+        }
+        node
+    }
+
+    // ----- read-only views for drivers -----
+
+    pub fn id(&self) -> &P {
+        &self.me
+    }
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+    pub fn fleet(&self) -> &FleetView<P> {
+        &self.fleet
+    }
+    pub fn active_peers(&self) -> Vec<P> {
+        self.members.active_ids().cloned().collect()
+    }
+    pub fn passive_peers(&self) -> &[P] {
+        &self.members.passive
+    }
+    pub fn marks(&self) -> &Marks {
+        &self.marks
+    }
+    /// The newest accepted version of a channel and how many hops its announcement took.
+    pub fn held(&self, channel: &str) -> Option<(u64, BundleHash, u16)> {
+        self.held
+            .get(channel)
+            .map(|h| (h.verified.header().version, h.verified.hash(), h.hops))
+    }
+    /// The version running and the state of the newest accepted one.
+    pub fn applied(&self, channel: &str) -> Option<(u64, ApplyState)> {
+        self.channels
+            .get(channel)
+            .and_then(|c| c.state.map(|s| (c.applied, s)))
+    }
+    pub fn own_status(&self) -> Option<&Arc<SignedStatus<P>>> {
+        self.own.as_ref()
+    }
+    /// What to persist in full (the Persist actions carry the same, piece by piece).
+    pub fn persisted(&self) -> Persisted<P> {
+        Persisted {
+            marks: self.marks.clone(),
+            bundles: self.held.values().map(|h| h.bundle.clone()).collect(),
+            status: self.own.clone(),
+            peers: self.active_peers(),
+        }
+    }
+
+    // ----- the state machine -----
+
+    pub fn handle(
+        &mut self,
+        event: Event<P>,
+        now: Now,
+        rng: &mut dyn RngCore,
+        door: &dyn Door<P>,
+        out: &mut Vec<Action<P>>,
+    ) {
+        match event {
+            Event::Start { bootstrap } => {
+                self.members.join(&self.cfg, &bootstrap, now.mono_ms, out);
+                // Spread the first rounds of the fleet over one interval.
+                self.next_round = now.mono_ms + below(rng, self.cfg.round_ms as usize + 1) as u64;
+                if let Some(every) = self.cfg.reapply_ms {
+                    self.next_reapply = Some(now.mono_ms + jitter(rng, every));
+                }
+                // Converge to what we hold (after a restart).
+                let held: Vec<Arc<VerifiedBundle>> =
+                    self.held.values().map(|h| h.verified.clone()).collect();
+                for v in held {
+                    self.maybe_apply(v, ApplyReason::Reapply, out);
+                }
+                self.status_dirty = true;
+            }
+            Event::Message { from, msg } => self.on_message(from, msg, now, rng, door, out),
+            Event::Tick => self.on_tick(now, rng, door, out),
+            Event::Publish(bundle) => self.accept(bundle, None, 0, now, door, out),
+            Event::ApplyFinished {
+                channel,
+                version,
+                ok,
+            } => self.on_applied(channel, version, ok, now, out),
+            Event::Health { healthy, failing } => {
+                if healthy != self.healthy || failing != self.failing {
+                    self.healthy = healthy;
+                    self.failing = failing;
+                    self.status_dirty = true;
+                }
+            }
+            Event::Drift {
+                detected,
+                corrected,
+            } => {
+                if detected + corrected > 0 {
+                    self.drift_detected += detected;
+                    self.drift_corrected += corrected;
+                    self.status_dirty = true;
+                }
+            }
+            Event::PeerDown(p) => self.members.peer_down(&p, now.mono_ms),
+        }
+        self.after(now, rng, out);
+    }
+
+    fn send(&mut self, to: P, msg: Message<P>, now: Now, out: &mut Vec<Action<P>>) {
+        self.members.note_sent(&to, now.mono_ms);
+        out.push(Action::Send { to, msg });
+    }
+
+    /// Bookkeeping after every event: greet new neighbours, sign a changed status, ask for
+    /// the next wake-up.
+    fn after(&mut self, now: Now, rng: &mut dyn RngCore, out: &mut Vec<Action<P>>) {
+        self.members.downs.clear();
+        let ups = std::mem::take(&mut self.members.ups);
+        for p in ups {
+            // On every (re)connection, exchange digests and all zone rows.
+            let d = Digest {
+                channels: self.digest_channels(),
+                rows: self.fleet.all_rows(&self.cfg),
+                notable: self.notable_sample(rng),
+                reply: true,
+            };
+            self.send(p, Message::Digest(d), now, out);
+        }
+        if self.status_dirty {
+            self.issue_status(now, rng, out);
+        }
+        let mut next = self.next_round;
+        if let Some(d) = self.members.next_deadline() {
+            next = next.min(d);
+        }
+        if let Some(f) = self.fetches.iter().map(|f| f.deadline).min() {
+            next = next.min(f);
+        }
+        if let Some(r) = self.next_reapply {
+            next = next.min(r);
+        }
+        let next = next.max(now.mono_ms + 1);
+        if self.wake != Some(next) {
+            self.wake = Some(next);
+            out.push(Action::WakeAt(next));
+        }
+    }
+
+    fn on_tick(
+        &mut self,
+        now: Now,
+        rng: &mut dyn RngCore,
+        door: &dyn Door<P>,
+        out: &mut Vec<Action<P>>,
+    ) {
+        if self.wake.is_some_and(|w| w <= now.mono_ms) {
+            self.wake = None;
+        }
+        self.members.expire(now.mono_ms);
+        self.retry_fetches(now, out);
+        if let Some(r) = self.next_reapply {
+            if r <= now.mono_ms {
+                let every = self.cfg.reapply_ms.unwrap_or(u64::MAX / 4);
+                self.next_reapply = Some(now.mono_ms + jitter(rng, every));
+                let held: Vec<Arc<VerifiedBundle>> =
+                    self.held.values().map(|h| h.verified.clone()).collect();
+                for v in held {
+                    self.maybe_apply(v, ApplyReason::Reapply, out);
+                }
+            }
+        }
+        if now.mono_ms >= self.next_round {
+            self.round += 1;
+            self.next_round = now.mono_ms + self.cfg.round_ms;
+            self.on_round(now, rng, door, out);
+        }
+    }
+
+    fn on_round(
+        &mut self,
+        now: Now,
+        rng: &mut dyn RngCore,
+        _door: &dyn Door<P>,
+        out: &mut Vec<Action<P>>,
+    ) {
+        self.members
+            .tick(&self.cfg, self.round, now.mono_ms, rng, out);
+        // Push-pull anti-entropy with one random peer.
+        let peer = if self.round.is_multiple_of(PASSIVE_DIGEST_EVERY) {
+            self.members
+                .random_passive(rng)
+                .or_else(|| self.members.random_active(rng))
+        } else {
+            self.members.random_active(rng)
+        };
+        let rows = self.fleet.take_hot(&self.cfg);
+        if let Some(p) = peer {
+            let d = Digest {
+                channels: self.digest_channels(),
+                rows,
+                notable: self.notable_sample(rng),
+                reply: true,
+            };
+            self.send(p, Message::Digest(d), now, out);
+        }
+        // Zone anti-entropy with one member of the own zone.
+        let contacts = self.zone_contacts();
+        if !contacts.is_empty() {
+            let p = contacts[below(rng, contacts.len())].clone();
+            let msg = Message::ZoneSync {
+                zone: self.fleet.my_zone,
+                fingerprint: self.fleet.fingerprint(),
+                entries: None,
+            };
+            self.send(p, msg, now, out);
+        }
+        if self.round.is_multiple_of(EXPIRE_EVERY) {
+            self.fleet.expire(&self.cfg, now.wall_ms);
+        }
+        let mut row_contacts = sample(rng, &contacts, 2);
+        row_contacts.push(self.me.clone());
+        self.fleet
+            .maybe_issue_row(&self.cfg, now.wall_ms, row_contacts);
+        if self.own.as_ref().is_some_and(|s| {
+            now.wall_ms.saturating_sub(s.body.issued_ms) >= self.cfg.status_refresh_ms
+        }) {
+            self.status_dirty = true;
+        }
+    }
+
+    fn zone_contacts(&self) -> Vec<P> {
+        self.fleet
+            .zone_contacts(self.members.active_ids().chain(self.members.passive.iter()))
+    }
+
+    fn digest_channels(&self) -> Vec<Announcement> {
+        self.held
+            .iter()
+            .map(|(ch, h)| Announcement {
+                channel: ch.clone(),
+                version: h.verified.header().version,
+                hash: h.verified.hash(),
+                hops: h.hops,
+            })
+            .collect()
+    }
+
+    fn notable_sample(&self, rng: &mut dyn RngCore) -> Vec<Arc<SignedStatus<P>>> {
+        let mut v: Vec<Arc<SignedStatus<P>>> = Vec::new();
+        if let Some(own) = &self.own {
+            if own.body.is_notable() {
+                v.push(own.clone());
+            }
+        }
+        let k = self.cfg.notable_per_round.saturating_sub(v.len());
+        if k > 0 && !self.fleet.notable.is_empty() {
+            let all: Vec<&Arc<SignedStatus<P>>> = self.fleet.notable.values().collect();
+            for s in sample(rng, &all, k) {
+                v.push(s.clone());
+            }
+        }
+        v
+    }
+
+    fn refuse(
+        &mut self,
+        from: Option<&P>,
+        reason: &'static str,
+        detail: String,
+        out: &mut Vec<Action<P>>,
+    ) {
+        *self.stats.refused.entry(reason).or_default() += 1;
+        if let Some(p) = from {
+            let n = self.bad.entry(p.clone()).or_default();
+            *n += 1;
+            if *n >= self.cfg.bad_peer_limit {
+                self.bad.remove(p);
+                self.members.peer_down(p, 0);
+                out.push(Action::Disconnect(p.clone()));
+            }
+        }
+        out.push(Action::Refused {
+            from: from.cloned(),
+            reason,
+            detail,
+        });
+    }
+
+    fn on_message(
+        &mut self,
+        from: P,
+        msg: Message<P>,
+        now: Now,
+        rng: &mut dyn RngCore,
+        door: &dyn Door<P>,
+        out: &mut Vec<Action<P>>,
+    ) {
+        if from == self.me {
+            return;
+        }
+        self.members.heard(&from, now.mono_ms);
+        if self
+            .members
+            .handle(&self.cfg, &from, &msg, now.mono_ms, rng, out)
+        {
+            return;
+        }
+        match msg {
+            Message::Announce(list) => {
+                for a in list {
+                    self.consider(a, &from, now, out);
+                }
+            }
+            Message::Fetch(hash) => {
+                let found = self
+                    .held
+                    .values()
+                    .find(|h| h.verified.hash() == hash)
+                    .map(|h| h.bundle.clone());
+                if let Some(b) = found {
+                    self.send(from, Message::Bundle(WireBundle(b)), now, out);
+                }
+            }
+            Message::Bundle(WireBundle(b)) => {
+                let hash = b.hash();
+                let Some(i) = self.fetches.iter().position(|f| f.hash == hash) else {
+                    self.refuse(
+                        Some(&from),
+                        "unsolicited",
+                        format!("bundle {} that was not asked for", hash.short()),
+                        out,
+                    );
+                    return;
+                };
+                let f = self.fetches.swap_remove(i);
+                self.stats.bundles_received += 1;
+                self.accept(b, Some(&from), f.hops.saturating_add(1), now, door, out);
+            }
+            Message::Digest(d) => {
+                for a in d.channels.iter() {
+                    self.consider(a.clone(), &from, now, out);
+                }
+                for row in &d.rows {
+                    self.fleet.receive_row(&self.cfg, row);
+                }
+                for s in d.notable {
+                    self.take_status(&from, s, door, out);
+                }
+                if d.reply {
+                    let rows = self.fleet.take_hot(&self.cfg);
+                    let reply = Digest {
+                        channels: self.digest_channels(),
+                        rows,
+                        notable: self.notable_sample(rng),
+                        reply: false,
+                    };
+                    self.send(from, Message::Digest(reply), now, out);
+                }
+            }
+            Message::Statuses(list) => {
+                for s in list {
+                    self.take_status(&from, s, door, out);
+                }
+            }
+            Message::ZoneSync {
+                zone,
+                fingerprint,
+                entries,
+            } => {
+                if zone != self.fleet.my_zone {
+                    return;
+                }
+                match entries {
+                    None => {
+                        if fingerprint != self.fleet.fingerprint() {
+                            let msg = Message::ZoneSync {
+                                zone,
+                                fingerprint: self.fleet.fingerprint(),
+                                entries: Some(self.fleet.zone_entries()),
+                            };
+                            self.send(from, msg, now, out);
+                        }
+                    }
+                    Some(theirs) => {
+                        let theirs: BTreeMap<P, u64> = theirs.into_iter().collect();
+                        let mut push = Vec::new();
+                        for (p, s) in &self.fleet.zone {
+                            if theirs.get(p).is_none_or(|t| *t < s.body.issued_ms) {
+                                push.push(s.clone());
+                            }
+                        }
+                        let want: Vec<P> = theirs
+                            .iter()
+                            .filter(|(p, t)| {
+                                self.fleet
+                                    .zone
+                                    .get(*p)
+                                    .is_none_or(|s| s.body.issued_ms < **t)
+                            })
+                            .map(|(p, _)| p.clone())
+                            .collect();
+                        for chunk in push.chunks(super::config::limits::MAX_STATUSES) {
+                            self.send(from.clone(), Message::Statuses(chunk.to_vec()), now, out);
+                        }
+                        if !want.is_empty() {
+                            self.send(from, Message::ZoneWant(want), now, out);
+                        }
+                    }
+                }
+            }
+            Message::ZoneWant(want) => {
+                let list: Vec<Arc<SignedStatus<P>>> = want
+                    .iter()
+                    .filter_map(|p| self.fleet.status(p).cloned())
+                    .collect();
+                for chunk in list.chunks(super::config::limits::MAX_STATUSES) {
+                    self.send(from.clone(), Message::Statuses(chunk.to_vec()), now, out);
+                }
+            }
+            // Membership messages were handled above.
+            _ => {}
+        }
+    }
+
+    /// A signed status from the network: verify with the issuer's node key, then keep.
+    fn take_status(
+        &mut self,
+        from: &P,
+        s: Arc<SignedStatus<P>>,
+        door: &dyn Door<P>,
+        out: &mut Vec<Action<P>>,
+    ) {
+        if s.body.node == self.me {
+            return; // only we speak for ourselves
+        }
+        if let Some(have) = self.fleet.status(&s.body.node) {
+            if have.body.issued_ms >= s.body.issued_ms {
+                return; // nothing new: skip the signature check
+            }
+        }
+        let Some(key) = door.node_key(&s.body.node) else {
+            self.refuse(
+                Some(from),
+                "unknown_node",
+                format!("status of unknown node {:?}", s.body.node),
+                out,
+            );
+            return;
+        };
+        if !s.verify(&key, door.signatures()) {
+            self.refuse(
+                Some(from),
+                "bad_status_signature",
+                format!("status of {:?} does not verify", s.body.node),
+                out,
+            );
+            return;
+        }
+        self.fleet.insert(&self.cfg, s);
+    }
+
+    /// A peer says it holds a version: fetch it if it is newer than anything we accepted.
+    fn consider(&mut self, a: Announcement, from: &P, now: Now, out: &mut Vec<Action<P>>) {
+        if let Some(mark) = self.marks.get(&a.channel) {
+            if a.version <= mark.version {
+                return;
+            }
+        }
+        if self.refused_hashes.contains(&a.hash) {
+            return;
+        }
+        if let Some(f) = self.fetches.iter_mut().find(|f| f.hash == a.hash) {
+            if f.from != *from
+                && !f.alternates.contains(from)
+                && f.alternates.len() < MAX_ALTERNATES
+            {
+                f.alternates.push(from.clone());
+            }
+            return;
+        }
+        if self.fetches.len() >= MAX_FETCHES {
+            return;
+        }
+        self.fetches.push(Fetch {
+            hash: a.hash,
+            hops: a.hops,
+            from: from.clone(),
+            deadline: now.mono_ms + self.cfg.fetch_timeout_ms,
+            alternates: Vec::new(),
+        });
+        self.send(from.clone(), Message::Fetch(a.hash), now, out);
+    }
+
+    fn retry_fetches(&mut self, now: Now, out: &mut Vec<Action<P>>) {
+        let timeout = self.cfg.fetch_timeout_ms;
+        let mut resend = Vec::new();
+        self.fetches.retain_mut(|f| {
+            if f.deadline > now.mono_ms {
+                return true;
+            }
+            if f.alternates.is_empty() {
+                return false; // anti-entropy will bring it back
+            }
+            f.from = f.alternates.remove(0);
+            f.deadline = now.mono_ms + timeout;
+            resend.push((f.from.clone(), f.hash));
+            true
+        });
+        for (to, hash) in resend {
+            self.send(to, Message::Fetch(hash), now, out);
+        }
+    }
+
+    /// The door: verify, check the mark, then store, persist, apply and announce.
+    fn accept(
+        &mut self,
+        bundle: Arc<Bundle>,
+        from: Option<&P>,
+        hops: u16,
+        now: Now,
+        door: &dyn Door<P>,
+        out: &mut Vec<Action<P>>,
+    ) {
+        let hash = bundle.hash();
+        let verified = match door.verify_bundle(&bundle, now.wall()) {
+            Ok(v) => v,
+            Err(r) => {
+                self.remember_refused(hash);
+                self.refuse(from, r.reason(), r.to_string(), out);
+                return;
+            }
+        };
+        let header = verified.header().clone();
+        match self.marks.decide(&header, hash) {
+            Err(r) => {
+                self.remember_refused(hash);
+                self.refuse(from, r.reason(), r.to_string(), out);
+                return;
+            }
+            Ok(MarkDecision::Same) => return,
+            Ok(MarkDecision::New) => {}
+        }
+        self.marks.record(&header, hash);
+        out.push(Action::PersistMarks(self.marks.clone()));
+        out.push(Action::PersistBundle(verified.clone()));
+        out.push(Action::Accepted {
+            channel: header.channel.clone(),
+            version: header.version,
+            hash,
+            hops,
+        });
+        self.fetches.retain(|f| f.hash != hash);
+        self.held.insert(
+            header.channel.clone(),
+            Held {
+                bundle,
+                verified: verified.clone(),
+                hops,
+            },
+        );
+        self.maybe_apply(verified, ApplyReason::NewVersion, out);
+        // Announce onwards to every active peer but the one it came from.
+        let a = Announcement {
+            channel: header.channel.clone(),
+            version: header.version,
+            hash,
+            hops,
+        };
+        let peers: Vec<P> = self
+            .members
+            .active_ids()
+            .filter(|p| Some(*p) != from)
+            .cloned()
+            .collect();
+        for p in peers {
+            self.send(p, Message::Announce(vec![a.clone()]), now, out);
+        }
+    }
+
+    fn remember_refused(&mut self, hash: BundleHash) {
+        if self.refused_hashes.len() >= REFUSED_MEMORY {
+            self.refused_hashes.remove(0);
+        }
+        self.refused_hashes.push(hash);
+    }
+
+    /// Hand a bundle to apply if it targets this node and no apply of the channel runs.
+    fn maybe_apply(
+        &mut self,
+        v: Arc<VerifiedBundle>,
+        reason: ApplyReason,
+        out: &mut Vec<Action<P>>,
+    ) {
+        if !v.definition().targets.matches(&self.labels) {
+            return;
+        }
+        let version = v.header().version;
+        let ch = self.channels.entry(v.header().channel.clone()).or_default();
+        if ch.applying.is_some() {
+            return; // on_applied picks up the newest when the running apply ends
+        }
+        if reason == ApplyReason::NewVersion || ch.applied != version {
+            ch.state = Some(ApplyState::Pending);
+            self.status_dirty = true;
+        }
+        ch.applying = Some(version);
+        out.push(Action::Apply { bundle: v, reason });
+    }
+
+    fn on_applied(
+        &mut self,
+        channel: String,
+        version: u64,
+        ok: bool,
+        now: Now,
+        out: &mut Vec<Action<P>>,
+    ) {
+        let ch = self.channels.entry(channel.clone()).or_default();
+        if ch.applying == Some(version) {
+            ch.applying = None;
+        }
+        let before = (ch.applied, ch.state);
+        if ok {
+            ch.applied = version;
+            ch.state = Some(ApplyState::Applied);
+        } else {
+            ch.state = Some(ApplyState::Failed);
+        }
+        if before != (ch.applied, ch.state) || !ok {
+            self.status_dirty = true;
+        }
+        self.last_apply = Some(LastApply {
+            channel: channel.clone(),
+            version,
+            ok,
+            at_ms: now.wall_ms,
+        });
+        if let Some(h) = self.held.get(&channel) {
+            if h.verified.header().version > version {
+                let v = h.verified.clone();
+                self.maybe_apply(v, ApplyReason::NewVersion, out);
+            }
+        }
+    }
+
+    fn issue_status(&mut self, now: Now, rng: &mut dyn RngCore, out: &mut Vec<Action<P>>) {
+        self.status_dirty = false;
+        let issued_ms = match &self.own {
+            Some(s) if s.body.issued_ms >= now.wall_ms => s.body.issued_ms + 1,
+            _ => now.wall_ms,
+        };
+        let body = StatusBody {
+            node: self.me.clone(),
+            issued_ms,
+            labels: self.labels.clone(),
+            channels: self
+                .channels
+                .iter()
+                .filter_map(|(c, s)| {
+                    s.state.map(|state| ChannelStatus {
+                        channel: c.clone(),
+                        version: s.applied,
+                        state,
+                    })
+                })
+                .collect(),
+            last_apply: self.last_apply.clone(),
+            drift_detected: self.drift_detected,
+            drift_corrected: self.drift_corrected,
+            healthy: self.healthy,
+            failing_checks: self.failing.clone(),
+        };
+        let signed = Arc::new(body.sign(&self.key));
+        self.stats.statuses_signed += 1;
+        self.own = Some(signed.clone());
+        self.fleet.insert(&self.cfg, signed.clone());
+        out.push(Action::PersistStatus(signed.clone()));
+        let contacts = self.zone_contacts();
+        for p in sample(rng, &contacts, self.cfg.status_fanout) {
+            self.send(p, Message::Statuses(vec![signed.clone()]), now, out);
+        }
+    }
+}
+
+/// `every` ± 10%.
+fn jitter(rng: &mut dyn RngCore, every: u64) -> u64 {
+    let spread = every / 5;
+    every - every / 10 + below(rng, spread as usize + 1) as u64
+}

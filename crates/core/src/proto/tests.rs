@@ -1,0 +1,368 @@
+//! A tiny deterministic in-memory network driving real nodes: fixed latency, a virtual clock,
+//! links that can be cut.
+
+use super::*;
+use crate::bundle::{Bundle, Header};
+use crate::definition::CompiledDefinition;
+use crate::labels::{Labels, Targets};
+use crate::time::Timestamp;
+use crate::trust::TrustRoot;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+use std::sync::Arc;
+
+const WALL0: u64 = 1_700_000_000_000;
+const LATENCY: u64 = 10;
+
+fn release_key() -> SigningKey {
+    SigningKey::from_bytes(&[1; 32])
+}
+
+fn node_key(i: u32) -> SigningKey {
+    let mut seed = [7u8; 32];
+    seed[..4].copy_from_slice(&i.to_le_bytes());
+    SigningKey::from_bytes(&seed)
+}
+
+fn bundle(version: u64, key: &SigningKey) -> Arc<Bundle> {
+    let def = CompiledDefinition {
+        name: "web".into(),
+        targets: Targets::default(),
+        vars: Default::default(),
+        resources: vec![],
+        checks: vec![],
+        rollout: None,
+    };
+    let header = Header {
+        fleet: "prod".into(),
+        channel: "web".into(),
+        version,
+        created: Timestamp(WALL0 / 1000),
+        expires: Timestamp(WALL0 / 1000 + 86_400),
+        content_hash: [0; 32],
+        rollout: None,
+    };
+    Arc::new(Bundle::sign(header, &def, &[key]))
+}
+
+type Door = PlainDoor<Box<dyn Fn(&u32) -> Option<VerifyingKey>>, MemoCheck>;
+
+struct Net {
+    nodes: Vec<Node<u32>>,
+    door: Door,
+    rng: StdRng,
+    queue: BinaryHeap<Reverse<(u64, u64, u32)>>,
+    pending: std::collections::BTreeMap<u64, (u32, Event<u32>)>,
+    seq: u64,
+    now: u64,
+    cut: BTreeSet<u32>,
+    /// (to, message kind) of every delivered message.
+    delivered: Vec<(u32, &'static str)>,
+    applied: Vec<(u32, u64)>,
+}
+
+impl Net {
+    fn new(n: u32, cfg: Config) -> Net {
+        let keys: Vec<VerifyingKey> = (0..n).map(|i| node_key(i).verifying_key()).collect();
+        let door = PlainDoor {
+            trust: TrustRoot::new("prod", vec![release_key().verifying_key()], 1),
+            node_key: Box::new(move |p: &u32| keys.get(*p as usize).copied())
+                as Box<dyn Fn(&u32) -> Option<VerifyingKey>>,
+            check: MemoCheck::new(crate::trust::Ed25519Check),
+        };
+        let nodes = (0..n)
+            .map(|i| Node::new(cfg.clone(), i, node_key(i), Labels::new()))
+            .collect();
+        let mut net = Net {
+            nodes,
+            door,
+            rng: StdRng::seed_from_u64(42),
+            queue: BinaryHeap::new(),
+            pending: Default::default(),
+            seq: 0,
+            now: 0,
+            cut: BTreeSet::new(),
+            delivered: Vec::new(),
+            applied: Vec::new(),
+        };
+        for i in 0..n {
+            let bootstrap = if i == 0 {
+                vec![]
+            } else {
+                vec![net.rng_below(i)]
+            };
+            net.push(i as u64 * 5, i, Event::Start { bootstrap });
+        }
+        net
+    }
+
+    fn rng_below(&mut self, n: u32) -> u32 {
+        below(&mut self.rng, n as usize) as u32
+    }
+
+    fn push(&mut self, at: u64, to: u32, ev: Event<u32>) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq, to)));
+        self.pending.insert(self.seq, (to, ev));
+    }
+
+    fn run_until(&mut self, until: u64) {
+        while let Some(Reverse((at, seq, to))) = self.queue.peek().copied() {
+            if at > until {
+                break;
+            }
+            self.queue.pop();
+            self.now = at;
+            let (_, ev) = self.pending.remove(&seq).unwrap();
+            if let Event::Message { msg, .. } = &ev {
+                self.delivered.push((to, msg.kind()));
+            }
+            let now = Now {
+                mono_ms: at,
+                wall_ms: WALL0 + at,
+            };
+            let mut out = Vec::new();
+            self.nodes[to as usize].handle(ev, now, &mut self.rng, &self.door, &mut out);
+            for a in out {
+                match a {
+                    Action::Send { to: dest, msg } => {
+                        if self.cut.contains(&to) || self.cut.contains(&dest) {
+                            continue;
+                        }
+                        // Every message crosses the wire as bytes.
+                        let bytes = msg.encode();
+                        let msg = Message::<u32>::decode(&bytes).expect("own messages decode");
+                        self.push(at + LATENCY, dest, Event::Message { from: to, msg });
+                    }
+                    Action::WakeAt(t) => self.push(t, to, Event::Tick),
+                    Action::Apply { bundle, .. } => {
+                        let version = bundle.header().version;
+                        self.applied.push((to, version));
+                        let ev = Event::ApplyFinished {
+                            channel: bundle.header().channel.clone(),
+                            version,
+                            ok: true,
+                        };
+                        self.push(at + 50, to, ev);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.now = until;
+    }
+
+    fn publish(&mut self, at: u64, node: u32, b: Arc<Bundle>) {
+        self.push(at, node, Event::Publish(b));
+    }
+}
+
+#[test]
+fn a_version_reaches_every_node_and_each_fetches_it_once() {
+    let mut net = Net::new(40, Config::default());
+    net.run_until(5_000);
+    for n in &net.nodes {
+        assert!(
+            !n.active_peers().is_empty(),
+            "node {:?} has no peers",
+            n.id()
+        );
+        assert!(n.active_peers().len() <= n.config().active_size);
+    }
+    net.publish(5_000, 3, bundle(1, &release_key()));
+    net.run_until(6_000);
+    for n in &net.nodes {
+        assert_eq!(n.held("web").map(|h| h.0), Some(1), "node {}", n.id());
+        assert!(n.stats.bundles_received <= 1);
+        assert_eq!(n.applied("web"), Some((1, ApplyState::Applied)));
+    }
+    let bundles = net.delivered.iter().filter(|(_, k)| *k == "bundle").count();
+    assert_eq!(
+        bundles, 39,
+        "one bundle transfer per node but the publisher"
+    );
+}
+
+#[test]
+fn a_small_fleet_sees_every_node() {
+    let mut net = Net::new(30, Config::default());
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(20_000);
+    for n in &net.nodes {
+        let counts = n.fleet().counts();
+        assert_eq!(counts.nodes, 30, "node {} sees {}", n.id(), counts.nodes);
+        assert_eq!(counts.applied_at_least("web", 1), 30, "node {}", n.id());
+    }
+}
+
+#[test]
+fn zones_summarise_a_larger_fleet_exactly() {
+    let cfg = Config {
+        zone_bits: 2,
+        ..Config::default()
+    };
+    let mut net = Net::new(80, cfg);
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(40_000);
+    for n in &net.nodes {
+        let counts = n.fleet().counts();
+        assert!(n.fleet().zone.len() < 80);
+        assert_eq!(counts.nodes, 80, "node {}", n.id());
+        assert_eq!(counts.applied_at_least("web", 1), 80, "node {}", n.id());
+    }
+}
+
+#[test]
+fn an_untrusted_bundle_is_refused_and_never_forwarded() {
+    let mut net = Net::new(20, Config::default());
+    net.run_until(3_000);
+    let rogue = SigningKey::from_bytes(&[66; 32]);
+    net.publish(3_000, 5, bundle(9, &rogue));
+    let before = net.delivered.len();
+    net.run_until(8_000);
+    assert!(net.nodes.iter().all(|n| n.held("web").is_none()));
+    assert_eq!(net.nodes[5].stats.refused.get("untrusted"), Some(&1));
+    let spread = net.delivered[before..]
+        .iter()
+        .filter(|(_, k)| matches!(*k, "announce" | "bundle" | "fetch"))
+        .count();
+    assert_eq!(spread, 0);
+}
+
+#[test]
+fn rollback_is_refused_and_counted() {
+    let mut net = Net::new(5, Config::default());
+    net.run_until(2_000);
+    net.publish(2_000, 0, bundle(2, &release_key()));
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(4_000);
+    assert_eq!(net.nodes[0].stats.refused.get("rolled_back"), Some(&1));
+    assert!(net.nodes.iter().all(|n| n.held("web").unwrap().0 == 2));
+}
+
+#[test]
+fn a_cut_off_node_catches_up_without_a_republish() {
+    let mut net = Net::new(20, Config::default());
+    net.run_until(3_000);
+    net.cut.insert(7);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(30_000);
+    assert_eq!(net.nodes[7].held("web"), None);
+    assert!(net
+        .nodes
+        .iter()
+        .filter(|n| *n.id() != 7)
+        .all(|n| n.held("web").is_some()));
+    net.cut.clear();
+    net.run_until(75_000);
+    assert_eq!(net.nodes[7].held("web").map(|h| h.0), Some(1));
+    assert_eq!(net.nodes[7].applied("web"), Some((1, ApplyState::Applied)));
+}
+
+#[test]
+fn a_restarted_node_keeps_its_marks_and_bundles() {
+    let mut net = Net::new(6, Config::default());
+    net.run_until(2_000);
+    net.publish(2_000, 0, bundle(3, &release_key()));
+    net.run_until(4_000);
+    let saved = net.nodes[4].persisted();
+    let now = Now {
+        mono_ms: 4_000,
+        wall_ms: WALL0 + 4_000,
+    };
+    let node = Node::restore(
+        Config::default(),
+        4,
+        node_key(4),
+        Labels::new(),
+        &saved,
+        now,
+        &net.door,
+    );
+    net.nodes[4] = node;
+    assert_eq!(net.nodes[4].held("web").map(|h| h.0), Some(3));
+    net.push(4_000, 4, Event::Start { bootstrap: vec![0] });
+    net.publish(4_100, 4, bundle(2, &release_key()));
+    net.run_until(6_000);
+    assert_eq!(net.nodes[4].stats.refused.get("rolled_back"), Some(&1));
+}
+
+#[test]
+fn a_forged_status_is_refused() {
+    let mut net = Net::new(4, Config::default());
+    net.run_until(8_000);
+    let body = StatusBody {
+        node: 2u32,
+        issued_ms: WALL0 + 20_000,
+        labels: Labels::new(),
+        channels: vec![],
+        last_apply: None,
+        drift_detected: 0,
+        drift_corrected: 0,
+        healthy: false,
+        failing_checks: vec![],
+    };
+    let forged = Arc::new(body.sign(&node_key(3))); // node 3 speaking for node 2
+    net.push(
+        8_000,
+        1,
+        Event::Message {
+            from: 3,
+            msg: Message::Statuses(vec![forged]),
+        },
+    );
+    net.run_until(8_100);
+    assert_eq!(
+        net.nodes[1].stats.refused.get("bad_status_signature"),
+        Some(&1)
+    );
+    assert!(net.nodes[1].fleet().status(&2).unwrap().body.healthy);
+}
+
+#[test]
+fn oversized_lists_and_garbage_are_refused_while_decoding() {
+    let big = Message::<u32>::ShuffleReply {
+        peers: (0..1000).collect(),
+    };
+    let err = Message::<u32>::decode(&big.encode()).unwrap_err();
+    assert!(err.to_string().contains("over the limit"), "{err}");
+    for len in 0..64 {
+        let junk: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+        let _ = Message::<u32>::decode(&junk);
+    }
+    let mut bytes = Message::<u32>::Fetch(crate::bundle::BundleHash([1; 32])).encode();
+    bytes[4] = 99; // a future format version
+    assert!(Message::<u32>::decode(&bytes)
+        .unwrap_err()
+        .to_string()
+        .contains("format version 99"));
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn decoding_random_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut framed = b"DLWM\x01\x00".to_vec();
+            framed.extend_from_slice(&bytes);
+            let _ = Message::<u32>::decode(&framed);
+            let _ = Message::<u32>::decode(&bytes);
+        }
+
+        #[test]
+        fn announcements_round_trip(version in any::<u64>(), hops in any::<u16>(), ch in "[a-z]{1,12}") {
+            let m = Message::<u32>::Announce(vec![Announcement {
+                channel: ch, version, hash: crate::bundle::BundleHash([3; 32]), hops,
+            }]);
+            prop_assert_eq!(Message::<u32>::decode(&m.encode()).unwrap(), m);
+        }
+    }
+}
