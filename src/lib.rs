@@ -3,6 +3,7 @@
 //! The binary is a thin layer over these modules; the protocol core lives in the
 //! `driftless-core` crate and does no IO.
 
+pub mod agent;
 pub mod cli;
 pub mod converge;
 pub mod definition;

@@ -47,17 +47,32 @@ impl Renderer {
 
     /// Render `text`. Text without template syntax is returned as is, without parsing.
     pub fn render(&self, text: &str) -> Result<String, String> {
+        self.render_named("content", text)
+    }
+
+    /// Render `text`, naming it `name` (a template file, or `content`) in errors.
+    pub fn render_named(&self, name: &str, text: &str) -> Result<String, String> {
         if !(text.contains("{{") || text.contains("{%") || text.contains("{#")) {
             return Ok(text.to_string());
         }
         self.env
-            .render_str(text, &self.ctx)
-            .map_err(|e| describe(&e))
+            .render_named_str(name, text, &self.ctx)
+            .map_err(|e| describe(&e, text))
     }
 }
 
-fn describe(e: &minijinja::Error) -> String {
-    let mut msg = e.to_string();
+/// The error, where it happened, and the line itself (which names the undefined variable).
+fn describe(e: &minijinja::Error, text: &str) -> String {
+    let mut msg = e.kind().to_string();
+    if let Some(d) = e.detail() {
+        msg.push_str(&format!(": {d}"));
+    }
+    if let (Some(name), Some(line)) = (e.name(), e.line()) {
+        msg.push_str(&format!(" at {name}:{line}"));
+        if let Some(src) = text.lines().nth(line.saturating_sub(1)) {
+            msg.push_str(&format!(": `{}`", src.trim()));
+        }
+    }
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         msg.push_str(&format!(": {s}"));

@@ -277,7 +277,6 @@ fn templates_that_do_not_render_or_do_not_exist_are_refused() {
 }
 
 #[test]
-#[ignore = "bug: a template's unknown variable is reported as `undefined value (in <string>:1)` without its name (src/template.rs)"]
 fn a_templates_unknown_variable_is_named() {
     let s = Signer::new();
     s.write("defs/templates/bad.j2", "# ok\nport = {{ nosuchvar }}\n");

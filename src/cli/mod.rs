@@ -3,12 +3,15 @@
 //! Exit codes: 0 success, 1 the operation failed (or a well-formed input was refused),
 //! 2 bad usage or bad input (clap also exits 2 on usage errors).
 
+mod agent;
 mod apply;
 mod cosign;
 mod keygen;
 mod plan;
+mod publish;
 mod show;
 mod sign;
+mod status;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +41,10 @@ pub enum Command {
     Verify(verify::Args),
     Plan(plan::Args),
     Apply(apply::Args),
+    Agent(agent::Args),
+    Publish(publish::Args),
+    Status(status::StatusArgs),
+    Fleet(status::FleetArgs),
 }
 
 /// An error with the exit code it deserves.
@@ -68,6 +75,16 @@ pub type CliResult = Result<u8, CliError>;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Agent(_)) {
+        // A command piped into `head` should end quietly, as Unix tools do, not panic.
+        // (The agent keeps SIGPIPE ignored: a closed socket is an error to handle.)
+        unsafe {
+            let _ = nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            );
+        }
+    }
     let result = match cli.command {
         Command::Keygen(a) => keygen::run(a),
         Command::Sign(a) => sign::run(a),
@@ -75,6 +92,10 @@ pub fn main() -> ExitCode {
         Command::Verify(a) => verify::run(a),
         Command::Plan(a) => plan::run(a),
         Command::Apply(a) => apply::run(a),
+        Command::Agent(a) => agent::run(a),
+        Command::Publish(a) => publish::run(a),
+        Command::Status(a) => status::status(a),
+        Command::Fleet(a) => status::fleet(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -115,7 +115,9 @@ pub fn parse(text: &str, base: &Path) -> Result<CompiledDefinition, Vec<String>>
                 content, template, ..
             } = &r.kind
             {
-                if let Err(e) = renderer.render(content) {
+                if let Err(e) =
+                    renderer.render_named(template.as_deref().unwrap_or("content"), content)
+                {
                     let field = if template.is_some() {
                         "template"
                     } else {
@@ -432,7 +434,10 @@ mode = "0644"
         )
         .unwrap();
         assert_eq!(d.name, "web");
-        assert_eq!(d.targets.labels["dc"], vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(
+            d.targets.labels["dc"],
+            vec!["a".to_string(), "b".to_string()]
+        );
         let ResourceKind::File { own, .. } = &d.resources[0].kind else {
             panic!("not a file")
         };
@@ -503,7 +508,10 @@ on_failure = "rollback"
         ));
         assert!(matches!(
             &d.resources[7].kind,
-            ResourceKind::Exec { timeout_secs: Some(120), .. }
+            ResourceKind::Exec {
+                timeout_secs: Some(120),
+                ..
+            }
         ));
         assert_eq!(d.checks[0].interval_secs, 10);
         assert_eq!(d.rollout.as_ref().unwrap().bake_secs, 300);
@@ -514,7 +522,12 @@ on_failure = "rollback"
         let p = one_problem(
             "name = \"x\"\n[[resource]]\ntype = \"file\"\npath = \"/a\"\ncontent = \"\"\nmdoe = \"0644\"\n",
         );
-        assert!(p.contains("resource #1 (file:/a)") && p.contains("`mdoe`") && p.contains("unknown field"), "{p}");
+        assert!(
+            p.contains("resource #1 (file:/a)")
+                && p.contains("`mdoe`")
+                && p.contains("unknown field"),
+            "{p}"
+        );
     }
 
     #[test]
@@ -531,7 +544,8 @@ on_failure = "rollback"
     fn relative_and_dotdot_paths_are_refused() {
         let p = one_problem("name = \"x\"\n[[resource]]\ntype = \"absent\"\npath = \"etc/a\"\n");
         assert!(p.contains("relative"), "{p}");
-        let p = one_problem("name = \"x\"\n[[resource]]\ntype = \"absent\"\npath = \"/etc/../a\"\n");
+        let p =
+            one_problem("name = \"x\"\n[[resource]]\ntype = \"absent\"\npath = \"/etc/../a\"\n");
         assert!(p.contains(".."), "{p}");
     }
 
@@ -540,7 +554,10 @@ on_failure = "rollback"
         let p = one_problem(
             "name = \"x\"\n[[resource]]\ntype = \"file\"\npath = \"/a\"\ncontent = \"\"\n[[resource]]\ntype = \"absent\"\npath = \"/a\"\n",
         );
-        assert!(p.contains("resource #2 (absent:/a)") && p.contains("resource #1 (file:/a)"), "{p}");
+        assert!(
+            p.contains("resource #2 (absent:/a)") && p.contains("resource #1 (file:/a)"),
+            "{p}"
+        );
     }
 
     #[test]
@@ -548,7 +565,10 @@ on_failure = "rollback"
         let p = one_problem(
             "name = \"x\"\n[[resource]]\ntype = \"file\"\npath = \"/a\"\ncontent = \"\"\nrequires = [\"file:/b\"]\n",
         );
-        assert!(p.contains("`requires`") && p.contains("file:/b") && p.contains("names no resource"), "{p}");
+        assert!(
+            p.contains("`requires`") && p.contains("file:/b") && p.contains("names no resource"),
+            "{p}"
+        );
         let p = one_problem(
             "name = \"x\"\n[[resource]]\ntype = \"file\"\npath = \"/a\"\ncontent = \"\"\nnotify = [\"file:/b\"]\n[[resource]]\ntype = \"file\"\npath = \"/b\"\ncontent = \"\"\n",
         );
@@ -560,7 +580,10 @@ on_failure = "rollback"
         let p = one_problem(
             "name = \"x\"\n[[resource]]\ntype = \"exec\"\nname = \"a\"\ncommand = \"true\"\nrequires = [\"exec:b\"]\n[[resource]]\ntype = \"exec\"\nname = \"b\"\ncommand = \"true\"\nrequires = [\"exec:a\"]\n",
         );
-        assert!(p.contains("cycle") && p.contains("exec:a") && p.contains("exec:b"), "{p}");
+        assert!(
+            p.contains("cycle") && p.contains("exec:a") && p.contains("exec:b"),
+            "{p}"
+        );
         let p = one_problem(
             "name = \"x\"\n[[resource]]\ntype = \"directory\"\npath = \"/d\"\nrequires = [\"file:/d/f\"]\n[[resource]]\ntype = \"file\"\npath = \"/d/f\"\ncontent = \"\"\n",
         );
@@ -570,7 +593,12 @@ on_failure = "rollback"
     #[test]
     fn templates_are_rendered_strictly_at_sign_time() {
         let p = one_problem("name = \"x\"\n[[resource]]\ntype = \"file\"\npath = \"/a\"\ncontent = \"{{ nope }}\"\n");
-        assert!(p.contains("resource #1 (file:/a)") && p.contains("`content`") && p.contains("undefined"), "{p}");
+        assert!(
+            p.contains("resource #1 (file:/a)")
+                && p.contains("`content`")
+                && p.contains("undefined"),
+            "{p}"
+        );
         let p = one_problem("name = \"x\"\n[[resource]]\ntype = \"file\"\npath = \"/a\"\ntemplate = \"missing.j2\"\n");
         assert!(p.contains("`template`") && p.contains("missing.j2"), "{p}");
     }

@@ -1,0 +1,739 @@
+//! The agent's main loop: one tokio task that owns the protocol core and feeds it events from
+//! the network, the apply worker, the drift watch, health checks, the control socket and its
+//! timers, and carries out the actions the core returns. Persist actions are written before
+//! any later action is carried out.
+
+use super::config::{AgentConfig, POLL_INTERVAL};
+use super::control::{ControlRequest, Pending};
+use super::health::{CheckResult, Health};
+use super::metrics::{ChannelLabel, Metrics, ReasonLabel, ResultLabel, ViewLabel};
+use super::peer::{key_of, AgentPeer};
+use super::transport::{self, Request, Response};
+use super::worker::{drift_of, Done, Watch, Why, Worker};
+use crate::state::StateDir;
+use driftless_core::bundle::Bundle;
+use driftless_core::proto::{
+    Action, ApplyReason, Config as CoreConfig, Event, Message, Node, Now, PlainDoor,
+};
+use driftless_core::VerifiedBundle;
+use ed25519_dalek::VerifyingKey;
+use futures::StreamExt;
+use libp2p::request_response::{self as rr, OutboundFailure};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm};
+use rand::SeedableRng;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+type Door = PlainDoor<fn(&AgentPeer) -> Option<VerifyingKey>>;
+
+fn node_key_of(p: &AgentPeer) -> Option<VerifyingKey> {
+    VerifyingKey::from_bytes(&p.key).ok()
+}
+
+/// Bootstrap peers are re-dialled with back-off from this…
+const DIAL_BACKOFF_MIN: Duration = Duration::from_millis(500);
+/// …up to this (SPEC: re-dialled with back-off up to 30 s).
+const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+struct Applied {
+    bundle: Arc<VerifiedBundle>,
+    at: Option<SystemTime>,
+    #[allow(dead_code)]
+    ok: bool,
+}
+
+pub struct Agent {
+    cfg: AgentConfig,
+    node: Node<AgentPeer>,
+    door: Door,
+    swarm: Swarm<transport::Behaviour>,
+    rng: rand::rngs::StdRng,
+    start: Instant,
+    state: StateDir,
+    me: AgentPeer,
+    worker: Worker,
+    watch: Watch,
+    health: Health,
+    metrics: Metrics,
+    applied: BTreeMap<String, Applied>,
+    audit_seen: BTreeSet<String>,
+    drift_last: Option<(SystemTime, String)>,
+    wake: Option<u64>,
+    dial_at: Instant,
+    dial_backoff: Duration,
+    next_poll: Instant,
+    warnings: Vec<String>,
+}
+
+fn now_ms(start: Instant) -> Now {
+    let wall_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Now {
+        mono_ms: start.elapsed().as_millis() as u64,
+        wall_ms,
+    }
+}
+
+fn time_str(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn ms_str(ms: u64) -> String {
+    time_str(UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+/// Run the agent until SIGTERM or SIGINT.
+pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
+    let state = StateDir::open(&cfg.state_dir, "driftless agent")?;
+    let trust = crate::trustdir::load(&cfg.trust)?;
+    let key = super::files::node_key(&state)?;
+    let (persisted, mut warnings) = super::files::load(&state)?;
+    let libp2p_key = libp2p::identity::Keypair::ed25519_from_bytes(key.to_bytes())?;
+    let mut swarm = transport::swarm(libp2p_key)?;
+    swarm
+        .listen_on(cfg.listen.clone())
+        .map_err(|e| anyhow::anyhow!("--listen {}: {e}", cfg.listen))?;
+    // Learn the address we really listen on (the port may have been 0) before the core
+    // needs it: peers dial us back through it.
+    let listen_addr = loop {
+        match swarm.select_next_some().await {
+            SwarmEvent::NewListenAddr { address, .. } => break address,
+            SwarmEvent::ListenerError { error, .. }
+            | SwarmEvent::ListenerClosed {
+                reason: Err(error), ..
+            } => {
+                anyhow::bail!("--listen {}: {error}", cfg.listen)
+            }
+            _ => {}
+        }
+    };
+    let me = AgentPeer {
+        key: key.verifying_key().to_bytes(),
+        addr: Some(listen_addr.to_string()),
+    };
+    let peer_id = me.peer_id();
+    tracing::info!(%peer_id, listen = %listen_addr, fleet = %trust.root.fleet, "driftless agent starting");
+    tracing::warn!("open fleet: no admission keys in the trust root, so any node that knows the fleet name may join");
+
+    let core_cfg = CoreConfig {
+        round_ms: cfg.round.as_millis() as u64,
+        reapply_ms: Some(cfg.reapply.as_millis() as u64),
+        ..CoreConfig::default()
+    };
+    let door: Door = PlainDoor::new(
+        trust.root.clone(),
+        node_key_of as fn(&AgentPeer) -> Option<VerifyingKey>,
+    );
+    let start = Instant::now();
+    let mut node = Node::restore(
+        core_cfg,
+        me.clone(),
+        key,
+        cfg.labels.clone(),
+        &persisted,
+        now_ms(start),
+        &door,
+    );
+
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let (path_tx, mut path_rx) = mpsc::unbounded_channel::<PathBuf>();
+    let (check_tx, mut check_rx) = mpsc::unbounded_channel::<CheckResult>();
+    let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel::<Pending>();
+    super::control::listen(&cfg.control, ctl_tx)?;
+    let metrics = Metrics::new();
+    if let Some(addr) = cfg.metrics {
+        metrics.serve(addr)?;
+    }
+    let facts = crate::facts::Facts::gather(&cfg.root, cfg.labels.clone());
+    let watch = Watch::new(path_tx);
+    if let Some(w) = &watch.polling {
+        warnings.push(w.clone());
+        tracing::warn!("{w}");
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let mut rng = rand::rngs::StdRng::from_entropy();
+    let mut out = Vec::new();
+    let bootstrap: Vec<AgentPeer> = persisted.peers.clone();
+    node.handle(
+        Event::Start { bootstrap },
+        now_ms(start),
+        &mut rng,
+        &door,
+        &mut out,
+    );
+    let mut agent = Agent {
+        worker: Worker::new(cfg.root.clone(), facts, done_tx),
+        health: Health::new(cfg.root.clone(), check_tx),
+        cfg,
+        node,
+        door,
+        swarm,
+        rng,
+        start,
+        state,
+        me,
+        watch,
+        metrics,
+        applied: BTreeMap::new(),
+        audit_seen: BTreeSet::new(),
+        drift_last: None,
+        wake: None,
+        dial_at: Instant::now(),
+        dial_backoff: DIAL_BACKOFF_MIN,
+        next_poll: Instant::now() + POLL_INTERVAL,
+        warnings,
+    };
+    agent.carry_out(out);
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    loop {
+        let wake_in = agent
+            .wake
+            .map(|w| {
+                Duration::from_millis(w.saturating_sub(agent.start.elapsed().as_millis() as u64))
+            })
+            .unwrap_or(Duration::from_secs(3600));
+        let mut deadline = Instant::now() + wake_in;
+        deadline = deadline.min(agent.dial_at);
+        if let Some(h) = agent.health.next_due() {
+            deadline = deadline.min(h);
+        }
+        if agent.watch.polling.is_some() {
+            deadline = deadline.min(agent.next_poll);
+        }
+        tokio::select! {
+            ev = agent.swarm.select_next_some() => agent.on_swarm(ev),
+            Some(done) = done_rx.recv() => agent.on_done(done),
+            Some(path) = path_rx.recv() => agent.on_path(path),
+            Some(r) = check_rx.recv() => {
+                if agent.health.record(r) {
+                    let (healthy, failing) = agent.health.healthy();
+                    agent.event(Event::Health { healthy, failing });
+                }
+            }
+            Some((req, reply)) = ctl_rx.recv() => {
+                let answer = agent.on_control(req);
+                let _ = reply.send(answer);
+            }
+            _ = tokio::time::sleep_until(deadline) => agent.on_timer(),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("stopping");
+    let _ = super::files::save_peers(&agent.state, &agent.node.active_peers());
+    Ok(())
+}
+
+impl Agent {
+    fn event(&mut self, ev: Event<AgentPeer>) -> Vec<Action<AgentPeer>> {
+        let mut out = Vec::new();
+        self.node
+            .handle(ev, now_ms(self.start), &mut self.rng, &self.door, &mut out);
+        let summary: Vec<Action<AgentPeer>> = out
+            .iter()
+            .filter_map(|a| match a {
+                Action::Accepted {
+                    channel,
+                    version,
+                    hash,
+                    hops,
+                } => Some(Action::Accepted {
+                    channel: channel.clone(),
+                    version: *version,
+                    hash: *hash,
+                    hops: *hops,
+                }),
+                Action::Refused {
+                    from,
+                    reason,
+                    detail,
+                } => Some(Action::Refused {
+                    from: from.clone(),
+                    reason,
+                    detail: detail.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        self.carry_out(out);
+        summary
+    }
+
+    fn carry_out(&mut self, actions: Vec<Action<AgentPeer>>) {
+        for a in actions {
+            match a {
+                Action::Send { to, msg } => self.send(to, msg),
+                Action::Disconnect(p) => {
+                    let _ = self.swarm.disconnect_peer_id(p.peer_id());
+                }
+                Action::Apply { bundle, reason } => {
+                    let why = match reason {
+                        ApplyReason::NewVersion => Why::NewVersion,
+                        ApplyReason::Reapply => Why::Recheck,
+                    };
+                    self.worker.request(bundle, why);
+                }
+                Action::PersistMarks(m) => {
+                    if let Err(e) = self.state.save_marks(&m) {
+                        tracing::error!("persisting marks: {e:#}");
+                    }
+                }
+                Action::PersistBundle(b) => {
+                    if let Err(e) = self.state.store_bundle(&b.header().channel, &b.encode()) {
+                        tracing::error!("persisting bundle: {e:#}");
+                    }
+                }
+                Action::PersistStatus(s) => {
+                    if let Err(e) = super::files::save_status(&self.state, &s) {
+                        tracing::error!("persisting status: {e:#}");
+                    }
+                }
+                Action::WakeAt(t) => self.wake = Some(t),
+                Action::Refused {
+                    from,
+                    reason,
+                    detail,
+                } => {
+                    self.metrics
+                        .refused
+                        .get_or_create(&ReasonLabel {
+                            reason: reason.to_string(),
+                        })
+                        .inc();
+                    let from = from
+                        .map(|p| p.peer_id().to_string())
+                        .unwrap_or_else(|| "local".into());
+                    tracing::warn!(%from, reason, "refused: {detail}");
+                }
+                Action::Accepted {
+                    channel,
+                    version,
+                    hash,
+                    hops,
+                } => {
+                    tracing::info!(%channel, version, bundle = %hash.short(), hops, "accepted a new version");
+                }
+            }
+        }
+        self.metrics
+            .peers
+            .get_or_create(&ViewLabel {
+                view: "active".into(),
+            })
+            .set(self.node.active_peers().len() as i64);
+        self.metrics
+            .peers
+            .get_or_create(&ViewLabel {
+                view: "passive".into(),
+            })
+            .set(self.node.passive_peers().len() as i64);
+    }
+
+    fn send(&mut self, to: AgentPeer, msg: Message<AgentPeer>) {
+        if to == self.me {
+            return;
+        }
+        let frame = Request::Core {
+            listen: self.me.addr.clone(),
+            msg: msg.encode(),
+        }
+        .encode();
+        self.metrics.bytes_sent.inc_by(frame.len() as u64);
+        let addrs: Vec<Multiaddr> = to.multiaddr().into_iter().collect();
+        self.swarm
+            .behaviour_mut()
+            .rr
+            .send_request_with_addresses(&to.peer_id(), frame, addrs);
+    }
+
+    fn on_swarm(&mut self, ev: SwarmEvent<transport::BehaviourEvent>) {
+        match ev {
+            SwarmEvent::Behaviour(transport::BehaviourEvent::Rr(e)) => self.on_rr(e),
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } if endpoint.is_dialer() => {
+                let addr = transport::split_peer_addr(endpoint.get_remote_address()).0;
+                let is_bootstrap = self
+                    .cfg
+                    .peers
+                    .iter()
+                    .any(|b| transport::split_peer_addr(b).0 == addr);
+                if is_bootstrap && self.node.active_peers().is_empty() {
+                    if let Some(key) = key_of(&peer_id) {
+                        let p = AgentPeer {
+                            key,
+                            addr: Some(addr.to_string()),
+                        };
+                        tracing::info!(peer = %peer_id, %addr, "joining the fleet through a bootstrap peer");
+                        self.dial_backoff = DIAL_BACKOFF_MIN;
+                        self.event(Event::Start { bootstrap: vec![p] });
+                    }
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, "dial failed: {error}");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_rr(&mut self, e: rr::Event<Vec<u8>, Vec<u8>>) {
+        match e {
+            rr::Event::Message {
+                peer,
+                message:
+                    rr::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                self.metrics.bytes_received.inc_by(request.len() as u64);
+                let answer = self.on_request(peer, request);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .rr
+                    .send_response(channel, answer.encode());
+            }
+            rr::Event::Message { .. } => {}
+            rr::Event::OutboundFailure { peer, error, .. } => {
+                if matches!(
+                    error,
+                    OutboundFailure::DialFailure
+                        | OutboundFailure::ConnectionClosed
+                        | OutboundFailure::UnsupportedProtocols
+                ) {
+                    if let Some(key) = key_of(&peer) {
+                        self.event(Event::PeerDown(AgentPeer { key, addr: None }));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_request(&mut self, peer: PeerId, request: Vec<u8>) -> Response {
+        let req = match Request::decode(&request) {
+            Ok(r) => r,
+            Err(e) => {
+                self.refused(&peer, "malformed", &e.to_string());
+                return Response::Ack;
+            }
+        };
+        match req {
+            Request::Core { listen, msg } => {
+                let Some(key) = key_of(&peer) else {
+                    self.refused(&peer, "unknown_key", "peer id carries no ed25519 key");
+                    return Response::Ack;
+                };
+                match Message::<AgentPeer>::decode(&msg) {
+                    Ok(m) => {
+                        let from = AgentPeer {
+                            key,
+                            addr: listen.filter(|a| a.len() <= super::peer::MAX_ADDR_LEN),
+                        };
+                        self.event(Event::Message { from, msg: m });
+                    }
+                    Err(e) => self.refused(&peer, "malformed", &e.to_string()),
+                }
+                Response::Ack
+            }
+            Request::Publish(bytes) => {
+                let (ok, message) = self.publish(&bytes);
+                Response::Published { ok, message }
+            }
+        }
+    }
+
+    fn refused(&mut self, peer: &PeerId, reason: &str, detail: &str) {
+        self.metrics
+            .refused
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
+        tracing::warn!(from = %peer, reason, "refused: {detail}");
+    }
+
+    /// Hand a bundle to the core, as if a peer had announced it; say what became of it.
+    fn publish(&mut self, bytes: &[u8]) -> (bool, String) {
+        let bundle = match Bundle::decode(bytes, self.door.trust.max_bundle_bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                self.metrics
+                    .refused
+                    .get_or_create(&ReasonLabel {
+                        reason: "malformed".into(),
+                    })
+                    .inc();
+                return (false, format!("refused: {e}"));
+            }
+        };
+        let (channel, version) = (bundle.header().channel.clone(), bundle.header().version);
+        let summary = self.event(Event::Publish(Arc::new(bundle)));
+        for a in summary {
+            match a {
+                Action::Accepted { .. } => {
+                    return (
+                        true,
+                        format!("accepted {channel} v{version}; spreading to the fleet"),
+                    )
+                }
+                Action::Refused { reason, detail, .. } => {
+                    return (false, format!("refused ({reason}): {detail}"))
+                }
+                _ => {}
+            }
+        }
+        (true, format!("{channel} v{version} is already held here"))
+    }
+
+    fn on_done(&mut self, done: Done) {
+        self.worker.finished(&done.channel);
+        let ok = !done.report.failed();
+        self.metrics
+            .applies
+            .get_or_create(&ResultLabel {
+                result: if ok { "ok" } else { "failed" }.into(),
+            })
+            .inc();
+        let (detected, corrected, last) = drift_of(&done, &mut self.audit_seen);
+        if detected > 0 {
+            self.metrics.drift_detected.inc_by(detected);
+            self.metrics.drift_corrected.inc_by(corrected);
+            if let Some(path) = last {
+                tracing::warn!(channel = %done.channel, resource = %path, detected, corrected, "drift found");
+                self.drift_last = Some((SystemTime::now(), path));
+            }
+        }
+        let s = &done.report.summary;
+        tracing::info!(
+            channel = %done.channel, version = done.version, why = ?done.why,
+            changed = s.changed, unchanged = s.unchanged, failed = s.failed,
+            ms = done.elapsed.as_millis() as u64, "converged"
+        );
+        for r in done.report.resources.iter().filter(|r| r.error.is_some()) {
+            tracing::warn!(channel = %done.channel, resource = %r.resource, "{}", r.error.as_deref().unwrap_or(""));
+        }
+        self.metrics
+            .version
+            .get_or_create(&ChannelLabel {
+                channel: done.channel.clone(),
+            })
+            .set(done.version as i64);
+        self.watch
+            .set_channel(&self.cfg.root, &done.channel, &done.bundle);
+        self.health
+            .set_channel(&done.channel, &done.bundle.definition().checks);
+        let at = (done.why == Why::NewVersion || ok).then(SystemTime::now);
+        let prev_at = self.applied.get(&done.channel).and_then(|a| a.at);
+        let at = if done.why == Why::Recheck
+            && self
+                .applied
+                .get(&done.channel)
+                .is_some_and(|a| a.bundle.hash() == done.bundle.hash())
+        {
+            prev_at.or(at)
+        } else {
+            at
+        };
+        self.applied.insert(
+            done.channel.clone(),
+            Applied {
+                bundle: done.bundle.clone(),
+                at,
+                ok,
+            },
+        );
+        if detected + corrected > 0 {
+            self.event(Event::Drift {
+                detected,
+                corrected,
+            });
+        }
+        self.event(Event::ApplyFinished {
+            channel: done.channel,
+            version: done.version,
+            ok,
+        });
+    }
+
+    fn on_path(&mut self, path: PathBuf) {
+        let Some(channel) = self.watch.channel_of(&path).map(str::to_string) else {
+            return;
+        };
+        if let Some(a) = self.applied.get(&channel) {
+            let b = a.bundle.clone();
+            self.worker.request(b, Why::Recheck);
+        }
+    }
+
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        if self
+            .wake
+            .is_some_and(|w| w <= self.start.elapsed().as_millis() as u64)
+        {
+            self.wake = None;
+            self.event(Event::Tick);
+        }
+        if self.dial_at <= now {
+            if self.node.active_peers().is_empty() && !self.cfg.peers.is_empty() {
+                for addr in self.cfg.peers.clone() {
+                    if let Err(e) = self.swarm.dial(addr.clone()) {
+                        tracing::debug!(%addr, "dial: {e}");
+                    }
+                }
+                self.dial_at = now + self.dial_backoff;
+                self.dial_backoff = (self.dial_backoff * 2).min(DIAL_BACKOFF_MAX);
+            } else {
+                self.dial_at = now + DIAL_BACKOFF_MAX;
+            }
+        }
+        if self.health.next_due().is_some_and(|d| d <= now) {
+            self.health.run_due();
+        }
+        if self.watch.polling.is_some() && self.next_poll <= now {
+            self.next_poll = now + POLL_INTERVAL;
+            for a in self.applied.values() {
+                let b = a.bundle.clone();
+                self.worker.request(b, Why::Recheck);
+            }
+        } else {
+            self.watch.rewatch();
+        }
+    }
+
+    fn on_control(&mut self, req: ControlRequest) -> serde_json::Value {
+        match req {
+            ControlRequest::Status => self.status_json(),
+            ControlRequest::Fleet => self.fleet_json(),
+            ControlRequest::Publish { bundle } => match hex::decode(bundle.trim()) {
+                Ok(bytes) => {
+                    let (ok, message) = self.publish(&bytes);
+                    json!({"ok": ok, "message": message})
+                }
+                Err(e) => json!({"error": format!("bundle is not hex: {e}")}),
+            },
+        }
+    }
+
+    fn status_json(&self) -> serde_json::Value {
+        let now = now_ms(self.start);
+        let mut channels = serde_json::Map::new();
+        let mut names: BTreeSet<String> = self.applied.keys().cloned().collect();
+        names.extend(self.node.marks().channels.keys().cloned());
+        for ch in names {
+            let (version, state) = match self.node.applied(&ch) {
+                Some((v, s)) => (v, s.as_str().to_string()),
+                None => (0, "pending".to_string()),
+            };
+            let a = self.applied.get(&ch);
+            let stale = a.is_some_and(|a| {
+                a.bundle
+                    .header()
+                    .expires
+                    .plus(self.door.trust.clock_skew_secs)
+                    < now.wall()
+            });
+            let held = self
+                .node
+                .held(&ch)
+                .map(|(v, h, _)| json!({"version": v, "bundle": h.to_string()}));
+            channels.insert(
+                ch.clone(),
+                json!({
+                    "version": version,
+                    "state": if self.worker.busy(&ch) && state == "pending" { "pending".to_string() } else { state },
+                    "applied_at": a.and_then(|a| a.at).map(time_str),
+                    "stale": stale,
+                    "held": held,
+                }),
+            );
+        }
+        let (ok, _) = self.health.healthy();
+        let checks: Vec<serde_json::Value> = self
+            .health
+            .results
+            .iter()
+            .map(|(n, (ok, detail))| json!({"name": n, "ok": ok, "detail": detail}))
+            .collect();
+        let own = self.node.own_status();
+        json!({
+            "node": self.me.peer_id().to_string(),
+            "labels": self.cfg.labels,
+            "admission": "open",
+            "fleet": self.door.trust.fleet,
+            "listen": self.me.addr,
+            "channels": channels,
+            "drift": {
+                "detected": own.map(|s| s.body.drift_detected).unwrap_or(0),
+                "corrected": own.map(|s| s.body.drift_corrected).unwrap_or(0),
+                "last": self.drift_last.as_ref().map(|(t, p)| json!({"time": time_str(*t), "path": p})),
+            },
+            "health": {"ok": ok, "checks": checks},
+            "peers": {"active": self.node.active_peers().len(), "passive": self.node.passive_peers().len()},
+            "watch": match &self.watch.polling {
+                Some(why) => json!({"mode": "polling", "why": why}),
+                None => json!({"mode": "inotify", "directories": self.watch.watched_dirs()}),
+            },
+            "warnings": self.warnings,
+        })
+    }
+
+    fn fleet_json(&self) -> serde_json::Value {
+        let fleet = self.node.fleet();
+        let mut nodes = Vec::new();
+        for s in fleet.zone.values().chain(fleet.notable.values()) {
+            let b = &s.body;
+            let mut channels = serde_json::Map::new();
+            for c in &b.channels {
+                channels.insert(
+                    c.channel.clone(),
+                    json!({"version": c.version, "state": c.state.as_str()}),
+                );
+            }
+            let checks: Vec<serde_json::Value> = b
+                .failing_checks
+                .iter()
+                .map(|n| json!({"name": n, "ok": false}))
+                .collect();
+            nodes.push(json!({
+                "node": b.node.peer_id().to_string(),
+                "labels": b.labels,
+                "channels": channels,
+                "drift": {"detected": b.drift_detected, "corrected": b.drift_corrected},
+                "health": {"ok": b.healthy, "checks": checks},
+                "last_apply": b.last_apply.as_ref().map(|l| json!({"channel": l.channel, "version": l.version, "ok": l.ok, "at": ms_str(l.at_ms)})),
+                "last_seen": ms_str(b.issued_ms),
+                "addr": b.node.addr,
+            }));
+        }
+        let counts = fleet.counts();
+        let mut by_channel = serde_json::Map::new();
+        for (ch, m) in &counts.by_channel {
+            let rows: Vec<serde_json::Value> = m
+                .iter()
+                .map(|((v, s, h), n)| json!({"version": v, "state": s.as_str(), "healthy": h, "nodes": n}))
+                .collect();
+            by_channel.insert(ch.clone(), json!(rows));
+        }
+        json!({
+            "seen_from": self.me.peer_id().to_string(),
+            "nodes": nodes,
+            "counts": {"nodes": counts.nodes, "channels": by_channel},
+        })
+    }
+}

@@ -1,0 +1,168 @@
+//! The libp2p side: TCP + Noise + Yamux, and one request-response protocol that carries
+//! protocol-core messages (and bundles handed over by `driftless publish`) as frames.
+//!
+//! This is an adapter only: frames in, frames out. No protocol rules live here.
+
+use driftless_core::encoding::{self, DecodeError};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{identity, StreamProtocol, Swarm};
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::time::Duration;
+
+pub const PROTOCOL: &str = "/driftless/1";
+const FRAME_MAGIC: &[u8; 4] = b"DLTF";
+const FRAME_FORMAT: u16 = 1;
+/// A frame holds at most one message of the core (1 MiB) or one bundle (the fleet's bundle
+/// limit, 64 MiB by default), plus a little framing; checked before anything is allocated.
+pub const MAX_FRAME_BYTES: usize = driftless_core::proto::config::limits::MAX_MESSAGE_BYTES
+    + driftless_core::trust::DEFAULT_MAX_BUNDLE_BYTES
+    + 4096;
+/// An unanswered request fails after this long (slow retrieval is the core's fetch timeout).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections with nothing to do are closed after this long; active peers ping far more often.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What one request carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    /// An encoded core message, and where the sender listens (so it can be dialled back).
+    Core {
+        listen: Option<String>,
+        msg: Vec<u8>,
+    },
+    /// A bundle handed to this node by `driftless publish` (a short client connection).
+    Publish(Vec<u8>),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Response {
+    Ack,
+    Published { ok: bool, message: String },
+}
+
+impl Request {
+    pub fn encode(&self) -> Vec<u8> {
+        encoding::encode(FRAME_MAGIC, FRAME_FORMAT, self)
+    }
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let (_v, body) = encoding::open("frame", FRAME_MAGIC, FRAME_FORMAT, bytes)?;
+        encoding::body("frame", body)
+    }
+}
+
+impl Response {
+    pub fn encode(&self) -> Vec<u8> {
+        encoding::encode(FRAME_MAGIC, FRAME_FORMAT, self)
+    }
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let (_v, body) = encoding::open("frame", FRAME_MAGIC, FRAME_FORMAT, bytes)?;
+        encoding::body("frame", body)
+    }
+}
+
+/// Length-prefixed raw frames; decoding happens in the agent, where refusals are counted.
+#[derive(Debug, Clone, Default)]
+pub struct FrameCodec;
+
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes is over the limit of {MAX_FRAME_BYTES}"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
+    io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+    io.write_all(bytes).await?;
+    io.close().await
+}
+
+#[async_trait::async_trait]
+impl request_response::Codec for FrameCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        read_frame(io).await
+    }
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        read_frame(io).await
+    }
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()> {
+        write_frame(io, &req).await
+    }
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> io::Result<()> {
+        write_frame(io, &res).await
+    }
+}
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub rr: request_response::Behaviour<FrameCodec>,
+}
+
+/// A swarm on the tokio runtime with this node's key.
+pub fn swarm(key: identity::Keypair) -> anyhow::Result<Swarm<Behaviour>> {
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )?
+        .with_behaviour(|_| Behaviour {
+            rr: request_response::Behaviour::with_codec(
+                FrameCodec,
+                [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(REQUEST_TIMEOUT)
+                    .with_max_concurrent_streams(256),
+            ),
+        })?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
+        .build();
+    Ok(swarm)
+}
+
+/// Split `/ip4/1.2.3.4/tcp/7400/p2p/12D3...` into the address and the peer id (if given).
+pub fn split_peer_addr(addr: &libp2p::Multiaddr) -> (libp2p::Multiaddr, Option<libp2p::PeerId>) {
+    let mut a = addr.clone();
+    match a.pop() {
+        Some(libp2p::multiaddr::Protocol::P2p(id)) => (a, Some(id)),
+        Some(other) => {
+            a.push(other);
+            (a, None)
+        }
+        None => (a, None),
+    }
+}

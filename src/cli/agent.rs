@@ -1,0 +1,171 @@
+//! `driftless agent`: the daemon. Flags override the config file.
+
+use super::{CliError, CliResult};
+use crate::agent::config::{self, AgentConfig};
+use std::path::PathBuf;
+
+/// Run the agent: gossip bundles with peers, verify, converge, undo drift, show the fleet.
+///
+/// Every flag can also be set in the TOML config file (same names, `peers` a list); flags win.
+/// Logs go to stderr (human by default, JSON with --log-format json); RUST_LOG filters them.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// TOML config file (see dist/agent.toml)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: /ip4/0.0.0.0/tcp/7400]
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Option<String>,
+    /// Bootstrap peer (multiaddr; the /p2p/ID part may be left out); repeatable
+    #[arg(long = "peer", value_name = "MULTIADDR")]
+    pub peers: Vec<String>,
+    /// State directory [default: /var/lib/driftless, or ROOT/var/lib/driftless with --root]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Map every absolute path of definitions under DIR [default: /]
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Trust directory (*.pub release keys, trust.toml) [default: /etc/driftless/trust]
+    #[arg(long, value_name = "DIR")]
+    pub trust: Option<PathBuf>,
+    /// This node's labels, k=v,...
+    #[arg(long, value_name = "K=V,...")]
+    pub labels: Option<String>,
+    /// Control socket for status/fleet/publish [default: /run/driftless/control.sock]
+    #[arg(long, value_name = "SOCKET")]
+    pub control: Option<PathBuf>,
+    /// Serve Prometheus metrics on this HOST:PORT (plain HTTP)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics: Option<String>,
+    /// Re-apply every channel this often, with jitter [default: 10m]
+    #[arg(long, value_name = "DURATION")]
+    pub reapply_interval: Option<String>,
+    /// One gossip round [default: 1s]
+    #[arg(long, value_name = "DURATION")]
+    pub round_interval: Option<String>,
+    /// Log format: human or json [default: human]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+fn resolve(a: Args) -> anyhow::Result<AgentConfig> {
+    let file = match &a.config {
+        Some(p) => config::read_file(p)?,
+        None => config::AgentFile::default(),
+    };
+    let place = |key: &str| match &a.config {
+        Some(p) => format!("{}: field `{key}`", p.display()),
+        None => format!("--{key}"),
+    };
+    let listen_s = a
+        .listen
+        .clone()
+        .or(file.listen.clone())
+        .unwrap_or_else(|| config::DEFAULT_LISTEN.to_string());
+    let listen_place = if a.listen.is_some() {
+        "--listen".to_string()
+    } else {
+        place("listen")
+    };
+    let listen = config::parse_multiaddr(&listen_place, &listen_s)?;
+    let peer_strs = if a.peers.is_empty() {
+        file.peers.clone()
+    } else {
+        a.peers.clone()
+    };
+    let peers = peer_strs
+        .iter()
+        .map(|p| {
+            config::parse_multiaddr(
+                if a.peers.is_empty() {
+                    "peers"
+                } else {
+                    "--peer"
+                },
+                p,
+            )
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let root_arg = a.root.clone().or(file.root.clone());
+    let root = super::root_dir(root_arg.as_ref()).map_err(|e| e.error)?;
+    let state_dir = crate::state::default_dir(
+        a.state_dir.as_deref().or(file.state_dir.as_deref()),
+        root_arg.as_ref().map(|_| root.as_path()),
+    );
+    let labels = match (&a.labels, &file.labels) {
+        (Some(l), _) => {
+            driftless_core::labels::parse_labels(l).map_err(|e| anyhow::anyhow!("--labels: {e}"))?
+        }
+        (None, Some(v)) => config::labels_from(&place("labels"), v)?,
+        (None, None) => Default::default(),
+    };
+    let metrics = match a.metrics.clone().or(file.metrics.clone()) {
+        None => None,
+        Some(m) => Some(m.parse().map_err(|e| {
+            anyhow::anyhow!("--metrics `{m}`: expected HOST:PORT such as 127.0.0.1:9464 ({e})")
+        })?),
+    };
+    let reapply = match a.reapply_interval.clone().or(file.reapply_interval.clone()) {
+        None => config::DEFAULT_REAPPLY,
+        Some(s) => config::parse_duration("reapply_interval", &s)?,
+    };
+    let round = match a.round_interval.clone().or(file.round_interval.clone()) {
+        None => std::time::Duration::from_secs(1),
+        Some(s) => config::parse_duration("round_interval", &s)?,
+    };
+    let log_json = match a.log_format.clone().or(file.log_format.clone()).as_deref() {
+        None | Some("human") => false,
+        Some("json") => true,
+        Some(other) => anyhow::bail!("log_format `{other}`: expected human or json"),
+    };
+    Ok(AgentConfig {
+        listen,
+        peers,
+        state_dir,
+        root,
+        trust: a
+            .trust
+            .or(file.trust)
+            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_TRUST)),
+        labels,
+        control: a
+            .control
+            .or(file.control)
+            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONTROL)),
+        metrics,
+        reapply,
+        round,
+        log_json,
+    })
+}
+
+pub fn run(a: Args) -> CliResult {
+    let cfg = resolve(a).map_err(CliError::bad)?;
+    init_logs(cfg.log_json);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(4)
+        .build()
+        .map_err(CliError::failed)?;
+    rt.block_on(crate::agent::run::run(cfg)).map_err(|e| {
+        if e.is::<crate::state::Busy>() {
+            CliError::bad(e)
+        } else {
+            CliError::failed(e)
+        }
+    })?;
+    Ok(0)
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.with_ansi(false).init();
+    }
+}
