@@ -80,7 +80,7 @@ pub enum Action<P> {
     },
     /// Write atomically before carrying out the actions after it.
     PersistMarks(Marks),
-    PersistBundle(Arc<VerifiedBundle>),
+    PersistBundle(Arc<Bundle>),
     PersistStatus(Arc<SignedStatus<P>>),
     /// Deliver [`Event::Tick`] at this monotonic time.
     WakeAt(u64),
@@ -777,7 +777,7 @@ impl<P: PeerId> Node<P> {
         }
         self.marks.record(&header, hash);
         out.push(Action::PersistMarks(self.marks.clone()));
-        out.push(Action::PersistBundle(verified.clone()));
+        out.push(Action::PersistBundle(bundle.clone()));
         out.push(Action::Accepted {
             channel: header.channel.clone(),
             version: header.version,

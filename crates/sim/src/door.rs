@@ -1,0 +1,79 @@
+//! The simulator's door: the same trust checks, with verdicts on identical bytes remembered.
+//!
+//! Thousands of virtual nodes verify the very same bundle and the same statuses; each
+//! distinct signature is checked once (ed25519, ~50 µs) and the verdict shared, which is
+//! what SPEC allows ("remember signature checks of identical bytes"). Expiry is checked
+//! again on every call, since it depends on the time.
+
+use driftless_core::bundle::{Bundle, BundleHash, VerifiedBundle};
+use driftless_core::proto::{Door, MemoCheck};
+use driftless_core::trust::{Ed25519Check, Refusal, SignatureCheck, TrustRoot};
+use driftless_core::Timestamp;
+use ed25519_dalek::VerifyingKey;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub struct SimDoor {
+    pub trust: TrustRoot,
+    pub node_keys: Vec<VerifyingKey>,
+    pub check: MemoCheck<Ed25519Check>,
+    /// Keyed by the bundle hash and its signatures: a copy with other signatures is checked anew.
+    verdicts: RefCell<HashMap<(BundleHash, Vec<u8>), Result<Arc<VerifiedBundle>, Refusal>>>,
+}
+
+impl SimDoor {
+    pub fn new(trust: TrustRoot, node_keys: Vec<VerifyingKey>) -> Self {
+        SimDoor {
+            trust,
+            node_keys,
+            check: MemoCheck::new(Ed25519Check),
+            verdicts: RefCell::new(HashMap::new()),
+        }
+    }
+}
+
+impl Door<u32> for SimDoor {
+    fn verify_bundle(
+        &self,
+        bundle: &Arc<Bundle>,
+        now: Timestamp,
+    ) -> Result<Arc<VerifiedBundle>, Refusal> {
+        let mut sigs = Vec::new();
+        for s in bundle.signatures() {
+            sigs.extend_from_slice(&s.key);
+            sigs.extend_from_slice(&s.sig);
+        }
+        let hash = (bundle.hash(), sigs);
+        let cached = self.verdicts.borrow().get(&hash).cloned();
+        let verdict = match cached {
+            Some(v) => v,
+            None => {
+                let v = self
+                    .trust
+                    .verify((**bundle).clone(), now, &self.check)
+                    .map(Arc::new);
+                self.verdicts.borrow_mut().insert(hash, v.clone());
+                v
+            }
+        };
+        let v = verdict?;
+        let h = v.header();
+        if h.expires.plus(self.trust.clock_skew_secs) < now {
+            return Err(Refusal::Expired {
+                expires: h.expires,
+                now,
+                skew: self.trust.clock_skew_secs,
+            });
+        }
+        Ok(v)
+    }
+
+    fn signatures(&self) -> &dyn SignatureCheck {
+        &self.check
+    }
+
+    fn node_key(&self, peer: &u32) -> Option<VerifyingKey> {
+        self.node_keys.get(*peer as usize).copied()
+    }
+}

@@ -1,0 +1,762 @@
+//! The event loop: N copies of the protocol core on a virtual network and clock.
+//!
+//! One binary heap of events keyed by (virtual time, sequence number), one seeded ChaCha
+//! random source for everything (network and nodes), so the same seed gives the same run.
+//! Messages are moved between nodes as values sharing their bytes (`Arc`); each is encoded
+//! once to count its bytes on the wire.
+
+use crate::door::SimDoor;
+use crate::metrics::{Metrics, Sample};
+use crate::scenario::{Action as Step, Scenario};
+use driftless_core::bundle::{Bundle, BundleHash, Header};
+use driftless_core::definition::{CompiledDefinition, Ownership, Resource, ResourceKind};
+use driftless_core::labels::{Labels, Targets};
+use driftless_core::proto::{Action, Config, Event, Message, Node, Now, Persisted, WireBundle};
+use driftless_core::trust::TrustRoot;
+use driftless_core::Timestamp;
+use ed25519_dalek::SigningKey;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
+
+/// Virtual wall clock at time 0 (2024-01-01): statuses and expiry need a plausible date.
+pub const WALL0_MS: u64 = 1_704_067_200_000;
+pub const FLEET: &str = "sim";
+/// How many bootstrap peers each node is configured with.
+const BOOTSTRAP_PEERS: usize = 3;
+
+enum Ev {
+    Deliver { from: u32, msg: Message<u32> },
+    Tick,
+    ApplyDone { version: u64, ok: bool, life: u32 },
+    Step(usize),
+    Heal,
+    Restart,
+    DriftHit,
+    DriftFix { life: u32 },
+    PeerDown(u32),
+    Sample,
+    Churn(usize),
+}
+
+struct Entry {
+    at: u64,
+    seq: u64,
+    to: u32,
+    ev: Ev,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, o: &Self) -> Ordering {
+        (o.at, o.seq).cmp(&(self.at, self.seq)) // min-heap
+    }
+}
+
+pub struct SimNode {
+    pub node: Option<Node<u32>>,
+    saved: Persisted<u32>,
+    bootstrap: Vec<u32>,
+    wake: u64,
+    /// Incarnation: bumped on every crash, so events of a past life are dropped.
+    life: u32,
+    pub applied: u64,
+    pub unhealthy: bool,
+    drift_open: u32,
+    side: bool,
+}
+
+pub struct Engine<'a> {
+    sc: &'a Scenario,
+    pub cfg: Config,
+    rng: ChaCha8Rng,
+    queue: BinaryHeap<Entry>,
+    seq: u64,
+    pub now: u64,
+    pub nodes: Vec<SimNode>,
+    pub door: SimDoor,
+    keys: Vec<SigningKey>,
+    release_key: SigningKey,
+    rogue_key: SigningKey,
+    /// The rogue node and the bundle it serves.
+    rogue: Option<(u32, Arc<Bundle>)>,
+    partitioned: bool,
+    /// Published trusted versions: version → (hash, unhealthy share).
+    pub releases: BTreeMap<u64, (BundleHash, f64)>,
+    pub rogue_hashes: Vec<BundleHash>,
+    pub m: Metrics,
+    out: Vec<Action<u32>>,
+    progress: ProgressBar,
+    /// Times at which to check every sampled node's fleet view against the truth.
+    pub checks_at: Vec<u64>,
+}
+
+fn uniform(rng: &mut ChaCha8Rng, lo: u64, hi: u64) -> u64 {
+    if hi <= lo {
+        lo
+    } else {
+        lo + rng.next_u64() % (hi - lo + 1)
+    }
+}
+
+fn chance(rng: &mut ChaCha8Rng, p: f64) -> bool {
+    p > 0.0 && ((rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
+}
+
+/// A deterministic per-(node, salt) draw in [0, 1).
+fn hash_share(node: u32, salt: u64) -> f64 {
+    let h = driftless_core::proto::splitmix64(((node as u64) << 32) ^ salt.wrapping_mul(0x9E37));
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(sc: &'a Scenario, seed: u64) -> Engine<'a> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let n = sc.nodes;
+        let mut cfg = Config {
+            zone_bits: Config::zone_bits_for(n),
+            reapply_ms: sc.fleet.reapply_ms,
+            ..Config::default()
+        };
+        if let Some(r) = sc.protocol.round_ms {
+            cfg.round_ms = r;
+        }
+        if let Some(a) = sc.protocol.active_size {
+            cfg.active_size = a;
+        }
+        if let Some(t) = sc.protocol.peer_timeout_ms {
+            cfg.peer_timeout_ms = t;
+            cfg.keepalive_ms = (t / 3).max(1);
+        }
+        if let Some(z) = sc.protocol.zone_bits {
+            cfg.zone_bits = z;
+        }
+        let mut seed32 = [0u8; 32];
+        rng.fill_bytes(&mut seed32);
+        let release_key = SigningKey::from_bytes(&seed32);
+        rng.fill_bytes(&mut seed32);
+        let rogue_key = SigningKey::from_bytes(&seed32);
+        let keys: Vec<SigningKey> = (0..n)
+            .map(|_| {
+                rng.fill_bytes(&mut seed32);
+                SigningKey::from_bytes(&seed32)
+            })
+            .collect();
+        let door = SimDoor::new(
+            TrustRoot::new(FLEET, vec![release_key.verifying_key()], 1),
+            keys.iter().map(|k| k.verifying_key()).collect(),
+        );
+        let nodes = (0..n as u32)
+            .map(|i| {
+                let bootstrap = if i == 0 {
+                    vec![]
+                } else {
+                    (0..BOOTSTRAP_PEERS.min(i as usize))
+                        .map(|_| (rng.next_u64() % i as u64) as u32)
+                        .collect()
+                };
+                SimNode {
+                    node: Some(Node::new(
+                        cfg.clone(),
+                        i,
+                        keys[i as usize].clone(),
+                        Labels::new(),
+                    )),
+                    saved: Persisted::default(),
+                    bootstrap,
+                    wake: u64::MAX,
+                    life: 0,
+                    applied: 0,
+                    unhealthy: false,
+                    drift_open: 0,
+                    side: false,
+                }
+            })
+            .collect();
+        let progress = ProgressBar::with_draw_target(
+            Some(sc.duration_ms / 1000),
+            ProgressDrawTarget::stderr(),
+        );
+        progress.set_style(
+            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} virtual s ({elapsed})")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        progress.set_message(sc.name.clone());
+        Engine {
+            sc,
+            cfg,
+            rng,
+            queue: BinaryHeap::with_capacity(n * 8),
+            seq: 0,
+            now: 0,
+            nodes,
+            door,
+            keys,
+            release_key,
+            rogue_key,
+            rogue: None,
+            partitioned: false,
+            releases: BTreeMap::new(),
+            rogue_hashes: Vec::new(),
+            m: Metrics::new(n, sc.duration_ms),
+            out: Vec::with_capacity(64),
+            progress,
+            checks_at: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, at: u64, to: u32, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Entry {
+            at,
+            seq: self.seq,
+            to,
+            ev,
+        });
+    }
+
+    fn now_of(&self, at: u64) -> Now {
+        Now {
+            mono_ms: at,
+            wall_ms: WALL0_MS + at,
+        }
+    }
+
+    pub fn make_bundle(&self, version: u64, rogue: bool) -> Arc<Bundle> {
+        let content = "#".repeat(self.sc.fleet.bundle_bytes.saturating_sub(400));
+        let def = CompiledDefinition {
+            name: self.sc.fleet.channel.clone(),
+            targets: Targets::default(),
+            vars: Default::default(),
+            resources: vec![Resource {
+                kind: ResourceKind::File {
+                    path: "/etc/app/app.conf".into(),
+                    content: format!("version = {version}\n{content}\n"),
+                    template: None,
+                    own: Ownership {
+                        mode: Some(0o644),
+                        owner: None,
+                        group: None,
+                    },
+                },
+                requires: vec![],
+                notify: vec![],
+                audit: false,
+            }],
+            checks: vec![],
+            rollout: None,
+        };
+        let header = Header {
+            fleet: FLEET.into(),
+            channel: self.sc.fleet.channel.clone(),
+            version,
+            created: Timestamp(WALL0_MS / 1000),
+            expires: Timestamp(WALL0_MS / 1000 + 30 * 86_400),
+            content_hash: [0; 32],
+            rollout: None,
+        };
+        let key = if rogue {
+            &self.rogue_key
+        } else {
+            &self.release_key
+        };
+        Arc::new(Bundle::sign(header, &def, &[key]))
+    }
+
+    /// Run to the end of the scenario.
+    pub fn run(&mut self) {
+        let n = self.nodes.len() as u32;
+        // Nodes start over the first second, each through its bootstrap peers.
+        for i in 0..n {
+            let at = (i as u64 * 1000) / n as u64;
+            let bootstrap = self.nodes[i as usize].bootstrap.clone();
+            self.start(i, at, bootstrap);
+        }
+        for (i, s) in self.sc.timeline.iter().enumerate() {
+            self.push(s.at_ms, 0, Ev::Step(i));
+        }
+        if self.sc.fleet.drift_per_node_hour > 0.0 {
+            for i in 0..n {
+                let at = self.next_drift(0);
+                self.push(at, i, Ev::DriftHit);
+            }
+        }
+        self.push(0, 0, Ev::Sample);
+        let end = self.sc.duration_ms;
+        let mut checks = std::mem::take(&mut self.checks_at);
+        checks.sort_unstable();
+        checks.reverse();
+        while let Some(e) = self.queue.pop() {
+            if e.at > end {
+                self.queue.push(e);
+                break;
+            }
+            while checks.last().is_some_and(|c| *c < e.at) {
+                let c = checks.pop().expect("checked");
+                self.now = c;
+                let (ok, total) = self.fleet_view_exact();
+                self.m.fleet_checks.push((c, ok, total));
+            }
+            self.now = e.at;
+            self.dispatch(e);
+        }
+        for c in checks.into_iter().rev() {
+            self.now = c.min(end);
+            let (ok, total) = self.fleet_view_exact();
+            self.m.fleet_checks.push((c, ok, total));
+        }
+        self.now = end;
+        self.progress.finish_and_clear();
+    }
+
+    fn next_drift(&mut self, from: u64) -> u64 {
+        // Exponential inter-arrival times with the scenario's rate.
+        let rate_per_ms = self.sc.fleet.drift_per_node_hour / 3_600_000.0;
+        let u = ((self.rng.next_u64() >> 11) as f64 + 1.0) / ((1u64 << 53) as f64 + 1.0);
+        from + (-u.ln() / rate_per_ms).min(1e15) as u64 + 1
+    }
+
+    fn start(&mut self, i: u32, at: u64, bootstrap: Vec<u32>) {
+        self.push_event(at, i, Event::Start { bootstrap });
+    }
+
+    /// Deliver a core event now (or at `at` when in the future, via the queue).
+    fn push_event(&mut self, at: u64, i: u32, ev: Event<u32>) {
+        if at > self.now {
+            // Only Start is ever deferred; carry it as a message-less restart marker.
+            if let Event::Start { .. } = ev {
+                self.push(at, i, Ev::Restart);
+                return;
+            }
+        }
+        self.handle(i, ev);
+    }
+
+    fn handle(&mut self, i: u32, ev: Event<u32>) {
+        let now = self.now_of(self.now);
+        let mut out = std::mem::take(&mut self.out);
+        {
+            let sn = &mut self.nodes[i as usize];
+            let Some(node) = sn.node.as_mut() else {
+                self.out = out;
+                return;
+            };
+            node.handle(ev, now, &mut self.rng, &self.door, &mut out);
+        }
+        for a in out.drain(..) {
+            self.act(i, a);
+        }
+        self.out = out;
+    }
+
+    fn act(&mut self, i: u32, a: Action<u32>) {
+        match a {
+            Action::Send { to, msg } => self.send(i, to, msg),
+            Action::WakeAt(t) => {
+                // The latest request is the node's current wish; older ticks are stale.
+                self.nodes[i as usize].wake = t;
+                self.push(t, i, Ev::Tick);
+            }
+            Action::Apply { bundle, .. } => {
+                if !bundle
+                    .signers()
+                    .contains(&self.release_key.verifying_key().to_bytes())
+                {
+                    self.m.untrusted_applied += 1;
+                }
+                let version = bundle.header().version;
+                let ms = uniform(
+                    &mut self.rng,
+                    self.sc.fleet.apply_min_ms,
+                    self.sc.fleet.apply_max_ms,
+                );
+                let ok = !chance(&mut self.rng, self.sc.fleet.apply_failure);
+                let life = self.nodes[i as usize].life;
+                self.push(self.now + ms, i, Ev::ApplyDone { version, ok, life });
+            }
+            Action::PersistMarks(m) => self.nodes[i as usize].saved.marks = m,
+            Action::PersistBundle(b) => {
+                let saved = &mut self.nodes[i as usize].saved;
+                let ch = b.header().channel.clone();
+                saved.bundles.retain(|x| x.header().channel != ch);
+                saved.bundles.push(b);
+            }
+            Action::PersistStatus(s) => self.nodes[i as usize].saved.status = Some(s),
+            Action::Accepted { version, hops, .. } => {
+                if self.rogue_hashes.iter().any(|h| {
+                    self.nodes[i as usize]
+                        .node
+                        .as_ref()
+                        .and_then(|n| n.held(&self.sc.fleet.channel))
+                        .is_some_and(|x| x.1 == *h)
+                }) {
+                    self.m.untrusted_accepted += 1;
+                }
+                self.m.accepted(version, hops, self.now);
+            }
+            Action::Refused { reason, .. } => {
+                *self.m.refused.entry(reason).or_default() += 1;
+            }
+            Action::Disconnect(_) => {}
+        }
+    }
+
+    fn send(&mut self, from: u32, to: u32, msg: Message<u32>) {
+        let bytes = msg.encode().len() as u64;
+        let is_bundle = matches!(msg, Message::Bundle(_));
+        self.m.sent(from, bytes, self.now);
+        if chance(&mut self.rng, self.sc.network.loss) {
+            return;
+        }
+        if self.partitioned && self.nodes[from as usize].side != self.nodes[to as usize].side {
+            return;
+        }
+        if (to as usize) >= self.nodes.len() || self.nodes[to as usize].node.is_none() {
+            return;
+        }
+        let net = &self.sc.network;
+        let lat = uniform(&mut self.rng, net.latency_min_ms, net.latency_max_ms);
+        let wire = (bytes as f64 * 8.0 / (net.bandwidth_mbps * 1000.0)) as u64;
+        if is_bundle {
+            self.m.bundle_received(to, bytes);
+        }
+        self.push(self.now + lat + wire, to, Ev::Deliver { from, msg });
+    }
+
+    fn dispatch(&mut self, e: Entry) {
+        let i = e.to;
+        match e.ev {
+            Ev::Deliver { from, msg } => {
+                // The rogue node answers fetches of its bundle itself.
+                if let Some((r, b)) = &self.rogue {
+                    if i == *r {
+                        if let Message::Fetch(h) = &msg {
+                            if *h == b.hash() {
+                                let b = b.clone();
+                                self.send(i, from, Message::Bundle(WireBundle(b)));
+                                return;
+                            }
+                        }
+                    }
+                }
+                self.handle(i, Event::Message { from, msg });
+            }
+            Ev::Tick => {
+                let sn = &mut self.nodes[i as usize];
+                if sn.wake != e.at {
+                    return; // superseded
+                }
+                sn.wake = u64::MAX;
+                self.handle(i, Event::Tick);
+            }
+            Ev::ApplyDone { version, ok, life } => {
+                if self.nodes[i as usize].life != life || self.nodes[i as usize].node.is_none() {
+                    return;
+                }
+                if ok && version > self.nodes[i as usize].applied {
+                    let old = self.nodes[i as usize].applied;
+                    self.nodes[i as usize].applied = version;
+                    self.m.applied(old, version, self.now, &self.releases);
+                }
+                let ch = self.sc.fleet.channel.clone();
+                self.handle(
+                    i,
+                    Event::ApplyFinished {
+                        channel: ch,
+                        version,
+                        ok,
+                    },
+                );
+                if ok {
+                    let share = self.releases.get(&version).map_or(0.0, |r| r.1);
+                    let sick = hash_share(i, version) < share;
+                    if sick != self.nodes[i as usize].unhealthy {
+                        self.nodes[i as usize].unhealthy = sick;
+                        let failing = if sick {
+                            vec!["http".to_string()]
+                        } else {
+                            vec![]
+                        };
+                        self.handle(
+                            i,
+                            Event::Health {
+                                healthy: !sick,
+                                failing,
+                            },
+                        );
+                    }
+                    // An apply undoes whatever drift is outstanding.
+                    let open = std::mem::take(&mut self.nodes[i as usize].drift_open);
+                    if open > 0 {
+                        self.m.drift_open -= open as i64;
+                        self.handle(
+                            i,
+                            Event::Drift {
+                                detected: 0,
+                                corrected: open as u64,
+                            },
+                        );
+                    }
+                }
+            }
+            Ev::Step(k) => self.step(k),
+            Ev::Heal => self.partitioned = false,
+            Ev::Restart => self.restart(i),
+            Ev::DriftHit => {
+                let next = self.next_drift(self.now);
+                self.push(next, i, Ev::DriftHit);
+                let sn = &mut self.nodes[i as usize];
+                if sn.node.is_none() {
+                    return;
+                }
+                sn.drift_open += 1;
+                let life = sn.life;
+                self.m.drift_open += 1;
+                self.m.drift_events += 1;
+                self.handle(
+                    i,
+                    Event::Drift {
+                        detected: 1,
+                        corrected: 0,
+                    },
+                );
+                self.push(
+                    self.now + self.sc.fleet.drift_fix_ms,
+                    i,
+                    Ev::DriftFix { life },
+                );
+            }
+            Ev::DriftFix { life } => {
+                let sn = &mut self.nodes[i as usize];
+                if sn.life != life || sn.drift_open == 0 || sn.node.is_none() {
+                    return;
+                }
+                sn.drift_open -= 1;
+                self.m.drift_open -= 1;
+                self.handle(
+                    i,
+                    Event::Drift {
+                        detected: 0,
+                        corrected: 1,
+                    },
+                );
+            }
+            Ev::PeerDown(p) => self.handle(i, Event::PeerDown(p)),
+            Ev::Sample => {
+                self.sample();
+                let every = self.m.sample_every;
+                if self.now + every <= self.sc.duration_ms {
+                    self.push(self.now + every, 0, Ev::Sample);
+                }
+            }
+            Ev::Churn(k) => {
+                if let Step::Churn {
+                    rate,
+                    down_ms,
+                    until_ms,
+                } = self.sc.timeline[k].action
+                {
+                    if self.now >= until_ms {
+                        return;
+                    }
+                    // Each second, `rate` of the nodes crash.
+                    let n = self.nodes.len();
+                    let mut count = (rate * n as f64).floor() as usize;
+                    if chance(&mut self.rng, rate * n as f64 - count as f64) {
+                        count += 1;
+                    }
+                    for _ in 0..count {
+                        let v = (self.rng.next_u64() % n as u64) as u32;
+                        self.crash(v, down_ms);
+                    }
+                    self.push(self.now + 1000, 0, Ev::Churn(k));
+                }
+            }
+        }
+    }
+
+    fn live_random(&mut self) -> u32 {
+        let n = self.nodes.len() as u64;
+        for _ in 0..64 {
+            let i = (self.rng.next_u64() % n) as u32;
+            if self.nodes[i as usize].node.is_some() {
+                return i;
+            }
+        }
+        0
+    }
+
+    fn step(&mut self, k: usize) {
+        let step = self.sc.timeline[k].clone();
+        match step.action {
+            Step::Publish { version, unhealthy } => {
+                let b = self.make_bundle(version, false);
+                self.releases.insert(version, (b.hash(), unhealthy));
+                self.m.published(version, self.now, b.encode().len());
+                let at = self.live_random();
+                self.handle(at, Event::Publish(b));
+            }
+            Step::Rogue { version } => {
+                let b = self.make_bundle(version, true);
+                self.rogue_hashes.push(b.hash());
+                let r = self.live_random();
+                self.rogue = Some((r, b.clone()));
+                // The compromised node announces its bundle to its neighbours, pushes it
+                // unasked to one of them, and hands it to its own agent.
+                let peers = self.nodes[r as usize]
+                    .node
+                    .as_ref()
+                    .map(|n| n.active_peers())
+                    .unwrap_or_default();
+                let a = driftless_core::proto::Announcement {
+                    channel: self.sc.fleet.channel.clone(),
+                    version,
+                    hash: b.hash(),
+                    hops: 0,
+                };
+                for p in &peers {
+                    self.send(r, *p, Message::Announce(vec![a.clone()]));
+                }
+                if let Some(p) = peers.first() {
+                    self.send(r, *p, Message::Bundle(WireBundle(b.clone())));
+                }
+                self.handle(r, Event::Publish(b));
+            }
+            Step::Partition { share, heal_ms } => {
+                let n = self.nodes.len();
+                for (i, sn) in self.nodes.iter_mut().enumerate() {
+                    sn.side = hash_share(i as u32, 0xA11CE ^ k as u64) < share;
+                }
+                let _ = n;
+                self.partitioned = true;
+                if heal_ms != u64::MAX {
+                    self.push(heal_ms, 0, Ev::Heal);
+                }
+            }
+            Step::Crash { share, down_ms } => {
+                let n = self.nodes.len();
+                let count = (share * n as f64).round() as usize;
+                let mut idx: Vec<u32> = (0..n as u32).collect();
+                for j in 0..count.min(n) {
+                    let r = j + (self.rng.next_u64() % (n - j) as u64) as usize;
+                    idx.swap(j, r);
+                }
+                for &v in &idx[..count.min(n)] {
+                    self.crash(v, down_ms);
+                }
+            }
+            Step::Churn { .. } => self.push(self.now, 0, Ev::Churn(k)),
+        }
+    }
+
+    fn crash(&mut self, i: u32, down_ms: u64) {
+        let sn = &mut self.nodes[i as usize];
+        let Some(node) = sn.node.take() else {
+            return;
+        };
+        sn.life += 1;
+        sn.wake = u64::MAX;
+        self.m.drift_open -= sn.drift_open as i64;
+        sn.drift_open = 0;
+        self.m.crashes += 1;
+        // The peers' transports see the connections drop.
+        let lat = self.sc.network.latency_min_ms.max(1);
+        for p in node.active_peers() {
+            self.push(self.now + lat, p, Ev::PeerDown(i));
+        }
+        self.push(self.now + down_ms, i, Ev::Restart);
+    }
+
+    fn restart(&mut self, i: u32) {
+        let now = self.now_of(self.now);
+        let sn = &mut self.nodes[i as usize];
+        if sn.node.is_none() {
+            let node = Node::restore(
+                self.cfg.clone(),
+                i,
+                self.keys[i as usize].clone(),
+                Labels::new(),
+                &sn.saved,
+                now,
+                &self.door,
+            );
+            sn.node = Some(node);
+        }
+        let bootstrap = sn.bootstrap.clone();
+        let bootstrap = if bootstrap.is_empty() && self.nodes.len() > 1 {
+            vec![1]
+        } else {
+            bootstrap
+        };
+        self.handle(i, Event::Start { bootstrap });
+    }
+
+    fn sample(&mut self) {
+        let alive = self.nodes.iter().filter(|n| n.node.is_some()).count();
+        let unhealthy = self.nodes.iter().filter(|n| n.unhealthy).count();
+        self.m.push_sample(Sample {
+            t_ms: self.now,
+            alive,
+            unhealthy,
+        });
+        self.progress.set_position(self.now / 1000);
+    }
+
+    /// Nodes whose fleet view matches the truth (sampled: at most 200 nodes).
+    pub fn fleet_view_exact(&self) -> (usize, usize) {
+        let n = self.nodes.len();
+        let latest = self.releases.keys().next_back().copied().unwrap_or(0);
+        let truth = self.nodes.iter().filter(|s| s.applied >= latest).count() as u64;
+        let step = n.div_ceil(200).max(1);
+        let mut ok = 0;
+        let mut total = 0;
+        for i in (0..n).step_by(step) {
+            let Some(node) = &self.nodes[i].node else {
+                continue;
+            };
+            total += 1;
+            let c = node.fleet().counts();
+            if c.nodes == n as u64
+                && (latest == 0 || c.applied_at_least(&self.sc.fleet.channel, latest) == truth)
+            {
+                ok += 1;
+            }
+        }
+        (ok, total)
+    }
+
+    /// Approximate bytes held per node by the core (sampled).
+    pub fn approx_node_bytes(&self) -> usize {
+        let n = self.nodes.len();
+        let step = n.div_ceil(100).max(1);
+        let mut sum = 0;
+        let mut k = 0;
+        for i in (0..n).step_by(step) {
+            if let Some(node) = &self.nodes[i].node {
+                sum += node.fleet().approx_bytes()
+                    + std::mem::size_of::<Node<u32>>()
+                    + node.passive_peers().len() * 4;
+                k += 1;
+            }
+        }
+        sum / k.max(1)
+    }
+
+    pub fn is_partitioned(&self) -> bool {
+        self.partitioned
+    }
+}

@@ -1,0 +1,340 @@
+//! The result of a run: expectations checked, figures, and the files written to `--out`.
+
+use crate::engine::Engine;
+use crate::metrics::Row;
+use crate::scenario::{fmt_ms, Expectation, Scenario};
+use crate::Error;
+use serde_json::{json, Value};
+use std::path::Path;
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub expectation: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub scenario: String,
+    pub file: String,
+    pub about: String,
+    pub seed: u64,
+    pub nodes: usize,
+    pub duration_ms: u64,
+    pub checks: Vec<Check>,
+    /// (name, value) pairs for the summary table and JSON, in a fixed order.
+    pub figures: Vec<(String, Value)>,
+    pub rows: Vec<Row>,
+    /// Extra series for plots: (name, points (t_ms, value)).
+    pub drift_series: Vec<(String, Vec<(u64, f64)>)>,
+    /// Wall time of the run: for the terminal only, never written to `--out`.
+    pub wall_ms: u64,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+
+    pub fn figure(&self, name: &str) -> Option<&Value> {
+        self.figures.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// The summary table printed on the terminal.
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "scenario {} ({} nodes, {} virtual, seed {})\n",
+            self.scenario,
+            self.nodes,
+            fmt_ms(self.duration_ms),
+            self.seed
+        );
+        let w = self
+            .figures
+            .iter()
+            .map(|(n, _)| n.len())
+            .max()
+            .unwrap_or(10);
+        for (name, v) in &self.figures {
+            let v = match v {
+                Value::String(t) => t.clone(),
+                other => other.to_string(),
+            };
+            s.push_str(&format!("  {name:<w$}  {v}\n"));
+        }
+        for c in &self.checks {
+            s.push_str(&format!(
+                "  [{}] {} ({})\n",
+                if c.passed { "pass" } else { "FAIL" },
+                c.expectation,
+                c.detail
+            ));
+        }
+        s.push_str(&format!(
+            "  {} in {:.1} s wall time{}\n",
+            if self.passed() { "passed" } else { "FAILED" },
+            self.wall_ms as f64 / 1000.0,
+            if self.passed() {
+                String::new()
+            } else {
+                format!("; reproduce with --seed {}", self.seed)
+            }
+        ));
+        s
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut figures = serde_json::Map::new();
+        for (n, v) in &self.figures {
+            figures.insert(n.clone(), v.clone());
+        }
+        json!({
+            "scenario": self.scenario,
+            "file": self.file,
+            "about": self.about,
+            "seed": self.seed,
+            "nodes": self.nodes,
+            "duration_ms": self.duration_ms,
+            "passed": self.passed(),
+            "expectations": self.checks.iter().map(|c| json!({
+                "expectation": c.expectation, "passed": c.passed, "detail": c.detail,
+            })).collect::<Vec<_>>(),
+            "figures": Value::Object(figures),
+        })
+    }
+
+    pub fn csv(&self) -> String {
+        let versions: Vec<u64> = self
+            .rows
+            .last()
+            .map(|r| r.shares.iter().map(|(v, _)| *v).collect())
+            .unwrap_or_default();
+        let mut s = String::from("t_ms,alive,unhealthy,drift_open,bytes_per_node_s");
+        for v in &versions {
+            s.push_str(&format!(",share_v{v}"));
+        }
+        s.push('\n');
+        for r in &self.rows {
+            s.push_str(&format!(
+                "{},{},{},{},{:.1}",
+                r.t_ms, r.alive, r.unhealthy, r.drift_open, r.bytes_per_node_s
+            ));
+            for v in &versions {
+                let share = r
+                    .shares
+                    .iter()
+                    .find(|(x, _)| x == v)
+                    .map_or(0.0, |(_, s)| *s);
+                s.push_str(&format!(",{share:.5}"));
+            }
+            s.push('\n');
+        }
+        s
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<(), Error> {
+        let err = |p: &Path, e: std::io::Error| Error::Output {
+            path: p.to_path_buf(),
+            source: e,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
+        let files: Vec<(&str, String)> = vec![
+            (
+                "summary.json",
+                serde_json::to_string_pretty(&self.to_json()).expect("json") + "\n",
+            ),
+            ("timeline.csv", self.csv()),
+            ("adoption.svg", crate::plot::adoption(self)),
+            ("bytes.svg", crate::plot::bytes(self)),
+            ("drift.svg", crate::plot::drift(self)),
+        ];
+        for (name, text) in files {
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(|e| err(&p, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn ms_or_never(t: Option<u64>) -> Value {
+    match t {
+        Some(t) => json!(t),
+        None => Value::Null,
+    }
+}
+
+pub fn run_protocol(sc: &Scenario, seed: u64) -> Report {
+    let mut e = Engine::new(sc, seed);
+    for x in &sc.expect {
+        if let Expectation::FleetViewExact { by_ms } = x {
+            e.checks_at.push(*by_ms);
+        }
+    }
+    e.run();
+    let n = sc.nodes as u64;
+    let m = &e.m;
+    let mut figures: Vec<(String, Value)> = Vec::new();
+    let round = e.cfg.round_ms;
+    figures.push(("round_ms".into(), json!(round)));
+    figures.push(("zone_bits".into(), json!(e.cfg.zone_bits)));
+    figures.push(("log2_n".into(), json!(round2((n as f64).log2()))));
+    for (v, st) in &m.versions {
+        let t99 = st.time_to((n as f64 * 0.99).ceil() as u64);
+        let t100 = st.time_to(n);
+        figures.push((format!("v{v}_ms_to_99pct"), ms_or_never(t99)));
+        figures.push((format!("v{v}_ms_to_100pct"), ms_or_never(t100)));
+        let all_accepted = (st.accepted >= n).then(|| st.last_accept_ms - st.published_at);
+        figures.push((
+            format!("v{v}_ms_to_all_accepted"),
+            ms_or_never(all_accepted),
+        ));
+        figures.push((format!("v{v}_hops_99pct"), json!(st.hops_for(0.99))));
+        figures.push((format!("v{v}_hops_max"), json!(st.max_hops())));
+        figures.push((format!("v{v}_bundle_bytes"), json!(st.bundle_bytes)));
+        figures.push((format!("v{v}_accepted"), json!(st.accepted)));
+    }
+    let total_bundle: usize = m.versions.values().map(|v| v.bundle_bytes).sum();
+    let (rx_mean, rx_max) = m.bundle_rx_per_node();
+    let rx_factor = if total_bundle > 0 {
+        rx_mean / total_bundle as f64
+    } else {
+        0.0
+    };
+    let rx_max_factor = if total_bundle > 0 {
+        rx_max as f64 / total_bundle as f64
+    } else {
+        0.0
+    };
+    figures.push(("bundle_rx_per_node_x".into(), json!(round2(rx_factor))));
+    figures.push(("bundle_rx_max_node_x".into(), json!(round2(rx_max_factor))));
+    let first_pub = m
+        .versions
+        .values()
+        .map(|v| v.published_at)
+        .min()
+        .unwrap_or(sc.duration_ms);
+    let idle_from = (first_pub / 2).max(first_pub.saturating_sub(30_000));
+    let idle = m.bytes_per_node_s(idle_from, first_pub);
+    figures.push(("idle_bytes_per_node_s".into(), json!(round2(idle))));
+    figures.push((
+        "mean_bytes_per_node_s".into(),
+        json!(round2(
+            m.bytes_sent as f64 / n as f64 / (sc.duration_ms.max(1) as f64 / 1000.0)
+        )),
+    ));
+    figures.push((
+        "core_bytes_per_node_approx".into(),
+        json!(e.approx_node_bytes()),
+    ));
+    figures.push((
+        "distinct_signatures_checked".into(),
+        json!(e.door.check.len()),
+    ));
+    figures.push(("crashes".into(), json!(m.crashes)));
+    figures.push(("drift_events".into(), json!(m.drift_events)));
+    figures.push(("untrusted_applied".into(), json!(m.untrusted_applied)));
+    let refused: serde_json::Map<String, Value> = m
+        .refused
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    figures.push(("refused".into(), Value::Object(refused)));
+
+    let mut checks = Vec::new();
+    for x in &sc.expect {
+        let (passed, detail) = match x {
+            Expectation::ShareAt {
+                percent,
+                version,
+                by_ms,
+            } => {
+                let need = (percent / 100.0 * n as f64).ceil() as u64;
+                match m.versions.get(version) {
+                    None => (false, format!("version {version} was never published")),
+                    Some(st) => {
+                        let t = st
+                            .adoption
+                            .iter()
+                            .find(|(_, c)| *c >= need)
+                            .map(|(t, _)| *t);
+                        match t {
+                            Some(t) => (
+                                t <= *by_ms,
+                                format!(
+                                    "reached at {} ({} after publish)",
+                                    fmt_ms(t),
+                                    fmt_ms(t - st.published_at)
+                                ),
+                            ),
+                            None => {
+                                let best = st.adoption.last().map_or(0, |x| x.1);
+                                (
+                                    false,
+                                    format!(
+                                        "never reached; {:.2}% at the end",
+                                        best as f64 * 100.0 / n as f64
+                                    ),
+                                )
+                            }
+                        }
+                    }
+                }
+            }
+            Expectation::NoUntrustedApplied => (
+                m.untrusted_applied == 0,
+                format!(
+                    "{} applied, {} refused as untrusted",
+                    m.untrusted_applied,
+                    m.refused.get("untrusted").copied().unwrap_or(0)
+                ),
+            ),
+            Expectation::BundleBytesAtMost { factor } => (
+                rx_factor <= *factor,
+                format!("{rx_factor:.3}x mean, {rx_max_factor:.2}x max"),
+            ),
+            Expectation::FleetViewExact { by_ms } => {
+                match m.fleet_checks.iter().find(|c| c.0 == *by_ms) {
+                    Some((_, ok, total)) => (
+                        ok == total && *total > 0,
+                        format!("{ok} of {total} sampled nodes exact"),
+                    ),
+                    None => (false, "not checked (after the end of the run?)".into()),
+                }
+            }
+            Expectation::IdleBytesAtMost { bytes } => (
+                idle <= *bytes,
+                format!("{idle:.0} bytes per node per second"),
+            ),
+            Expectation::SyncLeastDrift => (false, "only in mode = \"models\"".into()),
+        };
+        checks.push(Check {
+            expectation: x.text(),
+            passed,
+            detail,
+        });
+    }
+    Report {
+        scenario: sc.name.clone(),
+        file: sc.file.display().to_string(),
+        about: sc.about.clone(),
+        seed,
+        nodes: sc.nodes,
+        duration_ms: sc.duration_ms,
+        checks,
+        figures,
+        rows: m.rows.clone(),
+        drift_series: vec![(
+            "drifted resources outstanding".into(),
+            m.rows
+                .iter()
+                .map(|r| (r.t_ms, r.drift_open as f64))
+                .collect(),
+        )],
+        wall_ms: 0,
+    }
+}
+
+pub fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}

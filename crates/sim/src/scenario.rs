@@ -1,0 +1,555 @@
+//! Scenario files: fleet, network, timeline and expectations, parsed with errors that name
+//! the file, the field and the line.
+
+use crate::Error;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// A parsed scenario. Times are virtual milliseconds.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub file: PathBuf,
+    pub name: String,
+    /// The comment block at the top of the file: what the scenario shows.
+    pub about: String,
+    pub nodes: usize,
+    pub duration_ms: u64,
+    pub seed: u64,
+    pub mode: Mode,
+    pub network: Network,
+    pub fleet: Fleet,
+    pub protocol: Protocol,
+    pub timeline: Vec<Step>,
+    pub expect: Vec<Expectation>,
+    /// Run by the CI test even when it has many nodes.
+    pub ci: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The protocol core on a virtual network.
+    Protocol,
+    /// The essay's update models compared by the drift they leave.
+    Models,
+}
+
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub latency_min_ms: u64,
+    pub latency_max_ms: u64,
+    pub loss: f64,
+    /// Link bandwidth: a message of B bytes takes B*8/bandwidth longer.
+    pub bandwidth_mbps: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    pub channel: String,
+    /// Bundle size: the definition is padded to about this many bytes.
+    pub bundle_bytes: usize,
+    pub apply_min_ms: u64,
+    pub apply_max_ms: u64,
+    pub apply_failure: f64,
+    /// Drift events per node per hour (a managed file changed by hand).
+    pub drift_per_node_hour: f64,
+    /// How long until a watched drift is undone.
+    pub drift_fix_ms: u64,
+    /// Re-apply interval (configuration synchronization); models mode uses it too.
+    pub reapply_ms: Option<u64>,
+    /// Models mode: a release every this long.
+    pub release_every_ms: u64,
+    /// Models mode, ad hoc: share of servers someone applies a release to by hand.
+    pub adhoc_share: f64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Protocol {
+    pub round_ms: Option<u64>,
+    pub active_size: Option<usize>,
+    pub peer_timeout_ms: Option<u64>,
+    pub zone_bits: Option<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// The release host hands version V to one node.
+    Publish { version: u64, unhealthy: f64 },
+    /// A rogue node publishes version V signed by an untrusted key.
+    Rogue { version: u64 },
+    /// A share of the nodes is cut off from the rest until `heal_ms`.
+    Partition { share: f64, heal_ms: u64 },
+    /// A share of the nodes crashes (losing all but persisted state), back after `down_ms`.
+    Crash { share: f64, down_ms: u64 },
+    /// From now on, `rate` of the nodes per second crash and come back after `down_ms`.
+    Churn {
+        rate: f64,
+        down_ms: u64,
+        until_ms: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub at_ms: u64,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expectation {
+    /// "99% at version 2 by 3s"
+    ShareAt {
+        percent: f64,
+        version: u64,
+        by_ms: u64,
+    },
+    /// "no node ever applied an untrusted bundle"
+    NoUntrustedApplied,
+    /// "bundle bytes per node at most 1.2x"
+    BundleBytesAtMost { factor: f64 },
+    /// "fleet view exact by 30s": every sampled node's counts equal the truth.
+    FleetViewExact { by_ms: u64 },
+    /// "idle bytes per node per second at most 2000"
+    IdleBytesAtMost { bytes: f64 },
+    /// "configuration synchronization leaves the least drift" (models mode)
+    SyncLeastDrift,
+}
+
+impl Expectation {
+    pub fn text(&self) -> String {
+        match self {
+            Expectation::ShareAt {
+                percent,
+                version,
+                by_ms,
+            } => format!("{percent}% at version {version} by {}", fmt_ms(*by_ms)),
+            Expectation::NoUntrustedApplied => "no node ever applied an untrusted bundle".into(),
+            Expectation::BundleBytesAtMost { factor } => {
+                format!("bundle bytes per node at most {factor}x")
+            }
+            Expectation::FleetViewExact { by_ms } => {
+                format!("fleet view exact by {}", fmt_ms(*by_ms))
+            }
+            Expectation::IdleBytesAtMost { bytes } => {
+                format!("idle bytes per node per second at most {bytes}")
+            }
+            Expectation::SyncLeastDrift => {
+                "configuration synchronization leaves the least drift".into()
+            }
+        }
+    }
+}
+
+pub fn fmt_ms(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{}ms", ms)
+    }
+}
+
+// ----- the file format -----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: Option<String>,
+    nodes: usize,
+    duration: String,
+    seed: Option<u64>,
+    mode: Option<String>,
+    ci: Option<bool>,
+    #[serde(default)]
+    network: RawNetwork,
+    #[serde(default)]
+    fleet: RawFleet,
+    #[serde(default)]
+    protocol: RawProtocol,
+    #[serde(default)]
+    timeline: Vec<RawStep>,
+    #[serde(default)]
+    expect: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    latency: Option<String>,
+    loss: Option<f64>,
+    bandwidth_mbps: Option<f64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    channel: Option<String>,
+    bundle_bytes: Option<usize>,
+    apply: Option<String>,
+    apply_failure: Option<f64>,
+    drift_per_node_hour: Option<f64>,
+    drift_fix: Option<String>,
+    reapply: Option<String>,
+    release_every: Option<String>,
+    adhoc_share: Option<f64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawProtocol {
+    round: Option<String>,
+    active_size: Option<usize>,
+    peer_timeout: Option<String>,
+    zone_bits: Option<u8>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    at: String,
+    publish: Option<u64>,
+    unhealthy: Option<f64>,
+    rogue: Option<u64>,
+    partition: Option<f64>,
+    heal: Option<String>,
+    crash: Option<f64>,
+    churn: Option<f64>,
+    down: Option<String>,
+    until: Option<String>,
+}
+
+/// "3s", "250ms", "2m", "1h", "1.5s".
+pub fn parse_duration(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1000.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60_000.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3_600_000.0)
+    } else if let Some(n) = t.strip_suffix('d') {
+        (n, 86_400_000.0)
+    } else {
+        return None;
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    (v >= 0.0 && v.is_finite()).then(|| (v * mult).round() as u64)
+}
+
+fn range(text: &str) -> Option<(u64, u64)> {
+    match text.split_once("..") {
+        Some((a, b)) => {
+            let (a, b) = (parse_duration(a)?, parse_duration(b)?);
+            (a <= b).then_some((a, b))
+        }
+        None => parse_duration(text).map(|v| (v, v)),
+    }
+}
+
+/// The 1-based line of the first line in `text` that contains `needle`.
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Read {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        Scenario::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Scenario, Error> {
+        let bad = |field: &str, message: String| Error::Invalid {
+            file: path.to_path_buf(),
+            field: field.to_string(),
+            line: line_of(text, field.split(['.', '[']).next_back().unwrap_or(field)),
+            message,
+        };
+        let raw: RawScenario = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+            Error::Invalid {
+                file: path.to_path_buf(),
+                field: "(file)".into(),
+                line,
+                message: e.message().to_string(),
+            }
+        })?;
+        if raw.nodes == 0 {
+            return Err(bad("nodes", "expected at least 1 node".into()));
+        }
+        let duration_ms = parse_duration(&raw.duration).ok_or_else(|| {
+            bad(
+                "duration",
+                format!("expected a duration like 60s, got `{}`", raw.duration),
+            )
+        })?;
+        let mode = match raw.mode.as_deref() {
+            None | Some("protocol") => Mode::Protocol,
+            Some("models") => Mode::Models,
+            Some(other) => {
+                return Err(bad(
+                    "mode",
+                    format!("expected `protocol` or `models`, got `{other}`"),
+                ))
+            }
+        };
+        let (lmin, lmax) = range(raw.network.latency.as_deref().unwrap_or("10ms..50ms"))
+            .ok_or_else(|| bad("latency", "expected a range like 10ms..50ms".into()))?;
+        let loss = raw.network.loss.unwrap_or(0.0);
+        if !(0.0..1.0).contains(&loss) {
+            return Err(bad("loss", format!("expected 0 <= loss < 1, got {loss}")));
+        }
+        let bw = raw.network.bandwidth_mbps.unwrap_or(1000.0);
+        if bw <= 0.0 || !bw.is_finite() {
+            return Err(bad("bandwidth_mbps", "expected a positive number".into()));
+        }
+        let f = raw.fleet;
+        let (amin, amax) = range(f.apply.as_deref().unwrap_or("100ms..500ms"))
+            .ok_or_else(|| bad("apply", "expected a range like 100ms..500ms".into()))?;
+        let dur = |field: &str, v: &Option<String>, default: u64| -> Result<u64, Error> {
+            match v {
+                None => Ok(default),
+                Some(t) => parse_duration(t)
+                    .ok_or_else(|| bad(field, format!("expected a duration, got `{t}`"))),
+            }
+        };
+        let share = |field: &str, v: f64| -> Result<f64, Error> {
+            if (0.0..=1.0).contains(&v) {
+                Ok(v)
+            } else {
+                Err(bad(
+                    field,
+                    format!("expected a share between 0 and 1, got {v}"),
+                ))
+            }
+        };
+        let fleet = Fleet {
+            channel: f.channel.unwrap_or_else(|| "web".into()),
+            bundle_bytes: f.bundle_bytes.unwrap_or(16 * 1024),
+            apply_min_ms: amin,
+            apply_max_ms: amax,
+            apply_failure: share("apply_failure", f.apply_failure.unwrap_or(0.0))?,
+            drift_per_node_hour: f.drift_per_node_hour.unwrap_or(0.0),
+            drift_fix_ms: dur("drift_fix", &f.drift_fix, 50)?,
+            reapply_ms: match &f.reapply {
+                None => None,
+                Some(_) => Some(dur("reapply", &f.reapply, 0)?),
+            },
+            release_every_ms: dur("release_every", &f.release_every, 7 * 86_400_000)?,
+            adhoc_share: share("adhoc_share", f.adhoc_share.unwrap_or(0.5))?,
+        };
+        let protocol = Protocol {
+            round_ms: match &raw.protocol.round {
+                None => None,
+                Some(_) => Some(dur("round", &raw.protocol.round, 0)?.max(1)),
+            },
+            active_size: raw.protocol.active_size,
+            peer_timeout_ms: match &raw.protocol.peer_timeout {
+                None => None,
+                Some(_) => Some(dur("peer_timeout", &raw.protocol.peer_timeout, 0)?),
+            },
+            zone_bits: raw.protocol.zone_bits,
+        };
+        let mut timeline = Vec::new();
+        for (i, s) in raw.timeline.iter().enumerate() {
+            let field = format!("timeline[{i}]");
+            let at_ms = parse_duration(&s.at).ok_or_else(|| {
+                bad(
+                    &format!("{field}.at"),
+                    format!("expected a duration, got `{}`", s.at),
+                )
+            })?;
+            let down_ms = dur(&format!("{field}.down"), &s.down, 10_000)?;
+            let n_actions = [
+                s.publish.is_some(),
+                s.rogue.is_some(),
+                s.partition.is_some(),
+                s.crash.is_some(),
+                s.churn.is_some(),
+            ]
+            .iter()
+            .filter(|b| **b)
+            .count();
+            if n_actions != 1 {
+                return Err(bad(
+                    &field,
+                    "expected exactly one of publish, rogue, partition, crash, churn".into(),
+                ));
+            }
+            let action = if let Some(version) = s.publish {
+                Action::Publish {
+                    version,
+                    unhealthy: share(&format!("{field}.unhealthy"), s.unhealthy.unwrap_or(0.0))?,
+                }
+            } else if let Some(version) = s.rogue {
+                Action::Rogue { version }
+            } else if let Some(p) = s.partition {
+                let heal_ms = dur(&format!("{field}.heal"), &s.heal, u64::MAX)?;
+                if heal_ms <= at_ms {
+                    return Err(bad(
+                        &format!("{field}.heal"),
+                        "expected a time after `at`".into(),
+                    ));
+                }
+                Action::Partition {
+                    share: share(&format!("{field}.partition"), p)?,
+                    heal_ms,
+                }
+            } else if let Some(c) = s.crash {
+                Action::Crash {
+                    share: share(&format!("{field}.crash"), c)?,
+                    down_ms,
+                }
+            } else {
+                Action::Churn {
+                    rate: share(&format!("{field}.churn"), s.churn.unwrap_or(0.0))?,
+                    down_ms,
+                    until_ms: dur(&format!("{field}.until"), &s.until, u64::MAX)?,
+                }
+            };
+            timeline.push(Step { at_ms, action });
+        }
+        timeline.sort_by_key(|s| s.at_ms);
+        let mut expect = Vec::new();
+        for (i, e) in raw.expect.iter().enumerate() {
+            let ex = parse_expectation(e).map_err(|m| Error::Invalid {
+                file: path.to_path_buf(),
+                field: format!("expect[{i}]"),
+                line: line_of(text, e),
+                message: m,
+            })?;
+            expect.push(ex);
+        }
+        let about = text
+            .lines()
+            .take_while(|l| l.starts_with('#') || l.trim().is_empty())
+            .filter_map(|l| l.strip_prefix('#'))
+            .map(|l| l.trim())
+            .collect::<Vec<_>>()
+            .join(" ")
+            .trim()
+            .to_string();
+        let name = raw.name.unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "scenario".into())
+        });
+        Ok(Scenario {
+            file: path.to_path_buf(),
+            name,
+            about,
+            nodes: raw.nodes,
+            duration_ms,
+            seed: raw.seed.unwrap_or(1),
+            mode,
+            network: Network {
+                latency_min_ms: lmin,
+                latency_max_ms: lmax,
+                loss,
+                bandwidth_mbps: bw,
+            },
+            fleet,
+            protocol,
+            timeline,
+            expect,
+            ci: raw.ci,
+        })
+    }
+}
+
+fn parse_expectation(text: &str) -> Result<Expectation, String> {
+    let t = text.trim().to_lowercase();
+    let words: Vec<&str> = t.split_whitespace().collect();
+    let expected = "expected one of: `P% at version V by T`, `no node ever applied an untrusted bundle`, \
+`bundle bytes per node at most Fx`, `fleet view exact by T`, `idle bytes per node per second at most B`, \
+`configuration synchronization leaves the least drift`";
+    match words.as_slice() {
+        [p, "at", "version", v, "by", by] if p.ends_with('%') => {
+            let percent: f64 = p
+                .trim_end_matches('%')
+                .parse()
+                .map_err(|_| format!("`{p}` is not a percentage"))?;
+            if !(0.0..=100.0).contains(&percent) {
+                return Err(format!("`{p}` is not between 0% and 100%"));
+            }
+            let version = v
+                .parse()
+                .map_err(|_| format!("`{v}` is not a version number"))?;
+            let by_ms = parse_duration(by).ok_or_else(|| format!("`{by}` is not a duration"))?;
+            Ok(Expectation::ShareAt {
+                percent,
+                version,
+                by_ms,
+            })
+        }
+        ["no", "node", "ever", "applied", "an", "untrusted", "bundle"] => {
+            Ok(Expectation::NoUntrustedApplied)
+        }
+        ["bundle", "bytes", "per", "node", "at", "most", f] => {
+            let factor = f
+                .trim_end_matches('x')
+                .parse()
+                .map_err(|_| format!("`{f}` is not a factor like 1.2x"))?;
+            Ok(Expectation::BundleBytesAtMost { factor })
+        }
+        ["fleet", "view", "exact", "by", by] => Ok(Expectation::FleetViewExact {
+            by_ms: parse_duration(by).ok_or_else(|| format!("`{by}` is not a duration"))?,
+        }),
+        ["idle", "bytes", "per", "node", "per", "second", "at", "most", b] => {
+            Ok(Expectation::IdleBytesAtMost {
+                bytes: b.parse().map_err(|_| format!("`{b}` is not a number"))?,
+            })
+        }
+        ["configuration", "synchronization", "leaves", "the", "least", "drift"] => {
+            Ok(Expectation::SyncLeastDrift)
+        }
+        _ => Err(format!("cannot read `{text}`: {expected}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_expectations_parse() {
+        assert_eq!(parse_duration("3s"), Some(3000));
+        assert_eq!(parse_duration("250ms"), Some(250));
+        assert_eq!(parse_duration("1.5s"), Some(1500));
+        assert_eq!(parse_duration("2m"), Some(120_000));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(
+            parse_expectation("99% at version 2 by 3s"),
+            Ok(Expectation::ShareAt {
+                percent: 99.0,
+                version: 2,
+                by_ms: 3000
+            })
+        );
+        assert!(parse_expectation("most nodes happy").is_err());
+    }
+
+    #[test]
+    fn a_bad_field_is_named_with_its_line() {
+        let text = "nodes = 10\nduration = \"10s\"\n[network]\nloss = 1.5\n";
+        let err = Scenario::parse(Path::new("s.toml"), text).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("s.toml") && msg.contains("loss") && msg.contains("line 4"),
+            "{msg}"
+        );
+        assert!(err.is_bad_input());
+        let text = "nodes = 10\nduration = \"10s\"\nexpect = [\"half the fleet\"]\n";
+        let msg = Scenario::parse(Path::new("s.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("expect[0]") && msg.contains("line 3"), "{msg}");
+        let text = "nodes = 10\nduration = \"10s\"\nbogus = 1\n";
+        let msg = Scenario::parse(Path::new("s.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("bogus") && msg.contains("line 3"), "{msg}");
+    }
+}
