@@ -6,8 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/driftless-target}"
-cargo build --release --quiet
-bin="$CARGO_TARGET_DIR/release/driftless"
+if [ -z "${DRIFTLESS_BIN:-}" ]; then
+  cargo build --release --quiet
+fi
+bin="${DRIFTLESS_BIN:-$CARGO_TARGET_DIR/release/driftless}"
 work=$(mktemp -d /tmp/driftless-try.XXXXXX)
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$work"' EXIT
 root="$work/root"

@@ -6,6 +6,7 @@
 mod agent;
 mod apply;
 mod cosign;
+mod demo;
 mod keygen;
 mod plan;
 mod publish;
@@ -45,6 +46,7 @@ pub enum Command {
     Publish(publish::Args),
     Status(status::StatusArgs),
     Fleet(status::FleetArgs),
+    Demo(demo::Args),
 }
 
 /// An error with the exit code it deserves.
@@ -96,6 +98,7 @@ pub fn main() -> ExitCode {
         Command::Publish(a) => publish::run(a),
         Command::Status(a) => status::status(a),
         Command::Fleet(a) => status::fleet(a),
+        Command::Demo(a) => demo::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
