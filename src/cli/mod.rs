@@ -12,6 +12,7 @@ mod plan;
 mod publish;
 mod show;
 mod sign;
+mod simulate;
 mod status;
 mod verify;
 
@@ -46,6 +47,7 @@ pub enum Command {
     Publish(publish::Args),
     Status(status::StatusArgs),
     Fleet(status::FleetArgs),
+    Simulate(simulate::Args),
     Demo(demo::Args),
 }
 
@@ -98,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Publish(a) => publish::run(a),
         Command::Status(a) => status::status(a),
         Command::Fleet(a) => status::fleet(a),
+        Command::Simulate(a) => simulate::run(a),
         Command::Demo(a) => demo::run(a),
     };
     match result {
