@@ -418,7 +418,7 @@ impl<'a> Engine<'a> {
     fn send(&mut self, from: u32, to: u32, msg: Message<u32>) {
         let bytes = msg.encode().len() as u64;
         let is_bundle = matches!(msg, Message::Bundle(_));
-        self.m.sent(from, bytes, self.now);
+        self.m.sent(msg.kind(), bytes);
         if chance(&mut self.rng, self.sc.network.loss) {
             return;
         }

@@ -74,6 +74,8 @@ pub struct Metrics {
     pub untrusted_applied: u64,
     pub untrusted_accepted: u64,
     pub refused: BTreeMap<&'static str, u64>,
+    /// Bytes sent by message kind.
+    pub by_kind: BTreeMap<&'static str, u64>,
     pub versions: BTreeMap<u64, VersionStats>,
     /// Exact applied version → nodes.
     applied: BTreeMap<u64, u64>,
@@ -98,6 +100,7 @@ impl Metrics {
             untrusted_applied: 0,
             untrusted_accepted: 0,
             refused: BTreeMap::new(),
+            by_kind: BTreeMap::new(),
             versions: BTreeMap::new(),
             applied,
             rows: Vec::new(),
@@ -105,7 +108,8 @@ impl Metrics {
         }
     }
 
-    pub fn sent(&mut self, _from: u32, bytes: u64, _now: u64) {
+    pub fn sent(&mut self, kind: &'static str, bytes: u64) {
+        *self.by_kind.entry(kind).or_default() += bytes;
         self.bytes_sent += bytes;
         self.interval_bytes += bytes;
     }

@@ -76,6 +76,10 @@ pub struct FleetView<P> {
     /// Rows learned recently, pushed along with each round's digest: (row, rounds left).
     hot: Vec<(Arc<ZoneRow<P>>, u8)>,
     fingerprint: u64,
+    /// XOR of a hash of (zone, issued) over `rows`: equal prints, equal row sets.
+    rows_print: u64,
+    /// The keys of `zone` but self, for picking a random member in O(1).
+    zone_ids: Vec<P>,
 }
 
 fn entry_print<P: PeerId>(p: &P, issued: u64) -> u64 {
@@ -94,6 +98,8 @@ impl<P: PeerId> FleetView<P> {
             rows: BTreeMap::new(),
             hot: Vec::new(),
             fingerprint: 0,
+            zone_ids: Vec::new(),
+            rows_print: 0,
         }
     }
 
@@ -121,7 +127,9 @@ impl<P: PeerId> FleetView<P> {
                 None => {}
             }
             self.fingerprint ^= entry_print(&node, issued);
-            self.zone.insert(node, s);
+            if self.zone.insert(node.clone(), s).is_none() && node != self.me {
+                self.zone_ids.push(node);
+            }
             return true;
         }
         match self.notable.get(&node) {
@@ -156,32 +164,29 @@ impl<P: PeerId> FleetView<P> {
             .collect()
     }
 
-    /// Members to sync with: the zone table, the contacts of the own zone's row, and those
-    /// of `neighbours` (the membership views) that fall in the own zone.
+    /// Members to sync with besides the zone table: the contacts of the own zone's row, and
+    /// those of `neighbours` (the membership views) that fall in the own zone.
     pub fn zone_contacts<'a>(&self, neighbours: impl Iterator<Item = &'a P>) -> Vec<P> {
-        let mut v: Vec<P> = self
-            .zone
-            .keys()
-            .filter(|p| **p != self.me)
-            .cloned()
-            .collect();
+        let mut v: Vec<P> = Vec::new();
         for p in neighbours {
-            if *p != self.me
-                && self.zone_of(p) == self.my_zone
-                && !self.zone.contains_key(p)
-                && !v.contains(p)
-            {
+            if *p != self.me && self.zone_of(p) == self.my_zone && !v.contains(p) {
                 v.push(p.clone());
             }
         }
         if let Some(row) = self.rows.get(&self.my_zone) {
             for c in &row.contacts {
-                if *c != self.me && !self.zone.contains_key(c) {
+                if *c != self.me && !v.contains(c) {
                     v.push(c.clone());
                 }
             }
         }
         v
+    }
+
+    /// One random member of the own zone other than self, without building a list.
+    pub fn random_member(&self, rng: &mut dyn rand_core::RngCore) -> Option<P> {
+        (!self.zone_ids.is_empty())
+            .then(|| self.zone_ids[super::below(rng, self.zone_ids.len())].clone())
     }
 
     /// Drop statuses whose node has been silent longer than the status TTL.
@@ -197,9 +202,20 @@ impl<P: PeerId> FleetView<P> {
         for (p, issued) in stale {
             self.fingerprint ^= entry_print(&p, issued);
             self.zone.remove(&p);
+            self.zone_ids.retain(|q| q != &p);
         }
         self.notable.retain(|_, s| s.body.issued_ms >= cutoff);
-        self.rows.retain(|_, r| r.issued_ms >= cutoff);
+        let stale: Vec<u32> = self
+            .rows
+            .values()
+            .filter(|r| r.issued_ms < cutoff)
+            .map(|r| r.zone)
+            .collect();
+        for z in stale {
+            if let Some(r) = self.rows.remove(&z) {
+                self.rows_print ^= row_print(r.zone, r.issued_ms);
+            }
+        }
     }
 
     /// This zone's counts, computed from the zone table.
@@ -251,7 +267,7 @@ impl<P: PeerId> FleetView<P> {
             counts,
             contacts,
         });
-        self.rows.insert(self.my_zone, row.clone());
+        self.put_row(row.clone());
         self.hot.push((row, cfg.row_hot_rounds));
     }
 
@@ -263,12 +279,38 @@ impl<P: PeerId> FleetView<P> {
         match self.rows.get(&row.zone) {
             Some(old) if old.issued_ms >= row.issued_ms => false,
             _ => {
-                self.rows.insert(row.zone, row.clone());
+                self.put_row(row.clone());
                 self.hot.retain(|(r, _)| r.zone != row.zone);
                 self.hot.push((row.clone(), cfg.row_hot_rounds));
                 true
             }
         }
+    }
+
+    fn put_row(&mut self, row: Arc<ZoneRow<P>>) {
+        self.rows_print ^= row_print(row.zone, row.issued_ms);
+        if let Some(old) = self.rows.insert(row.zone, row) {
+            self.rows_print ^= row_print(old.zone, old.issued_ms);
+        }
+    }
+
+    pub fn rows_print(&self) -> u64 {
+        self.rows_print
+    }
+
+    /// (zone, issued) of every row held, for a row sync.
+    pub fn row_versions(&self) -> Vec<(u32, u64)> {
+        self.rows.values().map(|r| (r.zone, r.issued_ms)).collect()
+    }
+
+    /// Rows held that are newer than, or missing from, `theirs`.
+    pub fn rows_newer_than(&self, theirs: &[(u32, u64)]) -> Vec<Arc<ZoneRow<P>>> {
+        let theirs: BTreeMap<u32, u64> = theirs.iter().copied().collect();
+        self.rows
+            .values()
+            .filter(|r| theirs.get(&r.zone).is_none_or(|t| *t < r.issued_ms))
+            .cloned()
+            .collect()
     }
 
     /// Rows to push this round (each hot row for `row_hot_rounds` rounds).
@@ -317,6 +359,10 @@ impl<P: PeerId> FleetView<P> {
     pub fn approx_bytes(&self) -> usize {
         (self.zone.len() + self.notable.len()) * 48 + self.rows.len() * 40 + self.hot.len() * 16
     }
+}
+
+fn row_print(zone: u32, issued: u64) -> u64 {
+    splitmix64(((zone as u64) << 40) ^ issued)
 }
 
 pub fn zone_of<P: PeerId>(zone_bits: u8, p: &P) -> u32 {

@@ -40,6 +40,8 @@ pub struct Digest<P> {
     pub notable: Vec<Arc<SignedStatus<P>>>,
     /// Answer with a digest of your own (the push-pull half); false on the answer itself.
     pub reply: bool,
+    /// Fingerprint of the sender's zone rows; on a mismatch the receiver asks with RowSync.
+    pub rows_print: u64,
 }
 
 /// A bundle on the wire: its bytes, decoded with the size limit on arrival.
@@ -119,6 +121,10 @@ pub enum Message<P> {
     },
     /// Send me these nodes' statuses.
     ZoneWant(Vec<P>),
+    /// The (zone, issued) of every zone row I hold: send me what is newer.
+    RowSync(Vec<(u32, u64)>),
+    /// Zone rows, in answer to a row sync.
+    Rows(Vec<Arc<ZoneRow<P>>>),
 }
 
 impl<P: PeerId> Message<P> {
@@ -176,6 +182,15 @@ impl<P: PeerId> Message<P> {
                 entries: Some(e), ..
             } => over("zone entries", e.len(), limits::MAX_ZONE_ENTRIES),
             Message::ZoneWant(w) => over("zone want list", w.len(), limits::MAX_ZONE_ENTRIES),
+            Message::RowSync(r) => over("row versions", r.len(), limits::MAX_ROWS),
+            Message::Rows(r) => {
+                over("rows", r.len(), limits::MAX_ROWS)?;
+                for row in r {
+                    over("row counts", row.counts.len(), limits::MAX_ROW_COUNTS)?;
+                    over("row contacts", row.contacts.len(), limits::MAX_PEERS_PER_MESSAGE)?;
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -198,6 +213,8 @@ impl<P: PeerId> Message<P> {
             Message::Statuses(_) => "statuses",
             Message::ZoneSync { .. } => "zone_sync",
             Message::ZoneWant(_) => "zone_want",
+            Message::RowSync(_) => "row_sync",
+            Message::Rows(_) => "rows",
         }
     }
 }

@@ -161,6 +161,8 @@ pub struct Node<P> {
     last_apply: Option<LastApply>,
     status_dirty: bool,
     round: u64,
+    /// The round in which the status was last signed.
+    round_signed: u64,
     next_round: u64,
     next_reapply: Option<u64>,
     wake: Option<u64>,
@@ -191,6 +193,7 @@ impl<P: PeerId> Node<P> {
             last_apply: None,
             status_dirty: true,
             round: 0,
+            round_signed: 0,
             next_round: 0,
             next_reapply: None,
             wake: None,
@@ -358,10 +361,14 @@ impl<P: PeerId> Node<P> {
                 rows: self.fleet.all_rows(&self.cfg),
                 notable: self.notable_sample(rng),
                 reply: true,
+                rows_print: self.fleet.rows_print(),
             };
             self.send(p, Message::Digest(d), now, out);
         }
-        if self.status_dirty {
+        // A changed status is signed at most once per round (the first one at once), so a
+        // quick pending → applied costs one signature, not two.
+        if self.status_dirty && (self.own.is_none() || self.round_signed < self.round) {
+            self.round_signed = self.round;
             self.issue_status(now, rng, out);
         }
         let mut next = self.next_round;
@@ -435,13 +442,27 @@ impl<P: PeerId> Node<P> {
                 rows,
                 notable: self.notable_sample(rng),
                 reply: true,
+                rows_print: self.fleet.rows_print(),
             };
             self.send(p, Message::Digest(d), now, out);
         }
-        // Zone anti-entropy with one member of the own zone.
-        let contacts = self.zone_contacts();
-        if !contacts.is_empty() {
-            let p = contacts[below(rng, contacts.len())].clone();
+        // Zone anti-entropy with one member of the own zone (from the table once it has
+        // any, else from the neighbours and the zone row's contacts).
+        // One round in four, a neighbour or a contact from the zone's row, so that groups
+        // of members that only know each other do not stay apart.
+        let from_table = if below(rng, 4) == 0 {
+            None
+        } else {
+            self.fleet.random_member(rng)
+        };
+        let contact = match from_table {
+            Some(p) => Some(p),
+            None => {
+                let c = self.zone_contacts();
+                (!c.is_empty()).then(|| c[below(rng, c.len())].clone())
+            }
+        };
+        if let Some(p) = contact.clone() {
             let msg = Message::ZoneSync {
                 zone: self.fleet.my_zone,
                 fingerprint: self.fleet.fingerprint(),
@@ -452,7 +473,12 @@ impl<P: PeerId> Node<P> {
         if self.round.is_multiple_of(EXPIRE_EVERY) {
             self.fleet.expire(&self.cfg, now.wall_ms);
         }
-        let mut row_contacts = sample(rng, &contacts, 2);
+        let mut row_contacts: Vec<P> = contact.into_iter().collect();
+        if let Some(p) = self.fleet.random_member(rng) {
+            if !row_contacts.contains(&p) {
+                row_contacts.push(p);
+            }
+        }
         row_contacts.push(self.me.clone());
         self.fleet
             .maybe_issue_row(&self.cfg, now.wall_ms, row_contacts);
@@ -581,6 +607,10 @@ impl<P: PeerId> Node<P> {
                 for s in d.notable {
                     self.take_status(&from, s, door, out);
                 }
+                if d.rows_print != self.fleet.rows_print() {
+                    let mine = self.fleet.row_versions();
+                    self.send(from.clone(), Message::RowSync(mine), now, out);
+                }
                 if d.reply {
                     let rows = self.fleet.take_hot(&self.cfg);
                     let reply = Digest {
@@ -588,6 +618,7 @@ impl<P: PeerId> Node<P> {
                         rows,
                         notable: self.notable_sample(rng),
                         reply: false,
+                        rows_print: self.fleet.rows_print(),
                     };
                     self.send(from, Message::Digest(reply), now, out);
                 }
@@ -641,6 +672,17 @@ impl<P: PeerId> Node<P> {
                             self.send(from, Message::ZoneWant(want), now, out);
                         }
                     }
+                }
+            }
+            Message::RowSync(theirs) => {
+                let newer = self.fleet.rows_newer_than(&theirs);
+                for chunk in newer.chunks(self.cfg.rows_per_message.max(1)) {
+                    self.send(from.clone(), Message::Rows(chunk.to_vec()), now, out);
+                }
+            }
+            Message::Rows(rows) => {
+                for row in &rows {
+                    self.fleet.receive_row(&self.cfg, row);
                 }
             }
             Message::ZoneWant(want) => {
@@ -910,8 +952,10 @@ impl<P: PeerId> Node<P> {
         self.own = Some(signed.clone());
         self.fleet.insert(&self.cfg, signed.clone());
         out.push(Action::PersistStatus(signed.clone()));
-        let contacts = self.zone_contacts();
-        for p in sample(rng, &contacts, self.cfg.status_fanout) {
+        for _ in 0..self.cfg.status_fanout {
+            let Some(p) = self.fleet.random_member(rng) else {
+                break;
+            };
             self.send(p, Message::Statuses(vec![signed.clone()]), now, out);
         }
     }
