@@ -90,8 +90,9 @@ fn ms_str(ms: u64) -> String {
     time_str(UNIX_EPOCH + Duration::from_millis(ms))
 }
 
-/// Run the agent until SIGTERM or SIGINT.
-pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
+/// Run the agent until SIGTERM or SIGINT. `notifier` tells systemd when the agent is ready,
+/// that its loop is alive (watchdog) and what it holds (see `sdnotify`).
+pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyhow::Result<()> {
     let state = StateDir::open(&cfg.state_dir, "driftless agent")?;
     let trust = crate::trustdir::load(&cfg.trust)?;
     let key = super::files::node_key(&state)?;
@@ -197,6 +198,10 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    // Listening, control socket bound, state loaded: `systemctl start` may return now.
+    notifier.notify(&format!("READY=1\nSTATUS={}", agent.summary_line()));
+    let mut alive = tokio::time::interval(notifier.watchdog.unwrap_or(Duration::from_secs(5)));
+    alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let wake_in = agent
             .wake
@@ -227,11 +232,17 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
                 let _ = reply.send(answer);
             }
             _ = tokio::time::sleep_until(deadline) => agent.on_timer(),
+            // The watchdog is fed from this loop, so a loop that stops turning is restarted.
+            _ = alive.tick(), if notifier.active() => {
+                let wd = if notifier.watchdog.is_some() { "WATCHDOG=1\n" } else { "" };
+                notifier.notify(&format!("{wd}STATUS={}", agent.summary_line()));
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
     tracing::info!("stopping");
+    notifier.notify("STOPPING=1");
     let _ = super::files::save_peers(&agent.state, &agent.node.active_peers());
     Ok(())
 }
@@ -345,6 +356,7 @@ impl Agent {
         if to == self.me {
             return;
         }
+        tracing::trace!(to = %to.peer_id(), kind = msg.kind(), "send");
         let frame = Request::Core {
             listen: self.me.addr.clone(),
             msg: msg.encode(),
@@ -440,6 +452,7 @@ impl Agent {
                 };
                 match Message::<AgentPeer>::decode(&msg) {
                     Ok(m) => {
+                        tracing::trace!(from = %peer, kind = m.kind(), "received");
                         let from = AgentPeer {
                             key,
                             addr: listen.filter(|a| a.len() <= super::peer::MAX_ADDR_LEN),
@@ -628,6 +641,28 @@ impl Agent {
                 Err(e) => json!({"error": format!("bundle is not hex: {e}")}),
             },
         }
+    }
+
+    /// One line for `systemctl status`: versions per channel and peers.
+    fn summary_line(&self) -> String {
+        let mut parts: Vec<String> = self
+            .node
+            .marks()
+            .channels
+            .keys()
+            .map(|ch| match self.node.applied(ch) {
+                Some((v, s)) => format!("{ch} v{v} {}", s.as_str()),
+                None => format!("{ch} pending"),
+            })
+            .collect();
+        if parts.is_empty() {
+            parts.push("no definition yet".into());
+        }
+        format!(
+            "{}; {} peers",
+            parts.join(", "),
+            self.node.active_peers().len()
+        )
     }
 
     fn status_json(&self) -> serde_json::Value {

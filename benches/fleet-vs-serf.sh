@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Spread benchmark on one machine: N driftless agents (release build) on 127.0.0.1, a ~6 KB
+# definition published to one of them, seconds until each has *applied* it; side by side, in
+# the same run, N Serf agents spreading one user event (seconds until each handler ran), and
+# the simulator's prediction for the same N. Also: idle resident memory and CPU per agent and
+# idle bytes per node per second. Prints figures; asserts nothing about speed.
+#
+#   benches/fleet-vs-serf.sh [N]        (default 100; SKIP_SERF=1 to skip Serf)
+set -euo pipefail
+N=${1:-100}
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/driftless-target}"
+cargo build --release --quiet -p driftless
+BIN="$CARGO_TARGET_DIR/release/driftless"
+W=$(mktemp -d /var/tmp/driftless-fleetbench.XXXXXX)
+cleanup() {
+  pkill -P $$ 2>/dev/null || true
+  [ -n "${SERF_PIDS:-}" ] && kill $SERF_PIDS 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+log() { echo "[fleet-vs-serf] $*" >&2; }
+pct() { python3 -c "
+import sys; v=sorted(float(x) for x in sys.argv[2:]); q=float(sys.argv[1])
+print(f'{v[min(len(v)-1,int(q*len(v)))]*1000:.0f}')" "$@"; }
+
+# ---------------------------------------------------------------- driftless
+log "starting $N driftless agents"
+"$BIN" keygen --out "$W/keys/release" >/dev/null
+mkdir -p "$W/trust" && cp "$W/keys/release.pub" "$W/trust/"
+base=$((30000 + RANDOM % 10000))
+for i in $(seq 1 "$N"); do
+  d="$W/n$i"; mkdir -p "$d/root"
+  peers=()
+  # each node bootstraps through one of the first three, so no single node is everyone's door
+  [ "$i" -gt 1 ] && peers=(--peer "/ip4/127.0.0.1/tcp/$((base + (i % 3 == 0 || i < 4 ? 0 : i % 3)))")
+  metrics=(); [ "$i" -le 3 ] && metrics=(--metrics "127.0.0.1:$((base + 20000 + i))")
+  "$BIN" agent --listen "/ip4/127.0.0.1/tcp/$((base + i - 1))" "${peers[@]}" "${metrics[@]}" \
+    --state-dir "$d/state" --root "$d/root" --trust "$W/trust" --control "$d/ctl.sock" \
+    --labels "n=$i" >"$d/log" 2>&1 &
+done
+for i in $(seq 1 "$N"); do until [ -S "$W/n$i/ctl.sock" ]; do sleep 0.05; done; done
+# let the overlay settle (HyParView joins, shuffles) before measuring
+sleep 8
+python3 - "$W/def.toml" <<'PY'
+import sys
+lines = ['name = "bench"']
+for i in range(60):
+    lines.append(f'[[resource]]\ntype = "file"\npath = "/etc/bench/f{i:03d}.conf"\ncontent = "{"x" * 80}\\n"\nmode = "0644"')
+open(sys.argv[1], "w").write("\n".join(lines) + "\n")
+PY
+"$BIN" sign "$W/def.toml" --key "$W/keys/release.key" --version 1 --out "$W/b.bundle" >/dev/null
+bundle_bytes=$(stat -c %s "$W/b.bundle")
+t0=$(date +%s.%N)
+"$BIN" publish "$W/b.bundle" --to "$W/n1/ctl.sock" >/dev/null
+deadline=$(( $(date +%s) + 60 ))
+for i in $(seq 1 "$N"); do
+  until grep -q "why=NewVersion" "$W/n$i/log"; do
+    [ "$(date +%s)" -gt "$deadline" ] && { log "node $i never applied"; exit 1; }
+    sleep 0.05
+  done
+done
+mapfile -t dl < <(python3 - "$W" "$N" "$t0" <<'PY'
+import sys, datetime
+w, n, t0 = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+for i in range(1, n + 1):
+    for l in open(f"{w}/n{i}/log"):
+        if "why=NewVersion" in l:
+            print(datetime.datetime.fromisoformat(l.split()[0].replace("Z", "+00:00")).timestamp() - t0)
+            break
+PY
+)
+dl_p50=$(pct 0.5 "${dl[@]}"); dl_p99=$(pct 0.99 "${dl[@]}"); dl_max=$(pct 1.0 "${dl[@]}")
+
+log "measuring idle cost for 10 s"
+sleep 5
+pids=$(pgrep -P $$ -f "driftless agent" || true)
+rss_kb=$(for p in $pids; do awk '/VmRSS/{print $2}' /proc/$p/status; done | awk '{s+=$1;n++} END{printf "%.1f", s/n/1024}')
+ticks() { for p in $pids; do awk '{print $14+$15}' /proc/$p/stat; done | awk '{s+=$1} END{print s}'; }
+sent() { curl -s "127.0.0.1:$((base + 20001))/metrics" | awk '/^driftless_sent_bytes_total/{print $2}'; }
+c0=$(ticks); b0=$(sent); sleep 10; c1=$(ticks); b1=$(sent)
+hz=$(getconf CLK_TCK)
+cpu=$(python3 -c "print(f'{($c1-$c0)/$hz/10/$N*100:.3f}')")
+idle_bps=$(python3 -c "print(f'{(${b1:-0}-${b0:-0})/10:.0f}')")
+pkill -P $$ -f "driftless agent" || true
+wait 2>/dev/null || true
+
+# ---------------------------------------------------------------- simulator
+log "simulator prediction for $N nodes"
+sed -e "s/^nodes = .*/nodes = $N/" -e 's/^latency = .*/latency = "0ms..1ms"/' -e 's/^apply = .*/apply = "5ms..15ms"/' \
+  -e "s/^bundle_bytes = .*/bundle_bytes = $bundle_bytes/" simulations/lan-1k.toml | sed '/^expect = \[/,/^\]/d' >"$W/sim.toml"
+"$BIN" simulate "$W/sim.toml" >"$W/sim.out" 2>&1 || true
+sim_p99=$(awk '/v2_ms_to_99pct/{print $2}' "$W/sim.out")
+sim_all=$(awk '/v2_ms_to_100pct/{print $2}' "$W/sim.out")
+
+# ---------------------------------------------------------------- serf
+serf_p50=-; serf_p99=-; serf_max=-
+if [ "${SKIP_SERF:-0}" != 1 ]; then
+  command -v serf >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q serf >/dev/null; }
+  log "starting $N serf agents"
+  mkdir -p "$W/serf/hits"
+  cat >"$W/serf/handler.sh" <<EOF2
+#!/bin/sh
+date +%s.%N > "$W/serf/hits/\$SERF_SELF_NAME"
+EOF2
+  chmod +x "$W/serf/handler.sh"
+  sbase=$((base + 1000))
+  SERF_PIDS=""
+  for i in $(seq 1 "$N"); do
+    serf agent -node="n$i" -bind="127.0.0.1:$((sbase + 2 * i))" -rpc-addr="127.0.0.1:$((sbase + 2 * i + 1))" \
+      -event-handler="user:deploy=$W/serf/handler.sh" >"$W/serf/log$i" 2>&1 &
+    SERF_PIDS="$SERF_PIDS $!"
+  done
+  sleep 2
+  for i in $(seq 2 "$N"); do
+    serf join -rpc-addr="127.0.0.1:$((sbase + 2 * i + 1))" "127.0.0.1:$((sbase + 2))" >/dev/null
+  done
+  until [ "$(serf members -rpc-addr="127.0.0.1:$((sbase + 3))" | grep -c alive)" -ge "$N" ]; do sleep 0.2; done
+  sleep 3
+  s0=$(date +%s.%N)
+  serf event -coalesce=false -rpc-addr="127.0.0.1:$((sbase + 3))" deploy "$(head -c 400 /dev/zero | tr '\0' x)" >/dev/null
+  deadline=$(( $(date +%s) + 30 ))
+  until [ "$(ls "$W/serf/hits" | wc -l)" -ge "$N" ] || [ "$(date +%s)" -gt "$deadline" ]; do sleep 0.1; done
+  mapfile -t sl < <(for f in "$W"/serf/hits/*; do python3 -c "print($(cat "$f") - $s0)"; done)
+  serf_p50=$(pct 0.5 "${sl[@]}"); serf_p99=$(pct 0.99 "${sl[@]}"); serf_max=$(pct 1.0 "${sl[@]}")
+  serf_rss=$(for p in $SERF_PIDS; do awk '/VmRSS/{print $2}' /proc/$p/status; done | awk '{s+=$1;n++} END{printf "%.1f", s/n/1024}')
+fi
+
+echo
+echo "spread to $N agents on one machine (ms from publish/event)      p50     p99     max"
+printf "  driftless: publish -> applied (%5d B bundle)            %6s  %6s  %6s\n" "$bundle_bytes" "$dl_p50" "$dl_p99" "$dl_max"
+printf "  serf: event -> handler ran (400 B payload)                %6s  %6s  %6s\n" "$serf_p50" "$serf_p99" "$serf_max"
+printf "  simulator prediction (driftless, same N, loopback model)           %6s  %6s (99%% / 100%%)\n" "${sim_p99:--}" "${sim_all:--}"
+echo "  targets: driftless p99 <= 1/2 of serf's p99; <= 2x gossipsub's p99 (29-58 ms at 100 processes, PEERS.md)"
+echo
+echo "idle agent: resident ${rss_kb} MB (target < 15, aim < 8; serf ${serf_rss:--} MB), CPU ${cpu}% of a core (target < 0.5), ${idle_bps} B/s sent by node 1"
