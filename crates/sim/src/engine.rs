@@ -29,7 +29,7 @@ pub const FLEET: &str = "sim";
 const BOOTSTRAP_PEERS: usize = 3;
 
 enum Ev {
-    Deliver { from: u32, msg: Message<u32> },
+    Deliver { from: u32, msg: Box<Message<u32>> },
     Tick,
     ApplyDone { version: u64, ok: bool, life: u32 },
     Step(usize),
@@ -434,7 +434,14 @@ impl<'a> Engine<'a> {
         if is_bundle {
             self.m.bundle_received(to, bytes);
         }
-        self.push(self.now + lat + wire, to, Ev::Deliver { from, msg });
+        self.push(
+            self.now + lat + wire,
+            to,
+            Ev::Deliver {
+                from,
+                msg: Box::new(msg),
+            },
+        );
     }
 
     fn dispatch(&mut self, e: Entry) {
@@ -444,7 +451,7 @@ impl<'a> Engine<'a> {
                 // The rogue node answers fetches of its bundle itself.
                 if let Some((r, b)) = &self.rogue {
                     if i == *r {
-                        if let Message::Fetch(h) = &msg {
+                        if let Message::Fetch(h) = &*msg {
                             if *h == b.hash() {
                                 let b = b.clone();
                                 self.send(i, from, Message::Bundle(WireBundle(b)));
@@ -453,7 +460,7 @@ impl<'a> Engine<'a> {
                         }
                     }
                 }
-                self.handle(i, Event::Message { from, msg });
+                self.handle(i, Event::Message { from, msg: *msg });
             }
             Ev::Tick => {
                 let sn = &mut self.nodes[i as usize];

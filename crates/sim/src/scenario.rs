@@ -268,7 +268,7 @@ impl Scenario {
             message,
         };
         let raw: RawScenario = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+            let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
             Error::Invalid {
                 file: path.to_path_buf(),
                 field: "(file)".into(),

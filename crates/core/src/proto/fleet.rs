@@ -74,7 +74,7 @@ pub struct FleetView<P> {
     /// One summary per zone (the own zone's too, as issued by its leader).
     pub rows: BTreeMap<u32, Arc<ZoneRow<P>>>,
     /// Rows learned recently, pushed along with each round's digest: (row, rounds left).
-    hot: Vec<(Arc<ZoneRow<P>>, u8)>,
+    hot: BTreeMap<u32, (Arc<ZoneRow<P>>, u8)>,
     fingerprint: u64,
     /// XOR of a hash of (zone, issued) over `rows`: equal prints, equal row sets.
     rows_print: u64,
@@ -96,7 +96,7 @@ impl<P: PeerId> FleetView<P> {
             zone: BTreeMap::new(),
             notable: BTreeMap::new(),
             rows: BTreeMap::new(),
-            hot: Vec::new(),
+            hot: BTreeMap::new(),
             fingerprint: 0,
             zone_ids: Vec::new(),
             rows_print: 0,
@@ -268,7 +268,7 @@ impl<P: PeerId> FleetView<P> {
             contacts,
         });
         self.put_row(row.clone());
-        self.hot.push((row, cfg.row_hot_rounds));
+        self.hot.insert(row.zone, (row, cfg.row_hot_rounds));
     }
 
     /// A row from a peer; true when it was newer than the one held.
@@ -280,8 +280,7 @@ impl<P: PeerId> FleetView<P> {
             Some(old) if old.issued_ms >= row.issued_ms => false,
             _ => {
                 self.put_row(row.clone());
-                self.hot.retain(|(r, _)| r.zone != row.zone);
-                self.hot.push((row.clone(), cfg.row_hot_rounds));
+                self.hot.insert(row.zone, (row.clone(), cfg.row_hot_rounds));
                 true
             }
         }
@@ -316,11 +315,11 @@ impl<P: PeerId> FleetView<P> {
     /// Rows to push this round (each hot row for `row_hot_rounds` rounds).
     pub fn take_hot(&mut self, cfg: &Config) -> Vec<Arc<ZoneRow<P>>> {
         let n = self.hot.len().min(cfg.rows_per_message);
-        let out: Vec<Arc<ZoneRow<P>>> = self.hot[..n].iter().map(|(r, _)| r.clone()).collect();
-        for h in self.hot.iter_mut().take(n) {
+        let out: Vec<Arc<ZoneRow<P>>> = self.hot.values().take(n).map(|(r, _)| r.clone()).collect();
+        for h in self.hot.values_mut().take(n) {
             h.1 = h.1.saturating_sub(1);
         }
-        self.hot.retain(|(_, left)| *left > 0);
+        self.hot.retain(|_, (_, left)| *left > 0);
         out
     }
 

@@ -187,7 +187,11 @@ impl<P: PeerId> Message<P> {
                 over("rows", r.len(), limits::MAX_ROWS)?;
                 for row in r {
                     over("row counts", row.counts.len(), limits::MAX_ROW_COUNTS)?;
-                    over("row contacts", row.contacts.len(), limits::MAX_PEERS_PER_MESSAGE)?;
+                    over(
+                        "row contacts",
+                        row.contacts.len(),
+                        limits::MAX_PEERS_PER_MESSAGE,
+                    )?;
                 }
                 Ok(())
             }

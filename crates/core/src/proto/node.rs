@@ -26,6 +26,8 @@ use std::sync::Arc;
 
 /// Concurrent fetches at most (a peer cannot make us chase many hashes at once).
 const MAX_FETCHES: usize = 8;
+/// Attempts per fetch (rotating through the announcers) before it is left to anti-entropy.
+const FETCH_ATTEMPTS: u32 = 6;
 /// Alternates remembered per fetch.
 const MAX_ALTERNATES: usize = 4;
 /// Refused bundle hashes remembered, so they are not fetched again.
@@ -123,6 +125,7 @@ struct Fetch<P> {
     from: P,
     deadline: u64,
     alternates: Vec<P>,
+    attempts: u32,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -764,6 +767,7 @@ impl<P: PeerId> Node<P> {
             from: from.clone(),
             deadline: now.mono_ms + self.cfg.fetch_timeout_ms,
             alternates: Vec::new(),
+            attempts: 1,
         });
         self.send(from.clone(), Message::Fetch(a.hash), now, out);
     }
@@ -775,10 +779,16 @@ impl<P: PeerId> Node<P> {
             if f.deadline > now.mono_ms {
                 return true;
             }
-            if f.alternates.is_empty() {
+            if f.attempts >= FETCH_ATTEMPTS {
                 return false; // anti-entropy will bring it back
             }
-            f.from = f.alternates.remove(0);
+            f.attempts += 1;
+            // Next announcer in turn; the one that failed goes to the back of the line.
+            if !f.alternates.is_empty() {
+                let next = f.alternates.remove(0);
+                let failed = std::mem::replace(&mut f.from, next);
+                f.alternates.push(failed);
+            }
             f.deadline = now.mono_ms + timeout;
             resend.push((f.from.clone(), f.hash));
             true

@@ -212,9 +212,18 @@ fn zones_summarise_a_larger_fleet_exactly() {
     for n in &net.nodes {
         let counts = n.fleet().counts();
         assert!(n.fleet().zone.len() < 80);
-        let truth = net.nodes.iter().filter(|m| n.fleet().zone_of(m.id()) == n.fleet().my_zone).count();
+        let truth = net
+            .nodes
+            .iter()
+            .filter(|m| n.fleet().zone_of(m.id()) == n.fleet().my_zone)
+            .count();
         assert_eq!(n.fleet().zone.len(), truth, "zone table of node {}", n.id());
-        let rows: Vec<(u32, u32)> = n.fleet().rows.values().map(|r| (r.zone, r.members)).collect();
+        let rows: Vec<(u32, u32)> = n
+            .fleet()
+            .rows
+            .values()
+            .map(|r| (r.zone, r.members))
+            .collect();
         assert_eq!(counts.nodes, 80, "node {} rows {:?}", n.id(), rows);
         assert_eq!(counts.applied_at_least("web", 1), 80, "node {}", n.id());
     }

@@ -1,0 +1,102 @@
+//! `simulations/` is a test suite: every scenario small enough runs here and must meet its
+//! expectations; the same seed must give the same bytes.
+//!
+//! Scenarios of up to 2,000 nodes (or marked `ci = true`) run in an optimised build
+//! (`cargo test --release -p driftless-sim`, as CI does). A debug build runs only those of up
+//! to 300 nodes and says which it skipped: the unoptimised core is ~50x slower.
+
+use driftless_sim::{run_scenario, Scenario};
+use std::path::{Path, PathBuf};
+
+fn scenarios() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../simulations");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("simulations/ exists")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn small_scenarios_meet_their_expectations() {
+    let limit = if cfg!(debug_assertions) { 300 } else { 2000 };
+    let mut ran = 0;
+    let mut failed = Vec::new();
+    for path in scenarios() {
+        let sc = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let in_ci = sc.ci.unwrap_or(sc.nodes <= 2000);
+        if !in_ci {
+            continue;
+        }
+        if sc.nodes > limit && sc.ci != Some(true) {
+            eprintln!(
+                "skipped {} ({} nodes) in a debug build; run cargo test --release -p driftless-sim",
+                path.display(),
+                sc.nodes
+            );
+            continue;
+        }
+        let report = run_scenario(path.as_path(), None, None).unwrap_or_else(|e| panic!("{e}"));
+        eprint!("{}", report.table());
+        ran += 1;
+        if !report.passed() {
+            failed.push(path.display().to_string());
+        }
+    }
+    assert!(ran > 0, "no scenario ran");
+    assert!(failed.is_empty(), "scenarios failed: {failed:?}");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_bytes() {
+    let text = "# determinism\nnodes = 60\nduration = \"12s\"\nexpect = [\"100% at version 2 by 11s\"]\n\
+                [network]\nloss = 0.1\n[fleet]\ndrift_per_node_hour = 100.0\n\
+                [[timeline]]\nat = \"4s\"\npublish = 2\n[[timeline]]\nat = \"5s\"\ncrash = 0.1\ndown = \"3s\"\n";
+    let sc = Scenario::parse(Path::new("determinism.toml"), text).unwrap();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    run_scenario(sc.clone(), Some(11), Some(dirs[0].path())).unwrap();
+    run_scenario(sc.clone(), Some(11), Some(dirs[1].path())).unwrap();
+    run_scenario(sc, Some(12), Some(dirs[2].path())).unwrap();
+    let names = [
+        "summary.json",
+        "timeline.csv",
+        "adoption.svg",
+        "bytes.svg",
+        "drift.svg",
+    ];
+    let read = |d: &tempfile::TempDir, n: &str| std::fs::read(d.path().join(n)).unwrap();
+    for n in names {
+        assert_eq!(
+            read(&dirs[0], n),
+            read(&dirs[1], n),
+            "{n} differs with the same seed"
+        );
+    }
+    assert_ne!(
+        read(&dirs[0], "timeline.csv"),
+        read(&dirs[2], "timeline.csv"),
+        "another seed should give another run"
+    );
+    let svg = String::from_utf8(read(&dirs[0], "adoption.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("share of nodes"));
+}
+
+#[test]
+fn a_bad_scenario_names_file_field_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.toml");
+    std::fs::write(
+        &p,
+        "nodes = 10\nduration = \"10s\"\n\n[[timeline]]\nat = \"soon\"\npublish = 2\n",
+    )
+    .unwrap();
+    let err = run_scenario(p.as_path(), None, None).unwrap_err();
+    assert!(err.is_bad_input());
+    let msg = err.to_string();
+    assert!(
+        msg.contains("bad.toml") && msg.contains("timeline[0].at"),
+        "{msg}"
+    );
+}
