@@ -8,5 +8,6 @@ pub mod health;
 pub mod metrics;
 pub mod peer;
 pub mod run;
+pub mod sdnotify;
 pub mod transport;
 pub mod worker;

@@ -141,19 +141,22 @@ fn resolve(a: Args) -> anyhow::Result<AgentConfig> {
 
 pub fn run(a: Args) -> CliResult {
     let cfg = resolve(a).map_err(CliError::bad)?;
+    // Before any thread starts: it takes systemd's variables out of the environment.
+    let notifier = crate::agent::sdnotify::Notifier::from_env();
     init_logs(cfg.log_json);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(4)
         .build()
         .map_err(CliError::failed)?;
-    rt.block_on(crate::agent::run::run(cfg)).map_err(|e| {
-        if e.is::<crate::state::Busy>() {
-            CliError::bad(e)
-        } else {
-            CliError::failed(e)
-        }
-    })?;
+    rt.block_on(crate::agent::run::run(cfg, notifier))
+        .map_err(|e| {
+            if e.is::<crate::state::Busy>() {
+                CliError::bad(e)
+            } else {
+                CliError::failed(e)
+            }
+        })?;
     Ok(0)
 }
 

@@ -1,9 +1,12 @@
 //! `package`: a Debian package installed (any or a given version) or absent.
 //!
 //! The current state comes from dpkg's database (`dpkg-query`). On the real system, apt-get
-//! installs and removes. Under `--root`, dpkg acts on the root's own database
-//! (`dpkg --root ROOT`); apt-get cannot install into an empty tree, so the `.deb` is taken
-//! from the root's apt cache, `ROOT/var/cache/apt/archives/NAME_*.deb`.
+//! installs and removes; when a matching `.deb` is already in apt's cache,
+//! `/var/cache/apt/archives/NAME_*.deb` (NAME_VERSION_* for a version), apt-get installs that
+//! file by its path, so a host with no package mirror can still be given a package (apt
+//! resolves its dependencies as usual, from the mirror if there is one). Under `--root`, dpkg
+//! acts on the root's own database (`dpkg --root ROOT`); apt-get cannot install into an empty
+//! tree, so the `.deb` is taken from the root's apt cache, `ROOT/var/cache/apt/archives/`.
 
 use super::{Ctx, Found};
 use driftless_core::definition::PackageEnsure;
@@ -45,10 +48,16 @@ pub(crate) fn converge(ctx: &mut Ctx, name: &str, ensure: &PackageEnsure) -> Res
     } else {
         let mut c = Command::new("apt-get");
         c.args(["-y", "-q", "-o", "Dpkg::Options::=--force-confold"]);
-        match ensure {
-            PackageEnsure::Absent => c.args(["remove", name]),
-            PackageEnsure::Installed => c.args(["install", name]),
-            PackageEnsure::Version(v) => {
+        // A matching .deb in apt's cache is installed by its path (no mirror needed).
+        let local = match ensure {
+            PackageEnsure::Absent => None,
+            _ => find_deb(&root, name, ensure).ok(),
+        };
+        match (ensure, local) {
+            (PackageEnsure::Absent, _) => c.args(["remove", name]),
+            (_, Some(deb)) => c.args(["install", "--allow-downgrades"]).arg(deb),
+            (PackageEnsure::Installed, None) => c.args(["install", name]),
+            (PackageEnsure::Version(v), None) => {
                 c.args(["install", "--allow-downgrades", &format!("{name}={v}")])
             }
         };
