@@ -31,7 +31,8 @@ pub struct Done {
 
 #[derive(Default)]
 struct Lane {
-    running: bool,
+    /// The bundle being applied now, if any.
+    running: Option<Arc<VerifiedBundle>>,
     waiting: Option<(Arc<VerifiedBundle>, Why)>,
 }
 
@@ -56,7 +57,16 @@ impl Worker {
     pub fn request(&mut self, bundle: Arc<VerifiedBundle>, why: Why) {
         let channel = bundle.header().channel.clone();
         let lane = self.lanes.entry(channel).or_default();
-        if lane.running {
+        if let Some(running) = &lane.running {
+            // A recheck asked for while a newer version is being applied (the watch sees
+            // that apply's own writes before it reports back) must check against the newer
+            // version: re-applying the older bundle would undo it and count drift.
+            let bundle =
+                if why == Why::Recheck && running.header().version > bundle.header().version {
+                    running.clone()
+                } else {
+                    bundle
+                };
             // A new version wins over a recheck; otherwise the latest request wins.
             let keep_new =
                 matches!(lane.waiting, Some((_, Why::NewVersion))) && why == Why::Recheck;
@@ -65,7 +75,7 @@ impl Worker {
             }
             return;
         }
-        lane.running = true;
+        lane.running = Some(bundle.clone());
         self.spawn(bundle, why);
     }
 
@@ -75,13 +85,16 @@ impl Worker {
             return;
         };
         match lane.waiting.take() {
-            Some((b, why)) => self.spawn(b, why),
-            None => lane.running = false,
+            Some((b, why)) => {
+                lane.running = Some(b.clone());
+                self.spawn(b, why)
+            }
+            None => lane.running = None,
         }
     }
 
     pub fn busy(&self, channel: &str) -> bool {
-        self.lanes.get(channel).is_some_and(|l| l.running)
+        self.lanes.get(channel).is_some_and(|l| l.running.is_some())
     }
 
     fn spawn(&self, bundle: Arc<VerifiedBundle>, why: Why) {
