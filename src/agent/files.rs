@@ -96,9 +96,12 @@ pub fn load(state: &StateDir) -> anyhow::Result<(Persisted<AgentPeer>, Vec<Strin
     ))
 }
 
+/// The own status is replaced atomically but not fsynced: it is re-signed at every change and
+/// every few minutes, and an fsync here would sit on the gossip path.
 pub fn save_status(state: &StateDir, s: &SignedStatus<AgentPeer>) -> anyhow::Result<()> {
     let p = state.path().join("status");
-    write_atomic(&p, &s.encode(), 0o600).with_context(|| format!("{}: cannot write", p.display()))
+    crate::fsutil::replace_atomic(&p, &s.encode(), 0o600)
+        .with_context(|| format!("{}: cannot write", p.display()))
 }
 
 pub fn save_peers(state: &StateDir, peers: &[AgentPeer]) -> anyhow::Result<()> {

@@ -36,6 +36,33 @@ fn node_key_of(p: &AgentPeer) -> Option<VerifyingKey> {
     VerifyingKey::from_bytes(&p.key).ok()
 }
 
+/// Messages carried back in one response, at most (the core answers one message with a few).
+const MAX_REPLIES: usize = 16;
+/// Listen addresses remembered for peers we talk to (the views are far smaller).
+const MAX_ADDRS: usize = 4096;
+
+/// Listening on 0.0.0.0 or ::, how long to wait for a non-loopback address to be reported.
+const ROUTABLE_ADDR_WAIT: Duration = Duration::from_secs(2);
+
+/// `/ip4/0.0.0.0/...` or `/ip6/::/...`: every address of the host.
+fn listens_everywhere(addr: &Multiaddr) -> bool {
+    use libp2p::multiaddr::Protocol;
+    match addr.iter().next() {
+        Some(Protocol::Ip4(a)) => a.is_unspecified(),
+        Some(Protocol::Ip6(a)) => a.is_unspecified(),
+        _ => false,
+    }
+}
+
+fn is_loopback(addr: &Multiaddr) -> bool {
+    use libp2p::multiaddr::Protocol;
+    match addr.iter().next() {
+        Some(Protocol::Ip4(a)) => a.is_loopback(),
+        Some(Protocol::Ip6(a)) => a.is_loopback(),
+        _ => false,
+    }
+}
+
 /// Bootstrap peers are re-dialled with back-off from this…
 const DIAL_BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// …up to this (SPEC: re-dialled with back-off up to 30 s).
@@ -62,6 +89,7 @@ pub struct Agent {
     health: Health,
     metrics: Metrics,
     applied: BTreeMap<String, Applied>,
+    addrs: std::collections::HashMap<PeerId, String>,
     audit_seen: BTreeSet<String>,
     drift_last: Option<(SystemTime, String)>,
     wake: Option<u64>,
@@ -103,10 +131,29 @@ pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyho
         .listen_on(cfg.listen.clone())
         .map_err(|e| anyhow::anyhow!("--listen {}: {e}", cfg.listen))?;
     // Learn the address we really listen on (the port may have been 0) before the core
-    // needs it: peers dial us back through it.
+    // needs it: peers dial us back through it. Listening on every address (0.0.0.0 or ::),
+    // libp2p reports one address per interface, loopback first: peers on other hosts need
+    // a routable one, so a non-loopback address is preferred (waiting a moment for the
+    // interfaces to be reported), and loopback is taken only when there is nothing else.
+    let wildcard = listens_everywhere(&cfg.listen);
+    let mut fallback: Option<Multiaddr> = None;
+    let mut wait_until: Option<Instant> = None;
     let listen_addr = loop {
-        match swarm.select_next_some().await {
-            SwarmEvent::NewListenAddr { address, .. } => break address,
+        let ev = match wait_until {
+            None => swarm.select_next_some().await,
+            Some(t) => match tokio::time::timeout_at(t, swarm.select_next_some()).await {
+                Ok(ev) => ev,
+                Err(_) => break fallback.take().expect("set with the deadline"),
+            },
+        };
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                if !wildcard || !is_loopback(&address) {
+                    break address;
+                }
+                fallback.get_or_insert(address);
+                wait_until.get_or_insert(Instant::now() + ROUTABLE_ADDR_WAIT);
+            }
             SwarmEvent::ListenerError { error, .. }
             | SwarmEvent::ListenerClosed {
                 reason: Err(error), ..
@@ -116,6 +163,12 @@ pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyho
             _ => {}
         }
     };
+    if wildcard && is_loopback(&listen_addr) {
+        tracing::warn!(
+            "listening on {} but this host has no address but loopback yet, so peers on other hosts cannot dial back: set `listen` to this host's address",
+            cfg.listen
+        );
+    }
     let me = AgentPeer {
         key: key.verifying_key().to_bytes(),
         addr: Some(listen_addr.to_string()),
@@ -186,6 +239,7 @@ pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyho
         watch,
         metrics,
         applied: BTreeMap::new(),
+        addrs: std::collections::HashMap::new(),
         audit_seen: BTreeSet::new(),
         drift_last: None,
         wake: None,
@@ -356,6 +410,11 @@ impl Agent {
         if to == self.me {
             return;
         }
+        if let Some(a) = &to.addr {
+            if self.addrs.get(&to.peer_id()) != Some(a) {
+                self.remember_addr(to.peer_id(), a.clone());
+            }
+        }
         tracing::trace!(to = %to.peer_id(), kind = msg.kind(), "send");
         let frame = Request::Core {
             listen: self.me.addr.clone(),
@@ -419,7 +478,14 @@ impl Agent {
                     .rr
                     .send_response(channel, answer.encode());
             }
-            rr::Event::Message { .. } => {}
+            rr::Event::Message {
+                peer,
+                message: rr::Message::Response { response, .. },
+                ..
+            } => {
+                self.metrics.bytes_received.inc_by(response.len() as u64);
+                self.on_response(peer, response);
+            }
             rr::Event::OutboundFailure { peer, error, .. } => {
                 if matches!(
                     error,
@@ -434,6 +500,43 @@ impl Agent {
             }
             _ => {}
         }
+    }
+
+    /// Messages a peer sent back on the stream of our request.
+    fn on_response(&mut self, peer: PeerId, response: Vec<u8>) {
+        let msgs = match Response::decode(&response) {
+            Ok(Response::Core(msgs)) => msgs,
+            Ok(_) => return,
+            Err(e) => {
+                self.refused(&peer, "malformed", &e.to_string());
+                return;
+            }
+        };
+        let Some(key) = key_of(&peer) else { return };
+        let from = AgentPeer {
+            key,
+            addr: self.addrs.get(&peer).cloned(),
+        };
+        for bytes in msgs.iter().take(MAX_REPLIES) {
+            match Message::<AgentPeer>::decode(bytes) {
+                Ok(m) => {
+                    tracing::trace!(from = %peer, kind = m.kind(), "received reply");
+                    self.event(Event::Message {
+                        from: from.clone(),
+                        msg: m,
+                    });
+                }
+                Err(e) => self.refused(&peer, "malformed", &e.to_string()),
+            }
+        }
+    }
+
+    /// Remember where a peer listens, so replies from it keep a dialable address.
+    fn remember_addr(&mut self, peer: PeerId, addr: String) {
+        if self.addrs.len() >= MAX_ADDRS && !self.addrs.contains_key(&peer) {
+            self.addrs.clear();
+        }
+        self.addrs.insert(peer, addr);
     }
 
     fn on_request(&mut self, peer: PeerId, request: Vec<u8>) -> Response {
@@ -457,7 +560,36 @@ impl Agent {
                             key,
                             addr: listen.filter(|a| a.len() <= super::peer::MAX_ADDR_LEN),
                         };
-                        self.event(Event::Message { from, msg: m });
+                        if let Some(a) = &from.addr {
+                            self.remember_addr(peer, a.clone());
+                        }
+                        let mut out = Vec::new();
+                        self.node.handle(
+                            Event::Message {
+                                from: from.clone(),
+                                msg: m,
+                            },
+                            now_ms(self.start),
+                            &mut self.rng,
+                            &self.door,
+                            &mut out,
+                        );
+                        // Answers to the sender ride back on this request's stream; they are
+                        // sent after every action before them was carried out (persists
+                        // included), as the core requires.
+                        let mut replies = Vec::new();
+                        out.retain(|a| match a {
+                            Action::Send { to, msg } if *to == from => {
+                                tracing::trace!(to = %peer, kind = msg.kind(), "reply");
+                                replies.push(msg.encode());
+                                false
+                            }
+                            _ => true,
+                        });
+                        self.carry_out(out);
+                        let bytes: usize = replies.iter().map(Vec::len).sum();
+                        self.metrics.bytes_sent.inc_by(bytes as u64);
+                        return Response::Core(replies);
                     }
                     Err(e) => self.refused(&peer, "malformed", &e.to_string()),
                 }
@@ -731,7 +863,17 @@ impl Agent {
     fn fleet_json(&self) -> serde_json::Value {
         let fleet = self.node.fleet();
         let mut nodes = Vec::new();
-        for s in fleet.zone.values().chain(fleet.notable.values()) {
+        // A node of the own zone can also be among the notable ones: list each node once,
+        // with its newest status.
+        let mut newest: BTreeMap<&AgentPeer, &Arc<driftless_core::proto::SignedStatus<AgentPeer>>> =
+            BTreeMap::new();
+        for (p, s) in fleet.zone.iter().chain(fleet.notable.iter()) {
+            let e = newest.entry(p).or_insert(s);
+            if s.body.issued_ms > e.body.issued_ms {
+                *e = s;
+            }
+        }
+        for s in newest.values() {
             let b = &s.body;
             let mut channels = serde_json::Map::new();
             for c in &b.channels {

@@ -40,7 +40,14 @@ pub enum Request {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Response {
     Ack,
-    Published { ok: bool, message: String },
+    /// The receiver's answers to the sender (a bundle for a fetch, a digest for a digest…),
+    /// carried on the request's own stream instead of new requests: one stream less per
+    /// exchange.
+    Core(Vec<Vec<u8>>),
+    Published {
+        ok: bool,
+        message: String,
+    },
 }
 
 impl Request {

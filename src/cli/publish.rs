@@ -99,7 +99,9 @@ async fn over_libp2p(addr: libp2p::Multiaddr, bundle: Vec<u8>) -> anyhow::Result
                 })) => {
                     return match Response::decode(&response) {
                         Ok(Response::Published { ok, message }) => Ok((ok, message)),
-                        Ok(Response::Ack) => Ok((true, "handed over".to_string())),
+                        Ok(Response::Ack) | Ok(Response::Core(_)) => {
+                            Ok((true, "handed over".to_string()))
+                        }
                         Err(e) => Err(anyhow!("bad answer from {addr}: {e}")),
                     }
                 }
