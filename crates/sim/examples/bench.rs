@@ -32,7 +32,11 @@ fn one(n: usize) {
     let f = |k: &str| r.figure(k).cloned().unwrap_or(serde_json::Value::Null);
     let round = f("round_ms").as_f64().unwrap_or(1000.0);
     let ms = |k: &str| f(k).as_f64();
-    let rounds = |k: &str| ms(k).map(|v| format!("{:.2}", v / round)).unwrap_or("-".into());
+    let rounds = |k: &str| {
+        ms(k)
+            .map(|v| format!("{:.2}", v / round))
+            .unwrap_or("-".into())
+    };
     // One tab-separated line for the parent.
     println!(
         "ROW\t{n}\t{:.2}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.1}\t{}\t{}\t{}",

@@ -14,12 +14,14 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+type Verdict = Result<Arc<VerifiedBundle>, Refusal>;
+
 pub struct SimDoor {
     pub trust: TrustRoot,
     pub node_keys: Vec<VerifyingKey>,
     pub check: MemoCheck<Ed25519Check>,
     /// Keyed by the bundle hash and its signatures: a copy with other signatures is checked anew.
-    verdicts: RefCell<HashMap<(BundleHash, Vec<u8>), Result<Arc<VerifiedBundle>, Refusal>>>,
+    verdicts: RefCell<HashMap<(BundleHash, Vec<u8>), Verdict>>,
 }
 
 impl SimDoor {

@@ -416,8 +416,13 @@ impl<'a> Engine<'a> {
     }
 
     fn send(&mut self, from: u32, to: u32, msg: Message<u32>) {
-        let bytes = msg.encode().len() as u64;
-        let is_bundle = matches!(msg, Message::Bundle(_));
+        // The envelope (magic + format version) plus the postcard body, counted, not built.
+        let bytes = 6 + postcard::serialize_with_flavor::<_, _, usize>(
+            &msg,
+            postcard::ser_flavors::Size::default(),
+        )
+        .expect("messages serialize") as u64;
+        let is_bundle = matches!(msg, Message::Bundle(_) | Message::Push { .. });
         self.m.sent(msg.kind(), bytes);
         if chance(&mut self.rng, self.sc.network.loss) {
             return;

@@ -49,7 +49,7 @@ impl Error {
 /// What to run: a scenario file, or one already parsed.
 pub enum Source<'a> {
     File(&'a Path),
-    Parsed(Scenario),
+    Parsed(Box<Scenario>),
 }
 
 impl<'a> From<&'a Path> for Source<'a> {
@@ -60,7 +60,7 @@ impl<'a> From<&'a Path> for Source<'a> {
 
 impl From<Scenario> for Source<'_> {
     fn from(s: Scenario) -> Self {
-        Source::Parsed(s)
+        Source::Parsed(Box::new(s))
     }
 }
 
@@ -73,7 +73,7 @@ pub fn run_scenario<'a>(
 ) -> Result<Report, Error> {
     let sc = match scenario.into() {
         Source::File(p) => Scenario::load(p)?,
-        Source::Parsed(s) => s,
+        Source::Parsed(s) => *s,
     };
     let seed = seed.unwrap_or(sc.seed);
     let started = std::time::Instant::now();

@@ -217,10 +217,15 @@ pub fn run_protocol(sc: &Scenario, seed: u64) -> Report {
     let idle_from = (first_pub / 2).max(first_pub.saturating_sub(30_000));
     let idle = m.bytes_per_node_s(idle_from, first_pub);
     figures.push(("idle_bytes_per_node_s".into(), json!(round2(idle))));
-    // Steady state after the last release settled: the last 15 virtual seconds.
-    let last_pub = m.versions.values().map(|v| v.published_at).max().unwrap_or(0);
-    let tail_from = sc.duration_ms.saturating_sub(15_000);
-    if tail_from > last_pub + 10_000 {
+    // Steady state after the last release settled: the last 10 virtual seconds.
+    let last_pub = m
+        .versions
+        .values()
+        .map(|v| v.published_at)
+        .max()
+        .unwrap_or(0);
+    let tail_from = sc.duration_ms.saturating_sub(10_000);
+    if tail_from >= last_pub + 5_000 {
         let tail = m.bytes_per_node_s(tail_from, sc.duration_ms);
         figures.push(("steady_bytes_per_node_s".into(), json!(round2(tail))));
     }

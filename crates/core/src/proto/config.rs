@@ -32,6 +32,10 @@ pub struct Config {
     /// A fetch unanswered for this long is retried from another peer that announced it
     /// (a LAN round trip is well under 100 ms; a 16 KiB bundle takes no longer than that).
     pub fetch_timeout_ms: u64,
+    /// With a parent on the push tree, an announcement from another peer waits this long for
+    /// the parent's push before fetching (a little over the worst LAN latency), so a bundle
+    /// still crosses each node about once.
+    pub push_grace_ms: u64,
     /// Zones of the fleet view: nodes whose id hashes share the top `zone_bits` bits form a
     /// zone and hold each other's full status. 0: one zone, everyone sees everyone (small
     /// fleets). Choose so that zones hold about 100–200 nodes: [`Config::zone_bits_for`].
@@ -49,6 +53,9 @@ pub struct Config {
     pub status_refresh_ms: u64,
     /// A zone leader re-issues its zone's summary at least this often, even unchanged.
     pub row_refresh_ms: u64,
+    /// A zone's summary is re-issued at most this often, so that a rollout sweeping through a
+    /// zone costs one row update per interval, not one per node.
+    pub row_min_ms: u64,
     /// A newly learned zone summary is pushed along for this many rounds (rumor mongering).
     pub row_hot_rounds: u8,
     /// Zone summaries carried by one message, at most.
@@ -74,6 +81,7 @@ impl Default for Config {
             peer_timeout_ms: 10_000,
             keepalive_ms: 3_000,
             fetch_timeout_ms: 500,
+            push_grace_ms: 80,
             zone_bits: 0,
             status_fanout: 3,
             notable_cap: 64,
@@ -81,7 +89,8 @@ impl Default for Config {
             status_ttl_ms: 600_000,
             status_refresh_ms: 120_000,
             row_refresh_ms: 120_000,
-            row_hot_rounds: 4,
+            row_min_ms: 5_000,
+            row_hot_rounds: 3,
             rows_per_message: 256,
             reapply_ms: Some(1_800_000),
             bad_peer_limit: 16,

@@ -245,7 +245,15 @@ impl<P: PeerId> FleetView<P> {
 
     /// Once per round: the zone leader re-issues its zone's row when it changed or aged.
     pub fn maybe_issue_row(&mut self, cfg: &Config, wall_ms: u64, contacts: Vec<P>) {
-        if self.zone_bits == 0 || !self.is_leader() {
+        if self.zone_bits == 0 {
+            return;
+        }
+        if let Some(old) = self.rows.get(&self.my_zone) {
+            if wall_ms.saturating_sub(old.issued_ms) < cfg.row_min_ms {
+                return;
+            }
+        }
+        if !self.is_leader() {
             return;
         }
         let counts = self.own_counts();

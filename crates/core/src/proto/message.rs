@@ -108,6 +108,13 @@ pub enum Message<P> {
     Fetch(BundleHash),
     /// A bundle, in answer to a fetch.
     Bundle(WireBundle),
+    /// A bundle pushed by a parent on the push tree to a peer that fetched from it before.
+    Push {
+        bundle: WireBundle,
+        hops: u16,
+    },
+    /// Stop pushing bundles to me (I get them from elsewhere).
+    Prune,
     /// A round of anti-entropy.
     Digest(Digest<P>),
     // --- fleet view ---
@@ -144,7 +151,9 @@ impl<P: PeerId> Message<P> {
         }
         let (_v, body) = encoding::open("message", MESSAGE_MAGIC, MESSAGE_FORMAT, bytes)?;
         let msg: Message<P> = encoding::body("message", body)?;
-        if !matches!(msg, Message::Bundle(_)) && bytes.len() > limits::MAX_MESSAGE_BYTES {
+        if !matches!(msg, Message::Bundle(_) | Message::Push { .. })
+            && bytes.len() > limits::MAX_MESSAGE_BYTES
+        {
             return Err(DecodeError::TooLarge {
                 what: "message",
                 len: bytes.len(),
@@ -213,6 +222,8 @@ impl<P: PeerId> Message<P> {
             Message::Announce(_) => "announce",
             Message::Fetch(_) => "fetch",
             Message::Bundle(_) => "bundle",
+            Message::Prune => "prune",
+            Message::Push { .. } => "push",
             Message::Digest(_) => "digest",
             Message::Statuses(_) => "statuses",
             Message::ZoneSync { .. } => "zone_sync",

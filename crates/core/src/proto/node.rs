@@ -28,6 +28,8 @@ use std::sync::Arc;
 const MAX_FETCHES: usize = 8;
 /// Attempts per fetch (rotating through the announcers) before it is left to anti-entropy.
 const FETCH_ATTEMPTS: u32 = 6;
+/// Children on the push tree, at most (peers that fetched from us).
+const MAX_CHILDREN: usize = 8;
 /// Alternates remembered per fetch.
 const MAX_ALTERNATES: usize = 4;
 /// Refused bundle hashes remembered, so they are not fetched again.
@@ -126,6 +128,8 @@ struct Fetch<P> {
     deadline: u64,
     alternates: Vec<P>,
     attempts: u32,
+    /// False while waiting for the parent's push (the grace period).
+    sent: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -153,6 +157,10 @@ pub struct Node<P> {
     held: BTreeMap<String, Held>,
     channels: BTreeMap<String, ChannelState>,
     fetches: Vec<Fetch<P>>,
+    /// PlumTree-like push tree for bundles: the peer we last fetched from, and the peers
+    /// that last fetched from us (they get the next version pushed, not announced).
+    parent: Option<P>,
+    children: Vec<P>,
     refused_hashes: Vec<BundleHash>,
     bad: BTreeMap<P, u32>,
     fleet: FleetView<P>,
@@ -186,6 +194,8 @@ impl<P: PeerId> Node<P> {
             held: BTreeMap::new(),
             channels: BTreeMap::new(),
             fetches: Vec::new(),
+            parent: None,
+            children: Vec::new(),
             refused_hashes: Vec::new(),
             bad: BTreeMap::new(),
             own: None,
@@ -355,7 +365,13 @@ impl<P: PeerId> Node<P> {
     /// Bookkeeping after every event: greet new neighbours, sign a changed status, ask for
     /// the next wake-up.
     fn after(&mut self, now: Now, rng: &mut dyn RngCore, out: &mut Vec<Action<P>>) {
-        self.members.downs.clear();
+        let downs = std::mem::take(&mut self.members.downs);
+        for p in downs {
+            if self.parent.as_ref() == Some(&p) {
+                self.parent = None;
+            }
+            self.children.retain(|c| c != &p);
+        }
         let ups = std::mem::take(&mut self.members.ups);
         for p in ups {
             // On every (re)connection, exchange digests and all zone rows.
@@ -582,12 +598,46 @@ impl<P: PeerId> Node<P> {
                     .find(|h| h.verified.hash() == hash)
                     .map(|h| h.bundle.clone());
                 if let Some(b) = found {
+                    // A fetch grafts the fetcher onto our push tree: the next version goes
+                    // to it directly.
+                    self.add_child(from.clone());
                     self.send(from, Message::Bundle(WireBundle(b)), now, out);
                 }
             }
+            Message::Prune => {
+                self.children.retain(|c| c != &from);
+            }
+            Message::Push {
+                bundle: WireBundle(b),
+                hops,
+            } => {
+                let hash = b.hash();
+                if self.held.values().any(|h| h.verified.hash() == hash) {
+                    // It reached us another way first: stop the pushes from this peer.
+                    self.send(from, Message::Prune, now, out);
+                    return;
+                }
+                if self.parent.as_ref() != Some(&from) && !self.children.contains(&from) {
+                    self.refuse(
+                        Some(&from),
+                        "unsolicited",
+                        format!(
+                            "bundle {} pushed by a peer not on our push tree",
+                            hash.short()
+                        ),
+                        out,
+                    );
+                    self.send(from, Message::Prune, now, out);
+                    return;
+                }
+                self.fetches.retain(|f| f.hash != hash);
+                self.stats.bundles_received += 1;
+                self.accept(b, Some(&from), hops.saturating_add(1), now, door, out);
+            }
             Message::Bundle(WireBundle(b)) => {
                 let hash = b.hash();
-                let Some(i) = self.fetches.iter().position(|f| f.hash == hash) else {
+                let asked = self.fetches.iter().position(|f| f.hash == hash);
+                let Some(i) = asked else {
                     self.refuse(
                         Some(&from),
                         "unsolicited",
@@ -598,6 +648,9 @@ impl<P: PeerId> Node<P> {
                 };
                 let f = self.fetches.swap_remove(i);
                 self.stats.bundles_received += 1;
+                if f.sent && f.from == from {
+                    self.set_parent(from.clone(), now, out);
+                }
                 self.accept(b, Some(&from), f.hops.saturating_add(1), now, door, out);
             }
             Message::Digest(d) => {
@@ -761,15 +814,49 @@ impl<P: PeerId> Node<P> {
         if self.fetches.len() >= MAX_FETCHES {
             return;
         }
+        // With a live parent, its push is probably on the way: wait a moment before
+        // fetching from whoever announced first.
+        let wait = self
+            .parent
+            .iter()
+            .chain(self.children.iter())
+            .any(|p| p != from && self.members.is_active(p));
         self.fetches.push(Fetch {
             hash: a.hash,
             hops: a.hops,
             from: from.clone(),
-            deadline: now.mono_ms + self.cfg.fetch_timeout_ms,
+            deadline: now.mono_ms
+                + if wait {
+                    self.cfg.push_grace_ms
+                } else {
+                    self.cfg.fetch_timeout_ms
+                },
             alternates: Vec::new(),
             attempts: 1,
+            sent: !wait,
         });
-        self.send(from.clone(), Message::Fetch(a.hash), now, out);
+        if !wait {
+            self.send(from.clone(), Message::Fetch(a.hash), now, out);
+        }
+    }
+
+    fn add_child(&mut self, p: P) {
+        if self.children.contains(&p) {
+            return;
+        }
+        if self.children.len() >= MAX_CHILDREN {
+            self.children.remove(0);
+        }
+        self.children.push(p);
+    }
+
+    fn set_parent(&mut self, p: P, now: Now, out: &mut Vec<Action<P>>) {
+        if self.parent.as_ref() == Some(&p) {
+            return;
+        }
+        if let Some(old) = self.parent.replace(p) {
+            self.send(old, Message::Prune, now, out);
+        }
     }
 
     fn retry_fetches(&mut self, now: Now, out: &mut Vec<Action<P>>) {
@@ -777,6 +864,13 @@ impl<P: PeerId> Node<P> {
         let mut resend = Vec::new();
         self.fetches.retain_mut(|f| {
             if f.deadline > now.mono_ms {
+                return true;
+            }
+            if !f.sent {
+                // The parent's push did not come: fetch from the first announcer.
+                f.sent = true;
+                f.deadline = now.mono_ms + timeout;
+                resend.push((f.from.clone(), f.hash));
                 return true;
             }
             if f.attempts >= FETCH_ATTEMPTS {
@@ -853,10 +947,27 @@ impl<P: PeerId> Node<P> {
             hash,
             hops,
         };
+        // Tree links work both ways (as PlumTree's eager links): push to the parent and the
+        // children, whichever side the release came from.
+        let children: Vec<P> = self
+            .children
+            .iter()
+            .chain(self.parent.iter())
+            .filter(|c| Some(*c) != from)
+            .cloned()
+            .collect();
+        let pushed = Arc::clone(&self.held[&header.channel].bundle);
+        for c in &children {
+            let push = Message::Push {
+                bundle: WireBundle(pushed.clone()),
+                hops,
+            };
+            self.send(c.clone(), push, now, out);
+        }
         let peers: Vec<P> = self
             .members
             .active_ids()
-            .filter(|p| Some(*p) != from)
+            .filter(|p| Some(*p) != from && !children.contains(p))
             .cloned()
             .collect();
         for p in peers {
