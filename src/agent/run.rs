@@ -126,7 +126,8 @@ pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyho
     let key = super::files::node_key(&state)?;
     let (persisted, mut warnings) = super::files::load(&state)?;
     let libp2p_key = libp2p::identity::Keypair::ed25519_from_bytes(key.to_bytes())?;
-    let mut swarm = transport::swarm(libp2p_key)?;
+    let mut swarm = transport::swarm(libp2p_key, &trust.root.fleet)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", cfg.trust.join("trust.toml").display()))?;
     swarm
         .listen_on(cfg.listen.clone())
         .map_err(|e| anyhow::anyhow!("--listen {}: {e}", cfg.listen))?;

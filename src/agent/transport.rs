@@ -12,7 +12,21 @@ use serde::{Deserialize, Serialize};
 use std::io;
 use std::time::Duration;
 
-pub const PROTOCOL: &str = "/driftless/1";
+/// The protocol name is `/driftless/1/FLEET`: nodes of different fleets cannot even agree on a
+/// protocol, so a node that does not know the fleet name gets no conversation.
+pub const PROTOCOL_PREFIX: &str = "/driftless/1/";
+
+pub fn protocol(fleet: &str) -> anyhow::Result<StreamProtocol> {
+    if fleet.is_empty()
+        || !fleet
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        anyhow::bail!("fleet name `{fleet}` may only hold letters, digits, `-`, `_` and `.`");
+    }
+    StreamProtocol::try_from_owned(format!("{PROTOCOL_PREFIX}{fleet}"))
+        .map_err(|e| anyhow::anyhow!("fleet name `{fleet}`: {e}"))
+}
 const FRAME_MAGIC: &[u8; 4] = b"DLTF";
 const FRAME_FORMAT: u16 = 1;
 /// A frame holds at most one message of the core (1 MiB) or one bundle (the fleet's bundle
@@ -139,7 +153,8 @@ pub struct Behaviour {
 }
 
 /// A swarm on the tokio runtime with this node's key.
-pub fn swarm(key: identity::Keypair) -> anyhow::Result<Swarm<Behaviour>> {
+pub fn swarm(key: identity::Keypair, fleet: &str) -> anyhow::Result<Swarm<Behaviour>> {
+    let proto = protocol(fleet)?;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -150,7 +165,7 @@ pub fn swarm(key: identity::Keypair) -> anyhow::Result<Swarm<Behaviour>> {
         .with_behaviour(|_| Behaviour {
             rr: request_response::Behaviour::with_codec(
                 FrameCodec,
-                [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
+                [(proto, ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(REQUEST_TIMEOUT)
                     .with_max_concurrent_streams(256),

@@ -62,7 +62,11 @@ pub fn run(a: Args) -> CliResult {
 }
 
 async fn over_libp2p(addr: libp2p::Multiaddr, bundle: Vec<u8>) -> anyhow::Result<(bool, String)> {
-    let mut swarm = transport::swarm(libp2p::identity::Keypair::generate_ed25519())?;
+    // The node speaks the protocol of its fleet only; the bundle names the fleet.
+    let fleet = driftless_core::bundle::Bundle::decode(&bundle, usize::MAX)
+        .map(|b| b.header().fleet.clone())
+        .map_err(|e| anyhow!("not a bundle: {e}"))?;
+    let mut swarm = transport::swarm(libp2p::identity::Keypair::generate_ed25519(), &fleet)?;
     let (dial, peer) = transport::split_peer_addr(&addr);
     let frame = Request::Publish(bundle).encode();
     let peer = match peer {
