@@ -746,6 +746,14 @@ impl<'a> Engine<'a> {
                 && (latest == 0 || c.applied_at_least(&self.sc.fleet.channel, latest) == truth)
             {
                 ok += 1;
+            } else if std::env::var_os("DRIFTLESS_SIM_DEBUG").is_some() {
+                eprintln!(
+                    "node {i}: sees {} nodes, {} at v{latest} (truth {n}, {truth}); zone {} rows {}",
+                    c.nodes,
+                    c.applied_at_least(&self.sc.fleet.channel, latest),
+                    node.fleet().zone.len(),
+                    node.fleet().rows.len()
+                );
             }
         }
         (ok, total)

@@ -76,6 +76,8 @@ pub struct Metrics {
     pub refused: BTreeMap<&'static str, u64>,
     /// Bytes sent by message kind.
     pub by_kind: BTreeMap<&'static str, u64>,
+    /// Messages sent by kind.
+    pub count_by_kind: BTreeMap<&'static str, u64>,
     pub versions: BTreeMap<u64, VersionStats>,
     /// Exact applied version → nodes.
     applied: BTreeMap<u64, u64>,
@@ -101,6 +103,7 @@ impl Metrics {
             untrusted_accepted: 0,
             refused: BTreeMap::new(),
             by_kind: BTreeMap::new(),
+            count_by_kind: BTreeMap::new(),
             versions: BTreeMap::new(),
             applied,
             rows: Vec::new(),
@@ -110,6 +113,7 @@ impl Metrics {
 
     pub fn sent(&mut self, kind: &'static str, bytes: u64) {
         *self.by_kind.entry(kind).or_default() += bytes;
+        *self.count_by_kind.entry(kind).or_default() += 1;
         self.bytes_sent += bytes;
         self.interval_bytes += bytes;
     }

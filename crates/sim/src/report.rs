@@ -259,6 +259,12 @@ pub fn run_protocol(sc: &Scenario, seed: u64) -> Report {
         .map(|(k, v)| (k.to_string(), json!(round2(*v as f64 / n as f64 / secs))))
         .collect();
     figures.push(("bytes_per_node_s_by_kind".into(), Value::Object(kinds)));
+    let counts: serde_json::Map<String, Value> = m
+        .count_by_kind
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(round2(*v as f64 / n as f64 / secs))))
+        .collect();
+    figures.push(("messages_per_node_s_by_kind".into(), Value::Object(counts)));
 
     let mut checks = Vec::new();
     for x in &sc.expect {

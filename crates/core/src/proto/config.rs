@@ -90,7 +90,7 @@ impl Default for Config {
             status_refresh_ms: 120_000,
             row_refresh_ms: 120_000,
             row_min_ms: 5_000,
-            row_hot_rounds: 3,
+            row_hot_rounds: 4,
             rows_per_message: 256,
             reapply_ms: Some(1_800_000),
             bad_peer_limit: 16,

@@ -331,15 +331,6 @@ impl<P: PeerId> FleetView<P> {
         out
     }
 
-    /// Every row, for a new neighbour.
-    pub fn all_rows(&self, cfg: &Config) -> Vec<Arc<ZoneRow<P>>> {
-        self.rows
-            .values()
-            .take(cfg.rows_per_message)
-            .cloned()
-            .collect()
-    }
-
     /// Exact counts once converged: the own zone from its table, other zones from rows.
     pub fn counts(&self) -> ChannelCounts {
         let mut out = ChannelCounts::default();

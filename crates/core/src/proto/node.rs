@@ -37,6 +37,10 @@ const REFUSED_MEMORY: usize = 16;
 /// Every this many rounds, the anti-entropy peer is drawn from the passive view instead of
 /// the active one, so that separate overlays (a healed partition) find each other.
 const PASSIVE_DIGEST_EVERY: u64 = 4;
+/// Compare zone-row fingerprints every this many rounds.
+const ROW_SYNC_EVERY: u64 = 1;
+/// `rows_print` value meaning "do not compare".
+const NO_PRINT: u64 = 0;
 /// Expire statuses every this many rounds (it walks the zone table).
 const EXPIRE_EVERY: u64 = 10;
 
@@ -374,10 +378,11 @@ impl<P: PeerId> Node<P> {
         }
         let ups = std::mem::take(&mut self.members.ups);
         for p in ups {
-            // On every (re)connection, exchange digests and all zone rows.
+            // On every (re)connection, exchange digests (and rows if the prints differ).
             let d = Digest {
                 channels: self.digest_channels(),
-                rows: self.fleet.all_rows(&self.cfg),
+                // Rows travel only on a fingerprint mismatch (RowSync), not on every connect.
+                rows: Vec::new(),
                 notable: self.notable_sample(rng),
                 reply: true,
                 rows_print: self.fleet.rows_print(),
@@ -456,12 +461,19 @@ impl<P: PeerId> Node<P> {
         };
         let rows = self.fleet.take_hot(&self.cfg);
         if let Some(p) = peer {
+            // Rumors spread row changes within a few rounds; the fingerprint is the slower
+            // repair, compared every few rounds so a rumor in flight does not trigger it.
+            let rows_print = if self.round.is_multiple_of(ROW_SYNC_EVERY) {
+                self.fleet.rows_print()
+            } else {
+                NO_PRINT
+            };
             let d = Digest {
                 channels: self.digest_channels(),
                 rows,
                 notable: self.notable_sample(rng),
                 reply: true,
-                rows_print: self.fleet.rows_print(),
+                rows_print,
             };
             self.send(p, Message::Digest(d), now, out);
         }
@@ -663,7 +675,7 @@ impl<P: PeerId> Node<P> {
                 for s in d.notable {
                     self.take_status(&from, s, door, out);
                 }
-                if d.rows_print != self.fleet.rows_print() {
+                if d.rows_print != NO_PRINT && d.rows_print != self.fleet.rows_print() {
                     let mine = self.fleet.row_versions();
                     self.send(from.clone(), Message::RowSync(mine), now, out);
                 }
