@@ -39,7 +39,7 @@ fn one(n: usize) {
     };
     // One tab-separated line for the parent.
     println!(
-        "ROW\t{n}\t{:.2}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.1}\t{}\t{}\t{}",
+        "ROW\t{n}\t{:.2}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.1}\t{}\t{}\t{}\t{}",
         (n as f64).log2(),
         f("v2_ms_to_all_accepted"),
         f("v2_ms_to_99pct"),
@@ -55,6 +55,7 @@ fn one(n: usize) {
         peak_rss_kb(),
         peak_rss_kb() * 1024 / n as u64,
         if r.passed() { "pass" } else { "FAIL" },
+        f("v3_ms_to_all_accepted"),
     );
 }
 
@@ -70,10 +71,10 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    println!("bench-10k.toml scaled: 60 virtual s, one 16 KiB release at 20 s, latency uniform 10-50 ms, round 1 s");
+    println!("bench-10k.toml scaled: 60 virtual s, 16 KiB releases at 20 s (pulled) and 40 s (pushed down the tree), latency uniform 10-50 ms, round 1 s");
     println!(
-        "{:>7} {:>6} {:>9} {:>8} {:>8} {:>7} {:>7} {:>6} {:>6} {:>7} {:>8} {:>8} {:>7} {:>9} {:>8} {:>5}",
-        "N", "log2N", "all_acc", "99%_ms", "100%_ms", "rnd99", "rnd100", "hop99", "hopmax", "bundle",
+        "{:>7} {:>6} {:>9} {:>9} {:>8} {:>8} {:>7} {:>7} {:>6} {:>6} {:>7} {:>8} {:>8} {:>7} {:>9} {:>8} {:>5}",
+        "N", "log2N", "v2_all_acc", "v3_all_acc", "99%_ms", "100%_ms", "rnd99", "rnd100", "hop99", "hopmax", "bundle",
         "idle_B/s", "stdy_B/s", "wall_s", "rss_MB", "B/node", "exp"
     );
     let exe = std::env::current_exe().expect("own path");
@@ -94,19 +95,22 @@ fn main() {
         let c: Vec<&str> = line.split('\t').skip(1).collect();
         let rss_mb = c[13].parse::<f64>().unwrap_or(0.0) / 1024.0;
         println!(
-            "{:>7} {:>6} {:>9} {:>8} {:>8} {:>7} {:>7} {:>6} {:>6} {:>6}x {:>8} {:>8} {:>7} {:>9.0} {:>8} {:>5}",
-            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12], rss_mb, c[14], c[15]
+            "{:>7} {:>6} {:>9} {:>9} {:>8} {:>8} {:>7} {:>7} {:>6} {:>6} {:>6}x {:>8} {:>8} {:>7} {:>9.0} {:>8} {:>5}",
+            c[0], c[1], c[2], c[16], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12], rss_mb, c[14], c[15]
         );
-        rows.push((n, c[2].parse::<f64>().ok()));
+        rows.push((n, c[2].parse::<f64>().ok(), c[16].parse::<f64>().ok()));
     }
     println!();
     println!("spread to 100% of nodes (accepted), against iroh-gossip's simulator (target: at most half):");
     for (n, iroh) in IROH {
-        if let Some((_, Some(ours))) = rows.iter().find(|(m, _)| *m == n) {
+        if let Some((_, Some(pull), push)) = rows.iter().find(|(m, _, _)| *m == n) {
+            let push = push.unwrap_or(f64::NAN);
             println!(
-                "  N={n:>6}: driftless {:.2} s, iroh-gossip {iroh:.2} s, ratio {:.2} (target <= 0.50)",
-                ours / 1000.0,
-                ours / 1000.0 / iroh
+                "  N={n:>6}: driftless {:.2} s pulled / {:.2} s pushed, iroh-gossip {iroh:.2} s, ratio {:.2} / {:.2} (target <= 0.50)",
+                pull / 1000.0,
+                push / 1000.0,
+                pull / 1000.0 / iroh,
+                push / 1000.0 / iroh
             );
         }
     }
