@@ -47,6 +47,8 @@ pub fn load(state: &StateDir) -> anyhow::Result<(Persisted<AgentPeer>, Vec<Strin
     let mut warnings = Vec::new();
     let marks = state.marks()?;
     let mut bundles = Vec::new();
+    // The bundle each channel ran before its newest one: what a halted rollout returns to.
+    let mut previous = Vec::new();
     let dir = state.path().join("bundles");
     if let Ok(entries) = std::fs::read_dir(&dir) {
         for e in entries.flatten() {
@@ -56,14 +58,19 @@ pub fn load(state: &StateDir) -> anyhow::Result<(Persisted<AgentPeer>, Vec<Strin
                 .and_then(|n| n.to_str())
                 .unwrap_or_default()
                 .to_string();
-            if !name.ends_with(".bundle") || name.ends_with(".previous.bundle") {
+            if !name.ends_with(".bundle") {
                 continue;
             }
+            let list = if name.ends_with(".previous.bundle") {
+                &mut previous
+            } else {
+                &mut bundles
+            };
             match std::fs::read(&p)
                 .map_err(|e| e.to_string())
                 .and_then(|b| Bundle::decode(&b, usize::MAX).map_err(|e| e.to_string()))
             {
-                Ok(b) => bundles.push(Arc::new(b)),
+                Ok(b) => list.push(Arc::new(b)),
                 Err(e) => warnings.push(format!("{}: {e}", p.display())),
             }
         }
@@ -91,6 +98,7 @@ pub fn load(state: &StateDir) -> anyhow::Result<(Persisted<AgentPeer>, Vec<Strin
             bundles,
             status,
             peers,
+            previous,
         },
         warnings,
     ))

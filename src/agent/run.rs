@@ -274,7 +274,10 @@ pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyho
         }
         tokio::select! {
             ev = agent.swarm.select_next_some() => agent.on_swarm(ev),
-            Some(done) = done_rx.recv() => agent.on_done(done),
+            Some(done) = done_rx.recv() => {
+                agent.on_done(done);
+                notifier.notify(&format!("STATUS={}", agent.summary_line()));
+            }
             Some(path) = path_rx.recv() => agent.on_path(path),
             Some(r) = check_rx.recv() => {
                 if agent.health.record(r) {
@@ -346,7 +349,7 @@ impl Agent {
                 }
                 Action::Apply { bundle, reason } => {
                     let why = match reason {
-                        ApplyReason::NewVersion => Why::NewVersion,
+                        ApplyReason::NewVersion | ApplyReason::Rollback => Why::NewVersion,
                         ApplyReason::Reapply => Why::Recheck,
                     };
                     self.worker.request(bundle, why);

@@ -28,6 +28,9 @@ pub struct Count {
     pub version: u64,
     pub state: ApplyState,
     pub healthy: bool,
+    /// The newest version the nodes hold and their wave for it (rollouts advance on these).
+    pub target: u64,
+    pub wave: u8,
     pub n: u32,
 }
 
@@ -48,7 +51,12 @@ pub struct ZoneRow<P> {
 pub struct ChannelCounts {
     pub nodes: u64,
     pub by_channel: BTreeMap<String, BTreeMap<(u64, ApplyState, bool), u64>>,
+    /// Per channel and target version: per wave, (nodes, applied the target, of those healthy).
+    pub by_wave: BTreeMap<(String, u64), BTreeMap<u8, WaveCount>>,
 }
+
+/// Nodes of one wave, those of them that run the target version, and of those the healthy.
+pub type WaveCount = (u64, u64, u64);
 
 impl ChannelCounts {
     /// Nodes at `version` or above on `channel` in state `applied`.
@@ -220,21 +228,33 @@ impl<P: PeerId> FleetView<P> {
 
     /// This zone's counts, computed from the zone table.
     pub fn own_counts(&self) -> Vec<Count> {
-        let mut m: BTreeMap<(String, u64, ApplyState, bool), u32> = BTreeMap::new();
+        type Key = (String, u64, ApplyState, bool, u64, u8);
+        let mut m: BTreeMap<Key, u32> = BTreeMap::new();
         for s in self.zone.values() {
             for c in &s.body.channels {
-                *m.entry((c.channel.clone(), c.version, c.state, s.body.healthy))
-                    .or_default() += 1;
+                *m.entry((
+                    c.channel.clone(),
+                    c.version,
+                    c.state,
+                    s.body.healthy,
+                    c.target,
+                    c.wave,
+                ))
+                .or_default() += 1;
             }
         }
         m.into_iter()
-            .map(|((channel, version, state, healthy), n)| Count {
-                channel,
-                version,
-                state,
-                healthy,
-                n,
-            })
+            .map(
+                |((channel, version, state, healthy, target, wave), n)| Count {
+                    channel,
+                    version,
+                    state,
+                    healthy,
+                    target,
+                    wave,
+                    n,
+                },
+            )
             .collect()
     }
 
@@ -342,6 +362,20 @@ impl<P: PeerId> FleetView<P> {
                     .or_default()
                     .entry((c.version, c.state, c.healthy))
                     .or_default() += c.n as u64;
+                let w = out
+                    .by_wave
+                    .entry((c.channel.clone(), c.target))
+                    .or_default()
+                    .entry(c.wave)
+                    .or_default();
+                let n = c.n as u64;
+                w.0 += n;
+                if c.version == c.target && c.state == ApplyState::Applied {
+                    w.1 += n;
+                    if c.healthy {
+                        w.2 += n;
+                    }
+                }
             }
         };
         add(&self.own_counts(), self.zone.len() as u32);

@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod membership;
 pub mod message;
 pub mod node;
+pub mod rollout;
 pub mod status;
 
 #[cfg(test)]
@@ -23,7 +24,7 @@ pub use config::Config;
 pub use door::{Door, MemoCheck, PlainDoor};
 pub use fleet::{ChannelCounts, FleetView, ZoneRow};
 pub use message::{Announcement, Digest, Message, WireBundle};
-pub use node::{Action, ApplyReason, Event, Node, Persisted};
+pub use node::{Action, ApplyReason, Event, Node, Persisted, RolloutState};
 pub use status::{ApplyState, ChannelStatus, SignedStatus, StatusBody};
 
 use serde::{de::DeserializeOwned, Serialize};

@@ -14,9 +14,11 @@ use super::door::Door;
 use super::fleet::FleetView;
 use super::membership::Membership;
 use super::message::{Announcement, Digest, Message, WireBundle};
+use super::rollout::{self, Decision, Wait, WaveTally};
 use super::status::{ApplyState, ChannelStatus, LastApply, SignedStatus, StatusBody};
 use super::{below, sample, Now, PeerId};
 use crate::bundle::{Bundle, BundleHash, VerifiedBundle};
+use crate::definition::OnFailure;
 use crate::labels::Labels;
 use crate::marks::{MarkDecision, Marks};
 use ed25519_dalek::SigningKey;
@@ -72,6 +74,8 @@ pub enum Event<P> {
 pub enum ApplyReason {
     NewVersion,
     Reapply,
+    /// A halted rollout goes back to the version that ran before it.
+    Rollback,
 }
 
 #[derive(Debug)]
@@ -115,6 +119,8 @@ pub struct Persisted<P> {
     pub status: Option<Arc<SignedStatus<P>>>,
     /// Peers to re-join through (the agent's bootstrap list and last active view).
     pub peers: Vec<P>,
+    /// Per channel, the bundle that ran before the newest one (what a rollback returns to).
+    pub previous: Vec<Arc<Bundle>>,
 }
 
 #[derive(Debug, Clone)]
@@ -136,11 +142,34 @@ struct Fetch<P> {
     sent: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct ChannelState {
     applied: u64,
     state: Option<ApplyState>,
     applying: Option<u64>,
+    /// The bundle being applied and why.
+    applying_bundle: Option<(Arc<VerifiedBundle>, ApplyReason)>,
+    /// The bundle this node runs now, and the one it ran before (a rollback goes back to it).
+    current: Option<Arc<VerifiedBundle>>,
+    previous: Option<Arc<VerifiedBundle>>,
+    /// The rollout of the newest held version, when its bundle has a policy.
+    rollout: Option<RolloutState>,
+    /// The last version handed to apply as a new version (a failed one is not retried every
+    /// round; the periodic re-apply retries it).
+    attempted: u64,
+}
+
+/// Where a rollout stands, as this node judges it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutState {
+    pub version: u64,
+    pub wave: u8,
+    /// What holds this node back (None: it applied, or may).
+    pub waiting: Option<(u8, Wait)>,
+    /// The rollout halted: (wave, signed unhealthy statuses, wave size).
+    pub halted: Option<(u8, u64, u64)>,
+    /// The wave tallies last seen.
+    pub tallies: Vec<WaveTally>,
 }
 
 /// Counters a driver reads for metrics and the simulator for its figures.
@@ -181,6 +210,8 @@ pub struct Node<P> {
     next_round: u64,
     next_reapply: Option<u64>,
     wake: Option<u64>,
+    /// (channel, version, wave) → when this node first saw the wave complete (mono ms).
+    complete_since: BTreeMap<(String, u64, u8), u64>,
     pub stats: Stats,
 }
 
@@ -214,6 +245,7 @@ impl<P: PeerId> Node<P> {
             next_round: 0,
             next_reapply: None,
             wake: None,
+            complete_since: BTreeMap::new(),
             stats: Stats::default(),
         }
     }
@@ -239,14 +271,28 @@ impl<P: PeerId> Node<P> {
                     ChannelState {
                         applied: c.version,
                         state: Some(c.state),
-                        applying: None,
+                        ..ChannelState::default()
                     },
                 );
+            }
+        }
+        for b in &saved.previous {
+            if let Ok(v) = door.verify_bundle(b, now.wall()) {
+                let ch = node.channels.entry(v.header().channel.clone()).or_default();
+                if ch.applied == v.header().version {
+                    ch.current = Some(v);
+                } else {
+                    ch.previous = Some(v);
+                }
             }
         }
         for b in &saved.bundles {
             if let Ok(v) = door.verify_bundle(b, now.wall()) {
                 let ch = v.header().channel.clone();
+                let st = node.channels.entry(ch.clone()).or_default();
+                if st.applied == v.header().version {
+                    st.current = Some(v.clone());
+                }
                 node.held.insert(
                     ch,
                     Held {
@@ -302,7 +348,22 @@ impl<P: PeerId> Node<P> {
             bundles: self.held.values().map(|h| h.bundle.clone()).collect(),
             status: self.own.clone(),
             peers: self.active_peers(),
+            previous: self
+                .channels
+                .iter()
+                .flat_map(|(name, c)| {
+                    let held = self.held.get(name).map(|h| h.verified.hash());
+                    let current = c.current.as_ref().filter(|v| Some(v.hash()) != held);
+                    current.into_iter().chain(c.previous.iter())
+                })
+                .map(|v| Arc::new(v.bundle().clone()))
+                .collect(),
         }
+    }
+
+    /// The rollout of a channel's newest version, as this node judges it.
+    pub fn rollout(&self, channel: &str) -> Option<&RolloutState> {
+        self.channels.get(channel).and_then(|c| c.rollout.as_ref())
     }
 
     // ----- the state machine -----
@@ -323,12 +384,9 @@ impl<P: PeerId> Node<P> {
                 if let Some(every) = self.cfg.reapply_ms {
                     self.next_reapply = Some(now.mono_ms + jitter(rng, every));
                 }
-                // Converge to what we hold (after a restart).
-                let held: Vec<Arc<VerifiedBundle>> =
-                    self.held.values().map(|h| h.verified.clone()).collect();
-                for v in held {
-                    self.maybe_apply(v, ApplyReason::Reapply, out);
-                }
+                // Converge to what we run, and on to what we hold where a rollout allows
+                // (after a restart).
+                self.reapply_all(now, out);
                 self.status_dirty = true;
             }
             Event::Message { from, msg } => self.on_message(from, msg, now, rng, door, out),
@@ -428,17 +486,37 @@ impl<P: PeerId> Node<P> {
             if r <= now.mono_ms {
                 let every = self.cfg.reapply_ms.unwrap_or(u64::MAX / 4);
                 self.next_reapply = Some(now.mono_ms + jitter(rng, every));
-                let held: Vec<Arc<VerifiedBundle>> =
-                    self.held.values().map(|h| h.verified.clone()).collect();
-                for v in held {
-                    self.maybe_apply(v, ApplyReason::Reapply, out);
-                }
+                self.reapply_all(now, out);
             }
         }
         if now.mono_ms >= self.next_round {
             self.round += 1;
             self.next_round = now.mono_ms + self.cfg.round_ms;
             self.on_round(now, rng, door, out);
+        }
+    }
+
+    /// Re-apply what each channel runs (a rollback runs an older bundle than it holds), then
+    /// let each channel move on to its newest version if its rollout allows.
+    fn reapply_all(&mut self, now: Now, out: &mut Vec<Action<P>>) {
+        let names: Vec<String> = self.held.keys().cloned().collect();
+        for name in names {
+            let current = self.channels.get(&name).and_then(|c| {
+                c.current
+                    .clone()
+                    .filter(|b| b.header().version == c.applied)
+            });
+            match current {
+                Some(b) => self.maybe_apply(b, ApplyReason::Reapply, out),
+                None => {
+                    if let Some(v) = self.held.get(&name).map(|h| h.verified.clone()) {
+                        if v.header().rollout.is_none() {
+                            self.maybe_apply(v, ApplyReason::Reapply, out);
+                        }
+                    }
+                }
+            }
+            self.consider_rollout(&name, now, out);
         }
     }
 
@@ -449,6 +527,23 @@ impl<P: PeerId> Node<P> {
         _door: &dyn Door<P>,
         out: &mut Vec<Action<P>>,
     ) {
+        // Rollouts in progress are judged again every round.
+        let rolling: Vec<String> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| {
+                c.rollout.as_ref().is_some_and(|r| {
+                    c.applying.is_none()
+                        && (r.halted.is_none() && c.applied != r.version
+                            || r.halted.is_none() && r.tallies.iter().any(|t| t.nodes > t.applied)
+                            || r.halted.is_some() && c.applied == r.version)
+                })
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in rolling {
+            self.consider_rollout(&name, now, out);
+        }
         self.members
             .tick(&self.cfg, self.round, now.mono_ms, rng, out);
         // Push-pull anti-entropy with one random peer.
@@ -951,7 +1046,7 @@ impl<P: PeerId> Node<P> {
                 hops,
             },
         );
-        self.maybe_apply(verified, ApplyReason::NewVersion, out);
+        self.consider_rollout(&header.channel, now, out);
         // Announce onwards to every active peer but the one it came from.
         let a = Announcement {
             channel: header.channel.clone(),
@@ -1014,6 +1109,10 @@ impl<P: PeerId> Node<P> {
             self.status_dirty = true;
         }
         ch.applying = Some(version);
+        if reason == ApplyReason::NewVersion {
+            ch.attempted = version;
+        }
+        ch.applying_bundle = Some((v.clone(), reason));
         out.push(Action::Apply { bundle: v, reason });
     }
 
@@ -1029,10 +1128,31 @@ impl<P: PeerId> Node<P> {
         if ch.applying == Some(version) {
             ch.applying = None;
         }
+        let applied = ch
+            .applying_bundle
+            .take()
+            .filter(|(b, _)| b.header().version == version);
         let before = (ch.applied, ch.state);
         if ok {
+            if let Some((b, reason)) = applied {
+                let same = ch.current.as_ref().is_some_and(|c| c.hash() == b.hash());
+                if !same {
+                    if reason == ApplyReason::Rollback {
+                        // Going back: what ran before stays the fallback.
+                        ch.current = Some(b);
+                    } else {
+                        ch.previous = ch.current.replace(b);
+                    }
+                }
+            }
             ch.applied = version;
             ch.state = Some(ApplyState::Applied);
+            // A halted version this node does not run is held, not applied.
+            if let Some(r) = &ch.rollout {
+                if r.halted.is_some() && r.version != version {
+                    ch.state = Some(ApplyState::Held);
+                }
+            }
         } else {
             ch.state = Some(ApplyState::Failed);
         }
@@ -1045,12 +1165,181 @@ impl<P: PeerId> Node<P> {
             ok,
             at_ms: now.wall_ms,
         });
-        if let Some(h) = self.held.get(&channel) {
-            if h.verified.header().version > version {
-                let v = h.verified.clone();
+        let newer = self
+            .held
+            .get(&channel)
+            .is_some_and(|h| h.verified.header().version > version);
+        let rolling = self
+            .channels
+            .get(&channel)
+            .is_some_and(|c| c.rollout.is_some());
+        if newer || rolling {
+            self.consider_rollout(&channel, now, out);
+        }
+    }
+
+    /// Apply the newest held version of `channel` when its rollout lets this node, or halt
+    /// (and roll back) when a wave's signed unhealthy statuses pass the threshold.
+    fn consider_rollout(&mut self, channel: &str, now: Now, out: &mut Vec<Action<P>>) {
+        let Some(v) = self.held.get(channel).map(|h| h.verified.clone()) else {
+            return;
+        };
+        if !v.definition().targets.matches(&self.labels) {
+            return;
+        }
+        let version = v.header().version;
+        let Some(policy) = v.header().rollout.clone() else {
+            let ch = self.channels.entry(channel.to_string()).or_default();
+            if ch.applied != version || ch.state != Some(ApplyState::Applied) {
                 self.maybe_apply(v, ApplyReason::NewVersion, out);
             }
+            return;
+        };
+        let wave = rollout::wave_of(self.me.stable_hash(), version, &policy.waves);
+        let ch = self.channels.entry(channel.to_string()).or_default();
+        let fresh = ch.rollout.as_ref().is_none_or(|r| r.version != version);
+        if fresh {
+            ch.rollout = Some(RolloutState {
+                version,
+                wave,
+                waiting: None,
+                halted: None,
+                tallies: Vec::new(),
+            });
+            self.status_dirty = true;
         }
+        let already_halted = ch.rollout.as_ref().and_then(|r| r.halted).is_some();
+        let (tallies, all_received) = self.tallies(channel, version, policy.waves.len());
+        // A wave that is not complete (any more) starts its bake anew when it is.
+        for (k, t) in tallies.iter().enumerate() {
+            let key = (channel.to_string(), version, k as u8);
+            if rollout::complete(t) && t.nodes > 0 {
+                self.complete_since.entry(key).or_insert(now.mono_ms);
+            } else {
+                self.complete_since.remove(&key);
+            }
+        }
+        if already_halted {
+            let ch = self.channels.get_mut(channel).expect("inserted above");
+            if ch.applied == version
+                && ch.applying.is_none()
+                && policy.on_failure == OnFailure::Rollback
+            {
+                if let Some(prev) = ch.previous.clone() {
+                    ch.state = Some(ApplyState::Held);
+                    self.maybe_apply(prev, ApplyReason::Rollback, out);
+                }
+            }
+        }
+        let bake_ms = policy.bake_secs.saturating_mul(1000);
+        let since = &self.complete_since;
+        let mut baked = |k: u8| {
+            since
+                .get(&(channel.to_string(), version, k))
+                .is_some_and(|t| now.mono_ms.saturating_sub(*t) >= bake_ms)
+        };
+        let decision = if already_halted {
+            None
+        } else {
+            Some(rollout::decide(
+                &policy,
+                wave,
+                &tallies,
+                all_received,
+                &mut baked,
+            ))
+        };
+        let ch = self.channels.get_mut(channel).expect("inserted above");
+        let r = ch.rollout.as_mut().expect("set above");
+        r.tallies = tallies;
+        match decision {
+            None => {}
+            Some(Decision::Apply) => {
+                r.waiting = None;
+                let failed_here = ch.state == Some(ApplyState::Failed) && ch.attempted == version;
+                if ch.applied != version && ch.applying != Some(version) && !failed_here {
+                    self.maybe_apply(v, ApplyReason::NewVersion, out);
+                }
+            }
+            Some(Decision::Wait { wave: w, why }) => {
+                if r.waiting != Some((w, why)) {
+                    r.waiting = Some((w, why));
+                }
+                if ch.applied != version && ch.state != Some(ApplyState::Pending) {
+                    ch.state = Some(ApplyState::Pending);
+                    self.status_dirty = true;
+                }
+            }
+            Some(Decision::Halt {
+                wave: w,
+                unhealthy,
+                of,
+            }) => {
+                r.halted = Some((w, unhealthy, of));
+                r.waiting = None;
+                self.status_dirty = true;
+                out.push(Action::Refused {
+                    from: None,
+                    reason: "rollout_halted",
+                    detail: format!(
+                        "{channel} v{version}: rollout halted in wave {w}: {unhealthy} of {of} nodes unhealthy (over {}%)",
+                        policy.max_unhealthy * 100.0
+                    ),
+                });
+                let runs_it = ch.applied == version || ch.applying == Some(version);
+                match (&policy.on_failure, runs_it, ch.previous.clone()) {
+                    (OnFailure::Rollback, true, Some(prev)) => {
+                        ch.state = Some(ApplyState::Held);
+                        self.maybe_apply(prev, ApplyReason::Rollback, out);
+                    }
+                    _ => {
+                        if ch.applied != version {
+                            ch.state = Some(ApplyState::Held);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Per wave of `version`: nodes, applied and healthy from the summaries; unhealthy from the
+    /// signed statuses held. And whether every node reporting the channel holds `version`.
+    fn tallies(&self, channel: &str, version: u64, waves: usize) -> (Vec<WaveTally>, bool) {
+        let counts = self.fleet.counts();
+        let mut t = vec![WaveTally::default(); waves];
+        if let Some(m) = counts.by_wave.get(&(channel.to_string(), version)) {
+            for (w, (nodes, applied, healthy)) in m {
+                if let Some(x) = t.get_mut(*w as usize) {
+                    x.nodes += nodes;
+                    x.applied += applied;
+                    x.healthy += healthy;
+                }
+            }
+        }
+        let statuses = self.fleet.zone.iter().chain(
+            self.fleet
+                .notable
+                .iter()
+                .filter(|(p, _)| !self.fleet.zone.contains_key(*p)),
+        );
+        for (_, s) in statuses {
+            if s.body.healthy {
+                continue;
+            }
+            for c in s.body.channels.iter().filter(|c| c.channel == channel) {
+                if c.target == version && c.version == version {
+                    if let Some(x) = t.get_mut(c.wave as usize) {
+                        x.unhealthy_evidence += 1;
+                    }
+                }
+            }
+        }
+        let reporting: u64 = counts
+            .by_channel
+            .get(channel)
+            .map_or(0, |m| m.values().sum());
+        let holding: u64 = t.iter().map(|x| x.nodes).sum();
+        (t, holding >= reporting)
     }
 
     fn issue_status(&mut self, now: Now, rng: &mut dyn RngCore, out: &mut Vec<Action<P>>) {
@@ -1067,10 +1356,19 @@ impl<P: PeerId> Node<P> {
                 .channels
                 .iter()
                 .filter_map(|(c, s)| {
-                    s.state.map(|state| ChannelStatus {
-                        channel: c.clone(),
-                        version: s.applied,
-                        state,
+                    s.state.map(|state| {
+                        let (target, wave) = match (&s.rollout, self.held.get(c)) {
+                            (Some(r), _) => (r.version, r.wave),
+                            (None, Some(h)) => (h.verified.header().version, 0),
+                            (None, None) => (s.applied, 0),
+                        };
+                        ChannelStatus {
+                            channel: c.clone(),
+                            version: s.applied,
+                            state,
+                            target,
+                            wave,
+                        }
                     })
                 })
                 .collect(),

@@ -46,6 +46,10 @@ pub struct ChannelStatus {
     /// The version this node runs (0: none yet) and the state of the newest it accepted.
     pub version: u64,
     pub state: ApplyState,
+    /// The newest version this node accepted on the channel (what a rollout is rolling).
+    pub target: u64,
+    /// This node's wave for `target` (0 when the bundle has no rollout policy).
+    pub wave: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

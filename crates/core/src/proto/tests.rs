@@ -62,6 +62,8 @@ struct Net {
     /// (to, message kind) of every delivered message.
     delivered: Vec<(u32, &'static str)>,
     applied: Vec<(u32, u64)>,
+    /// Which (node, version) turns the node unhealthy once applied.
+    sick: Box<dyn Fn(u32, u64) -> bool>,
 }
 
 impl Net {
@@ -87,6 +89,7 @@ impl Net {
             cut: BTreeSet::new(),
             delivered: Vec::new(),
             applied: Vec::new(),
+            sick: Box::new(|_, _| false),
         };
         for i in 0..n {
             let bootstrap = if i == 0 {
@@ -147,6 +150,12 @@ impl Net {
                             ok: true,
                         };
                         self.push(at + 50, to, ev);
+                        let sick = (self.sick)(to, version);
+                        let ev = Event::Health {
+                            healthy: !sick,
+                            failing: if sick { vec!["app".into()] } else { vec![] },
+                        };
+                        self.push(at + 60, to, ev);
                     }
                     _ => {}
                 }
@@ -376,5 +385,130 @@ mod props {
             }]);
             prop_assert_eq!(Message::<u32>::decode(&m.encode()).unwrap(), m);
         }
+    }
+}
+
+fn rollout_bundle(
+    version: u64,
+    waves: Vec<f64>,
+    bake_secs: u64,
+    max_unhealthy: f64,
+) -> Arc<Bundle> {
+    let policy = crate::definition::RolloutPolicy {
+        waves,
+        bake_secs,
+        max_unhealthy,
+        on_failure: crate::definition::OnFailure::Rollback,
+    };
+    let def = CompiledDefinition {
+        name: "web".into(),
+        targets: Targets::default(),
+        vars: Default::default(),
+        resources: vec![],
+        checks: vec![],
+        rollout: Some(policy.clone()),
+    };
+    let header = Header {
+        fleet: "prod".into(),
+        channel: "web".into(),
+        version,
+        created: Timestamp(WALL0 / 1000),
+        expires: Timestamp(WALL0 / 1000 + 86_400),
+        content_hash: [0; 32],
+        rollout: Some(policy),
+    };
+    Arc::new(Bundle::sign(header, &def, &[&release_key()]))
+}
+
+fn wave(node: u32, version: u64, waves: &[f64]) -> u8 {
+    rollout::wave_of(node.stable_hash(), version, waves)
+}
+
+#[test]
+fn a_good_rollout_passes_every_wave_in_order_after_each_bake() {
+    let waves = vec![0.1, 0.5, 1.0];
+    let mut net = Net::new(40, Config::default());
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(8_000);
+    net.publish(8_000, 0, rollout_bundle(2, waves.clone(), 3, 0.2));
+    // Record when each node applied v2.
+    let mut first: std::collections::BTreeMap<u32, u64> = Default::default();
+    let mut t = 8_000;
+    while t < 40_000 {
+        t += 100;
+        net.run_until(t);
+        for n in &net.nodes {
+            if n.applied("web") == Some((2, ApplyState::Applied)) {
+                first.entry(*n.id()).or_insert(t);
+            }
+        }
+    }
+    assert_eq!(first.len(), 40, "every node applied v2: {first:?}");
+    let last_of = |w: u8| {
+        first
+            .iter()
+            .filter(|(n, _)| wave(**n, 2, &waves) == w)
+            .map(|(_, t)| *t)
+            .max()
+    };
+    let first_of = |w: u8| {
+        first
+            .iter()
+            .filter(|(n, _)| wave(**n, 2, &waves) == w)
+            .map(|(_, t)| *t)
+            .min()
+    };
+    for w in 1..3u8 {
+        if let (Some(prev_done), Some(start)) = (last_of(w - 1), first_of(w)) {
+            assert!(
+                start >= prev_done + 3_000,
+                "wave {w} started at {start} before wave {} baked (complete at {prev_done})",
+                w - 1
+            );
+        }
+    }
+}
+
+#[test]
+fn a_bad_rollout_halts_in_its_first_wave_and_rolls_back() {
+    let waves = vec![0.2, 0.6, 1.0];
+    let mut net = Net::new(40, Config::default());
+    // Half of the nodes that run v2 turn unhealthy.
+    net.sick = Box::new(|n, v| v == 2 && n % 2 == 0);
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(8_000);
+    net.publish(8_000, 0, rollout_bundle(2, waves.clone(), 5, 0.1));
+    net.run_until(40_000);
+    let touched: BTreeSet<u32> = net
+        .applied
+        .iter()
+        .filter(|(_, v)| *v == 2)
+        .map(|(n, _)| *n)
+        .collect();
+    assert!(!touched.is_empty(), "wave 0 applied v2");
+    for n in &touched {
+        assert_eq!(
+            wave(*n, 2, &waves),
+            0,
+            "node {n} of a later wave applied a halted release"
+        );
+    }
+    for n in &net.nodes {
+        let r = n.rollout("web").expect("the rollout is known everywhere");
+        assert_eq!(
+            r.halted.map(|h| h.0),
+            Some(0),
+            "node {} did not see the halt in wave 0",
+            n.id()
+        );
+        assert_eq!(n.held("web").map(|h| h.0), Some(2), "the mark stays at v2");
+        assert_eq!(
+            n.applied("web"),
+            Some((1, ApplyState::Held)),
+            "node {} runs v1 with v2 held",
+            n.id()
+        );
     }
 }

@@ -1,0 +1,249 @@
+//! Progressive rollouts without a controller: every node derives its own wave from a hash of
+//! its id and the version, and decides for itself from the fleet view when to apply.
+//!
+//! Rules (SPEC "Progressive rollouts without a controller"):
+//! - A node's wave for version v is the first `k` with `u < waves[k]`, where `u` in [0, 1) is a
+//!   hash of (node, v): each version draws new waves, so no node is always first.
+//! - Wave 0 applies at once. A node of wave k > 0 applies v when every earlier wave is
+//!   *complete* (each of its nodes that the view sees has applied v, and its unhealthy share
+//!   is within the threshold) and has *baked*: stayed complete for the bake time, as measured
+//!   on this node's own monotonic clock from when it first saw the wave complete (so clock
+//!   skew between nodes does not matter). Before judging any wave, every node that reports the
+//!   channel must have received v (no wave looks complete just because its late members
+//!   have not heard of v yet). An empty wave is complete and needs no bake.
+//! - Waves are judged on the nodes the view sees: a node that vanishes mid-bake ages out of
+//!   the view and no longer holds its wave back.
+//! - **Halts rest on evidence**: a wave whose *signed* unhealthy statuses (running v) exceed
+//!   `max_unhealthy` of the wave's size halts the rollout. Sizes and applied counts are
+//!   summaries (advances rest on them); the unhealthy numerator is counted only from signed
+//!   statuses a node holds, never from a number another node added up.
+
+use crate::definition::RolloutPolicy;
+
+/// A node's wave for `version`: `node_hash` is the node's stable id hash.
+pub fn wave_of(node_hash: u64, version: u64, waves: &[f64]) -> u8 {
+    let h = super::splitmix64(node_hash ^ super::splitmix64(version.wrapping_add(0x5eed)));
+    let u = (h >> 11) as f64 / (1u64 << 53) as f64;
+    waves
+        .iter()
+        .position(|w| u < *w)
+        .unwrap_or(waves.len().saturating_sub(1)) as u8
+}
+
+/// What the fleet view shows of one wave of one version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaveTally {
+    /// Nodes that hold the version and fall in this wave (from summaries).
+    pub nodes: u64,
+    /// Of those, nodes that run it (state applied).
+    pub applied: u64,
+    /// Of those, nodes that run it and say they are healthy.
+    pub healthy: u64,
+    /// Signed statuses held of nodes of this wave that run the version and are unhealthy.
+    pub unhealthy_evidence: u64,
+}
+
+impl WaveTally {
+    pub fn unhealthy_share(&self) -> f64 {
+        if self.nodes == 0 {
+            0.0
+        } else {
+            self.unhealthy_evidence as f64 / self.nodes as f64
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Apply now.
+    Apply,
+    /// Not yet: `wave` is what holds this node back.
+    Wait { wave: u8, why: Wait },
+    /// The rollout halts: `wave`'s signed unhealthy statuses passed the threshold.
+    Halt { wave: u8, unhealthy: u64, of: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Some nodes of the fleet have not received the version yet.
+    NotAllReceived,
+    /// Some nodes of the wave have not applied it yet.
+    NotApplied,
+    /// The wave is complete but has not baked for the bake time yet.
+    Baking,
+}
+
+impl Wait {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Wait::NotAllReceived => "waiting for every node to receive the version",
+            Wait::NotApplied => "waiting for the wave to apply",
+            Wait::Baking => "baking",
+        }
+    }
+}
+
+/// Judge the rollout of one version for a node of `my_wave`.
+///
+/// `tallies[k]` is wave k (missing waves are empty); `all_received` says every node that
+/// reports the channel holds the version; `baked(k)` says wave k has been complete for the
+/// bake time (the caller keeps the clock).
+pub fn decide(
+    policy: &RolloutPolicy,
+    my_wave: u8,
+    tallies: &[WaveTally],
+    all_received: bool,
+    baked: &mut dyn FnMut(u8) -> bool,
+) -> Decision {
+    for (k, t) in tallies.iter().enumerate() {
+        if t.nodes > 0 && t.unhealthy_share() > policy.max_unhealthy {
+            return Decision::Halt {
+                wave: k as u8,
+                unhealthy: t.unhealthy_evidence,
+                of: t.nodes,
+            };
+        }
+    }
+    if my_wave == 0 {
+        return Decision::Apply;
+    }
+    if !all_received {
+        return Decision::Wait {
+            wave: my_wave - 1,
+            why: Wait::NotAllReceived,
+        };
+    }
+    for k in 0..my_wave {
+        let t = tallies.get(k as usize).copied().unwrap_or_default();
+        if t.nodes == 0 {
+            continue;
+        }
+        if !complete(&t) {
+            return Decision::Wait {
+                wave: k,
+                why: Wait::NotApplied,
+            };
+        }
+        if !baked(k) {
+            return Decision::Wait {
+                wave: k,
+                why: Wait::Baking,
+            };
+        }
+    }
+    Decision::Apply
+}
+
+/// Every node of the wave runs the version (its unhealthy share is judged by the halt rule).
+pub fn complete(t: &WaveTally) -> bool {
+    t.applied >= t.nodes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definition::OnFailure;
+
+    fn policy() -> RolloutPolicy {
+        RolloutPolicy {
+            waves: vec![0.01, 0.1, 0.5, 1.0],
+            bake_secs: 300,
+            max_unhealthy: 0.05,
+            on_failure: OnFailure::Rollback,
+        }
+    }
+
+    fn t(nodes: u64, applied: u64, unhealthy: u64) -> WaveTally {
+        WaveTally {
+            nodes,
+            applied,
+            healthy: applied - unhealthy,
+            unhealthy_evidence: unhealthy,
+        }
+    }
+
+    #[test]
+    fn waves_follow_the_fractions_and_change_with_the_version() {
+        let p = policy();
+        let mut per_wave = [0usize; 4];
+        for n in 0..100_000u64 {
+            per_wave[wave_of(super::super::splitmix64(n), 7, &p.waves) as usize] += 1;
+        }
+        // 1%, 9%, 40%, 50% of 100,000 within a few percent of each.
+        for (got, want) in per_wave.iter().zip([1_000.0, 9_000.0, 40_000.0, 50_000.0]) {
+            assert!((*got as f64 - want).abs() < want * 0.1, "{per_wave:?}");
+        }
+        let same = (0..1000u64)
+            .filter(|n| wave_of(*n, 7, &p.waves) == wave_of(*n, 8, &p.waves))
+            .count();
+        assert!(same < 1000, "waves must be drawn anew for each version");
+    }
+
+    #[test]
+    fn wave_zero_goes_at_once_later_waves_wait_for_apply_and_bake() {
+        let p = policy();
+        let tallies = [t(10, 4, 0), t(90, 0, 0)];
+        assert_eq!(
+            decide(&p, 0, &tallies, true, &mut |_| true),
+            Decision::Apply
+        );
+        assert_eq!(
+            decide(&p, 1, &tallies, true, &mut |_| true),
+            Decision::Wait {
+                wave: 0,
+                why: Wait::NotApplied
+            }
+        );
+        let done = [t(10, 10, 0), t(90, 0, 0)];
+        assert_eq!(
+            decide(&p, 1, &done, true, &mut |_| false),
+            Decision::Wait {
+                wave: 0,
+                why: Wait::Baking
+            }
+        );
+        assert_eq!(decide(&p, 1, &done, true, &mut |_| true), Decision::Apply);
+        assert_eq!(
+            decide(&p, 1, &done, false, &mut |_| true),
+            Decision::Wait {
+                wave: 0,
+                why: Wait::NotAllReceived
+            }
+        );
+    }
+
+    #[test]
+    fn empty_waves_do_not_hold_the_rollout() {
+        let p = policy();
+        let tallies = [t(0, 0, 0), t(0, 0, 0), t(50, 50, 0)];
+        let mut asked = Vec::new();
+        assert_eq!(
+            decide(&p, 3, &tallies, true, &mut |k| {
+                asked.push(k);
+                true
+            }),
+            Decision::Apply
+        );
+        assert_eq!(asked, vec![2], "only non-empty waves bake");
+    }
+
+    #[test]
+    fn halts_rest_on_signed_unhealthy_statuses_past_the_threshold() {
+        let p = policy();
+        // 1 of 10 unhealthy = 10% > 5%: halt, whatever wave the node is in.
+        let tallies = [t(10, 10, 1), t(90, 0, 0)];
+        for w in 0..4 {
+            assert_eq!(
+                decide(&p, w, &tallies, true, &mut |_| true),
+                Decision::Halt {
+                    wave: 0,
+                    unhealthy: 1,
+                    of: 10
+                }
+            );
+        }
+        // 1 of 100 = 1%: within the threshold, the rollout goes on.
+        let ok = [t(100, 100, 1)];
+        assert_eq!(decide(&p, 1, &ok, true, &mut |_| true), Decision::Apply);
+    }
+}
