@@ -18,7 +18,15 @@ pub struct Args {
     /// Leave the fleet running (printing how to reach it) until Ctrl-C
     #[arg(long)]
     pub keep: bool,
+    /// Run the demo on booted Debian hosts with systemd as PID 1 (systemd-nspawn on a
+    /// bridge, driftless as a systemd service) instead of processes on loopback; needs root,
+    /// builds a Debian root file system on first use (see docs/hosts.md)
+    #[arg(long)]
+    pub hosts: bool,
 }
+
+#[path = "demo_hosts.rs"]
+mod hosts;
 
 const BASE: &str = include_str!("../../definitions/base.toml");
 const NTP: &str = include_str!("../../definitions/templates/ntp.conf.j2");
@@ -26,6 +34,9 @@ const NTP: &str = include_str!("../../definitions/templates/ntp.conf.j2");
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub fn run(a: Args) -> CliResult {
+    if a.hosts {
+        return hosts::run(a.nodes, a.keep);
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

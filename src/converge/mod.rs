@@ -216,6 +216,8 @@ pub fn run(def: &CompiledDefinition, facts: &Facts, opts: &Options) -> Report {
     let mut staged_owners: Vec<usize> = Vec::new();
     // Index into `results` of each service whose notified restart waits for the end.
     let mut restart_owners: Vec<usize> = Vec::new();
+    // Index into `results` of the last resource that changed a systemd unit file.
+    let mut unit_owner: Option<usize> = None;
 
     for i in order {
         let r = &def.resources[i];
@@ -281,6 +283,7 @@ pub fn run(def: &CompiledDefinition, facts: &Facts, opts: &Options) -> Report {
             && found.as_ref().is_ok_and(|f| !f.changes.is_empty())
         {
             ctx.units_dirty = true;
+            unit_owner = Some(i);
         }
         let result = match found {
             Err(error) => {
@@ -331,6 +334,16 @@ pub fn run(def: &CompiledDefinition, facts: &Facts, opts: &Options) -> Report {
                     r.result = Outcome::Failed;
                     r.changes.clear();
                     r.error = Some(e);
+                }
+            }
+        }
+        // A unit file changed with no service of this definition to pick it up (a timer, a
+        // drop-in for a unit managed elsewhere): systemd is told all the same.
+        if let (true, Some(i)) = (ctx.units_dirty, unit_owner) {
+            if let Err(e) = service::reload_if_running(&mut ctx) {
+                if let Some(r) = results[i].as_mut() {
+                    r.result = Outcome::Failed;
+                    r.error = Some(format!("written, but {e}"));
                 }
             }
         }

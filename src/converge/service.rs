@@ -12,6 +12,10 @@
 //!   end of the apply, after every file of that apply is in place, and happens once however
 //!   many resources notified it. A unit this apply started is not restarted again: it
 //!   started with the new files already, since what notifies it is ordered before it.
+//!   What `requires` the service has already run by then: a restart that fails is a
+//!   failure of the service resource, not a reason to skip what came before it.
+//!   A unit file changed by an apply with no service resource to start (a timer, a drop-in)
+//!   gets the `daemon-reload` at the end of the apply.
 //! - After a start or restart the unit is watched briefly: a process that exits at once (a
 //!   `Type=simple` unit whose `systemctl start` succeeds) is a failure of the resource, with
 //!   systemd's result and the last lines of its journal.
@@ -38,8 +42,8 @@ pub(crate) const UNIT_DIRS: [&str; 6] = [
     "/etc/systemd/system.control",
 ];
 
-/// How long a freshly started unit must stay up to count as started.
-const SETTLE: Duration = Duration::from_millis(600);
+/// How long a freshly started `simple`/`exec` unit must stay up to count as started.
+const SETTLE: Duration = Duration::from_millis(500);
 const SETTLE_STEP: Duration = Duration::from_millis(100);
 
 /// Is `path` (a definition's logical path) a unit file or drop-in systemd would load?
@@ -82,10 +86,12 @@ pub(crate) struct UnitState {
     pub need_reload: bool,
     pub result: String,
     pub load_error: String,
+    /// `Type=` of a service unit (`simple`, `exec`, `notify`, `forking`, `oneshot`...).
+    pub kind: String,
 }
 
 pub(crate) const SHOW_PROPS: &str =
-    "LoadState,ActiveState,SubState,UnitFileState,NeedDaemonReload,Result,LoadError";
+    "LoadState,ActiveState,SubState,UnitFileState,NeedDaemonReload,Result,LoadError,Type";
 
 impl UnitState {
     /// Parse `KEY=VALUE` lines of `systemctl show -p ...`.
@@ -100,6 +106,7 @@ impl UnitState {
             need_reload: get("NeedDaemonReload") == "yes",
             result: get("Result"),
             load_error: get("LoadError"),
+            kind: get("Type"),
         }
     }
 
@@ -124,6 +131,13 @@ impl UnitState {
         } else {
             format!("{} ({})", self.active, self.sub)
         }
+    }
+
+    /// `systemctl start` returns as soon as the process is forked (`simple`, `exec`, `idle`
+    /// services), so whether it stays up must be watched; for `notify`, `forking`,
+    /// `oneshot` and `dbus`, systemctl waits for the unit to be up and reports a failure.
+    pub fn start_is_blind(&self) -> bool {
+        matches!(self.kind.as_str(), "simple" | "exec" | "idle")
     }
 
     /// Why this unit cannot be managed at all, if that is so.
@@ -298,7 +312,7 @@ pub(crate) fn converge(
     for step in &d.steps {
         systemctl_ok(&[step.verb(), &unit])?;
         if *step == Step::Start {
-            settle(&unit)?;
+            settle(&unit, st.start_is_blind())?;
         }
     }
     if d.restart_later {
@@ -317,7 +331,18 @@ pub(crate) fn restart_now(ctx: &mut Ctx, unit: &str) -> Result<(), String> {
         daemon_reload(ctx)?;
     }
     systemctl_ok(&["restart", unit])?;
-    settle(unit)
+    let st = show(unit)?;
+    settle(unit, st.start_is_blind())
+}
+
+/// `daemon-reload` when systemd runs this machine and the apply is not confined to a root
+/// (under `--root`, unit files are the root's, not this machine's systemd's).
+pub(crate) fn reload_if_running(ctx: &mut Ctx) -> Result<(), String> {
+    if ctx.opts.confined() || !std::path::Path::new("/run/systemd/system").is_dir() {
+        ctx.units_dirty = false;
+        return Ok(());
+    }
+    daemon_reload(ctx)
 }
 
 fn daemon_reload(ctx: &mut Ctx) -> Result<(), String> {
@@ -334,10 +359,10 @@ fn show(unit: &str) -> Result<UnitState, String> {
     Ok(UnitState::parse(&out))
 }
 
-/// After a start: the unit must still be up a moment later (a `Type=simple` unit is
-/// "started" as soon as its process is forked, even if it exits at once).
-fn settle(unit: &str) -> Result<(), String> {
-    let deadline = Instant::now() + SETTLE;
+/// After a start: the unit must be up, and a `simple`/`exec` unit (`blind`: "started" as
+/// soon as its process is forked, even if it exits at once) still up a moment later.
+fn settle(unit: &str, blind: bool) -> Result<(), String> {
+    let deadline = Instant::now() + if blind { SETTLE } else { Duration::ZERO };
     loop {
         let st = show(unit)?;
         let failed =
@@ -431,9 +456,11 @@ mod tests {
     #[test]
     fn parses_systemctl_show() {
         let st = UnitState::parse(
-            "LoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled\nNeedDaemonReload=yes\nResult=success\nLoadError=\n",
+            "LoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled\nNeedDaemonReload=yes\nResult=success\nLoadError=\nType=simple\n",
         );
         assert_eq!(st.load, "loaded");
+        assert!(st.start_is_blind());
+        assert!(!UnitState::parse("Type=notify\n").start_is_blind());
         assert!(st.running() && st.need_reload);
         assert_eq!(st.describe(), "active (running)");
         assert_eq!(st.unusable("x.service"), None);
