@@ -96,14 +96,15 @@ fn to_mj(v: &Value) -> minijinja::Value {
     }
 }
 
-/// Labels at sign time: any label name renders as a placeholder.
+/// Labels at sign time: any label name is defined, with the placeholder value "0".
 #[derive(Debug)]
 struct AnyLabels;
 
 impl minijinja::value::Object for AnyLabels {
     fn get_value(self: &Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
-        key.as_str()
-            .map(|k| minijinja::Value::from(format!("<label {k}>")))
+        // "0": it converts with `int` and `float` and compares as a string, so a template
+        // that computes with a label checks at sign time.
+        key.as_str().map(|_| minijinja::Value::from("0"))
     }
 }
 

@@ -831,6 +831,7 @@ impl Agent {
                     "applied_at": a.and_then(|a| a.at).map(time_str),
                     "stale": stale,
                     "held": held,
+                    "rollout": self.rollout_json(&ch),
                 }),
             );
         }
@@ -883,7 +884,7 @@ impl Agent {
             for c in &b.channels {
                 channels.insert(
                     c.channel.clone(),
-                    json!({"version": c.version, "state": c.state.as_str()}),
+                    json!({"version": c.version, "state": c.state.as_str(), "target": c.target, "wave": c.wave}),
                 );
             }
             let checks: Vec<serde_json::Value> = b
@@ -915,6 +916,34 @@ impl Agent {
             "seen_from": self.me.peer_id().to_string(),
             "nodes": nodes,
             "counts": {"nodes": counts.nodes, "channels": by_channel},
+            "rollouts": self.node.marks().channels.keys()
+                .filter_map(|ch| self.rollout_json(ch).map(|r| (ch.clone(), r)))
+                .collect::<serde_json::Map<String, serde_json::Value>>(),
         })
+    }
+
+    /// A channel's rollout as this node judges it: its wave, what holds it back, per-wave
+    /// tallies, and whether (and why) the rollout halted.
+    fn rollout_json(&self, channel: &str) -> Option<serde_json::Value> {
+        let r = self.node.rollout(channel)?;
+        let waves: Vec<serde_json::Value> = r
+            .tallies
+            .iter()
+            .enumerate()
+            .map(|(k, t)| {
+                json!({"wave": k, "nodes": t.nodes, "applied": t.applied, "healthy": t.healthy,
+                       "unhealthy": t.unhealthy_evidence})
+            })
+            .collect();
+        Some(json!({
+            "version": r.version,
+            "wave": r.wave,
+            "waiting": r.waiting.map(|(w, why)| json!({"wave": w, "why": why.as_str()})),
+            "halted": r.halted.map(|(w, bad, of)| json!({
+                "wave": w, "unhealthy": bad, "of": of,
+                "why": format!("{bad} of {of} nodes of wave {w} unhealthy"),
+            })),
+            "waves": waves,
+        }))
     }
 }

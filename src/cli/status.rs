@@ -63,6 +63,9 @@ pub fn status(a: StatusArgs) -> CliResult {
                     .map(|t| format!(", applied {t}"))
                     .unwrap_or_default()
             );
+            if let Some(r) = c.get("rollout").filter(|r| !r.is_null()) {
+                println!("rollout   {name} v{}: {}", r["version"], rollout_line(r));
+            }
         }
     }
     let d = &v["drift"];
@@ -99,6 +102,36 @@ pub fn status(a: StatusArgs) -> CliResult {
     );
     println!("watch     {}", v["watch"]["mode"].as_str().unwrap_or("?"));
     Ok(0)
+}
+
+/// One line: this node's wave, what holds it back or the halt, and the waves' tallies.
+fn rollout_line(r: &serde_json::Value) -> String {
+    let state = if let Some(h) = r.get("halted").filter(|h| !h.is_null()) {
+        format!("HALTED: {}", h["why"].as_str().unwrap_or("?"))
+    } else if let Some(w) = r.get("waiting").filter(|w| !w.is_null()) {
+        format!(
+            "this node in wave {}, {} (wave {})",
+            r["wave"],
+            w["why"].as_str().unwrap_or("?"),
+            w["wave"]
+        )
+    } else {
+        format!("this node in wave {}, free to apply", r["wave"])
+    };
+    let waves: Vec<String> = r["waves"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|w| {
+                    format!(
+                        "w{}: {}/{} applied, {} unhealthy",
+                        w["wave"], w["applied"], w["nodes"], w["unhealthy"]
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    format!("{state}; {}", waves.join("; "))
 }
 
 fn labels(v: &serde_json::Value) -> String {
@@ -166,6 +199,11 @@ pub fn fleet(a: FleetArgs) -> CliResult {
         total,
         v["seen_from"].as_str().unwrap_or("?")
     );
+    if let Some(r) = v["rollouts"].as_object() {
+        for (name, r) in r {
+            println!("  rollout {name} v{}: {}", r["version"], rollout_line(r));
+        }
+    }
     if let Some(ch) = v["counts"]["channels"].as_object() {
         for (name, rows) in ch {
             let parts: Vec<String> = rows

@@ -170,6 +170,8 @@ pub struct RolloutState {
     pub halted: Option<(u8, u64, u64)>,
     /// The wave tallies last seen.
     pub tallies: Vec<WaveTally>,
+    /// Every node that reports the channel holds and runs the version: nothing left to judge.
+    pub finished: bool,
 }
 
 /// Counters a driver reads for metrics and the simulator for its figures.
@@ -527,15 +529,16 @@ impl<P: PeerId> Node<P> {
         _door: &dyn Door<P>,
         out: &mut Vec<Action<P>>,
     ) {
-        // Rollouts in progress are judged again every round.
+        // Rollouts in progress are judged again every round, by every node (those that
+        // applied too: a later halt rolls them back), until every node holds the version and
+        // runs it, or the rollout halted and this node no longer runs the halted version.
         let rolling: Vec<String> = self
             .channels
             .iter()
             .filter(|(_, c)| {
                 c.rollout.as_ref().is_some_and(|r| {
                     c.applying.is_none()
-                        && (r.halted.is_none() && c.applied != r.version
-                            || r.halted.is_none() && r.tallies.iter().any(|t| t.nodes > t.applied)
+                        && (r.halted.is_none() && !r.finished
                             || r.halted.is_some() && c.applied == r.version)
                 })
             })
@@ -1205,6 +1208,7 @@ impl<P: PeerId> Node<P> {
                 waiting: None,
                 halted: None,
                 tallies: Vec::new(),
+                finished: false,
             });
             self.status_dirty = true;
         }
@@ -1251,6 +1255,7 @@ impl<P: PeerId> Node<P> {
         };
         let ch = self.channels.get_mut(channel).expect("inserted above");
         let r = ch.rollout.as_mut().expect("set above");
+        r.finished = all_received && tallies.iter().all(rollout::complete);
         r.tallies = tallies;
         match decision {
             None => {}
@@ -1339,6 +1344,18 @@ impl<P: PeerId> Node<P> {
             .get(channel)
             .map_or(0, |m| m.values().sum());
         let holding: u64 = t.iter().map(|x| x.nodes).sum();
+        if let Some(policy) = self
+            .held
+            .get(channel)
+            .and_then(|h| h.verified.header().rollout.clone())
+        {
+            let mut below = 0.0;
+            for (k, x) in t.iter_mut().enumerate() {
+                let upto = policy.waves.get(k).copied().unwrap_or(1.0);
+                x.expected = ((upto - below) * reporting as f64).floor() as u64;
+                below = upto;
+            }
+        }
         (t, holding >= reporting)
     }
 

@@ -41,14 +41,19 @@ pub struct WaveTally {
     pub healthy: u64,
     /// Signed statuses held of nodes of this wave that run the version and are unhealthy.
     pub unhealthy_evidence: u64,
+    /// The wave's expected size: its fraction of the nodes that report the channel. Early in a
+    /// rollout few nodes have reported the version yet; judging the unhealthy share against
+    /// the expected size keeps one early unhealthy status from halting a large wave.
+    pub expected: u64,
 }
 
 impl WaveTally {
     pub fn unhealthy_share(&self) -> f64 {
-        if self.nodes == 0 {
+        let size = self.nodes.max(self.expected);
+        if size == 0 {
             0.0
         } else {
-            self.unhealthy_evidence as f64 / self.nodes as f64
+            self.unhealthy_evidence as f64 / size as f64
         }
     }
 }
@@ -159,6 +164,7 @@ mod tests {
             applied,
             healthy: applied - unhealthy,
             unhealthy_evidence: unhealthy,
+            expected: 0,
         }
     }
 
@@ -245,5 +251,12 @@ mod tests {
         // 1 of 100 = 1%: within the threshold, the rollout goes on.
         let ok = [t(100, 100, 1)];
         assert_eq!(decide(&p, 1, &ok, true, &mut |_| true), Decision::Apply);
+        // One early unhealthy status among the two nodes seen so far of a wave expected to
+        // hold 100 does not halt it.
+        let early = [WaveTally {
+            expected: 100,
+            ..t(2, 2, 1)
+        }];
+        assert_eq!(decide(&p, 0, &early, false, &mut |_| true), Decision::Apply);
     }
 }
