@@ -125,6 +125,10 @@ motd_back() { grep -q "is managed by driftless" "$(dlh_dir "$H4")/merged/etc/mot
 dlh_wait_for 10 "/etc/motd restored on $H4" motd_back
 FIG_MOTD=$(dlh_journal_after "$H4" "$t" "drift found channel=base resource=file:/etc/motd")
 dlh_say "hand edit of /etc/motd on $H4 undone ${FIG_MOTD}s later (inotify)"
+if awk -v x="$FIG_MOTD" 'BEGIN{exit !(x+0 > 1)}'; then
+  dlh_say "that is slow for inotify (the periodic re-check may have undone it); $H4's journal:"
+  dlh_x "$H4" journalctl -u driftless -o short-unix --no-pager --since "@$(( ${t%.*} - 3 ))" | tail -25 | cut -c1-220
+fi
 
 # --- 1. first release: user, package, files, service ----------------------------------------
 t_conv=$(dlh_now)
