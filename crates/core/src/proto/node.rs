@@ -1217,7 +1217,8 @@ impl<P: PeerId> Node<P> {
         // A wave that is not complete (any more) starts its bake anew when it is.
         for (k, t) in tallies.iter().enumerate() {
             let key = (channel.to_string(), version, k as u8);
-            if rollout::complete(t) && t.nodes > 0 {
+            // An empty wave is complete too: its bake runs from when this node first saw it.
+            if rollout::complete(t) {
                 self.complete_since.entry(key).or_insert(now.mono_ms);
             } else {
                 self.complete_since.remove(&key);

@@ -10,7 +10,10 @@
 //!   on this node's own monotonic clock from when it first saw the wave complete (so clock
 //!   skew between nodes does not matter). Before judging any wave, every node that reports the
 //!   channel must have received v (no wave looks complete just because its late members
-//!   have not heard of v yet). An empty wave is complete and needs no bake.
+//!   have not heard of v yet). An empty wave is complete and bakes like any complete wave,
+//!   from when this node first saw it: a node that has just (re)started sees only itself
+//!   until gossip refills its view, so every earlier wave looks empty to it, and without the
+//!   bake it would jump them all at once.
 //! - Waves are judged on the nodes the view sees: a node that vanishes mid-bake ages out of
 //!   the view and no longer holds its wave back.
 //! - **Halts rest on evidence**: a wave whose *signed* unhealthy statuses (running v) exceed
@@ -120,9 +123,6 @@ pub fn decide(
     }
     for k in 0..my_wave {
         let t = tallies.get(k as usize).copied().unwrap_or_default();
-        if t.nodes == 0 {
-            continue;
-        }
         if !complete(&t) {
             return Decision::Wait {
                 wave: k,
@@ -219,7 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn empty_waves_do_not_hold_the_rollout() {
+    fn empty_waves_are_complete_and_bake_like_the_others() {
         let p = policy();
         let tallies = [t(0, 0, 0), t(0, 0, 0), t(50, 50, 0)];
         let mut asked = Vec::new();
@@ -230,7 +230,15 @@ mod tests {
             }),
             Decision::Apply
         );
-        assert_eq!(asked, vec![2], "only non-empty waves bake");
+        assert_eq!(asked, vec![0, 1, 2], "every earlier wave bakes");
+        // A view that shows nothing yet (a node just restarted) does not let it jump.
+        assert_eq!(
+            decide(&p, 3, &[t(0, 0, 0); 3], true, &mut |k| k > 0),
+            Decision::Wait {
+                wave: 0,
+                why: Wait::Baking
+            }
+        );
     }
 
     #[test]

@@ -512,3 +512,46 @@ fn a_bad_rollout_halts_in_its_first_wave_and_rolls_back() {
         );
     }
 }
+
+#[test]
+fn a_node_restarted_mid_bake_does_not_jump_the_waves_its_empty_view_hides() {
+    // A restarted node's fleet view holds only its own status until gossip refills it: every
+    // earlier wave looks empty. Empty waves bake on the node's own clock like complete ones,
+    // so the node waits at least the bake time, by when its view shows the real waves.
+    let waves = vec![0.1, 0.5, 1.0];
+    let mut net = Net::new(40, Config::default());
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(8_000);
+    net.publish(8_000, 0, rollout_bundle(2, waves.clone(), 10, 0.2));
+    net.run_until(11_000);
+    // Wave 0 runs v2 and bakes until at least 18 s; restart a node of the last wave now.
+    let late = (0..40u32)
+        .find(|n| wave(*n, 2, &waves) == 2 && net.nodes[*n as usize].held("web").is_some())
+        .expect("a node of wave 2 holds v2");
+    let saved = net.nodes[late as usize].persisted();
+    let now = Now {
+        mono_ms: 11_000,
+        wall_ms: WALL0 + 11_000,
+    };
+    net.nodes[late as usize] = Node::restore(
+        Config::default(),
+        late,
+        node_key(late),
+        Labels::new(),
+        &saved,
+        now,
+        &net.door,
+    );
+    net.push(11_000, late, Event::Start { bootstrap: vec![0] });
+    net.run_until(16_000);
+    assert!(
+        !net.applied.contains(&(late, 2)),
+        "node {late} of wave 2 applied v2 during wave 0's bake, right after its restart"
+    );
+    net.run_until(60_000);
+    assert!(
+        net.applied.contains(&(late, 2)),
+        "and applies it in its turn"
+    );
+}
