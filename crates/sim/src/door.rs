@@ -6,7 +6,7 @@
 //! again on every call, since it depends on the time.
 
 use driftless_core::bundle::{Bundle, BundleHash, VerifiedBundle};
-use driftless_core::proto::{Door, MemoCheck};
+use driftless_core::proto::{Door, MemoCheck, SignedStatus};
 use driftless_core::trust::{Ed25519Check, Refusal, SignatureCheck, TrustRoot};
 use driftless_core::Timestamp;
 use ed25519_dalek::VerifyingKey;
@@ -22,6 +22,10 @@ pub struct SimDoor {
     pub check: MemoCheck<Ed25519Check>,
     /// Keyed by the bundle hash and its signatures: a copy with other signatures is checked anew.
     verdicts: RefCell<HashMap<(BundleHash, Vec<u8>), Verdict>>,
+    /// Status verdicts per shared value: a status crosses the virtual network as one `Arc`,
+    /// received by every member of its zone. The `Arc` is kept, so the address cannot be
+    /// reused for other bytes; the key is compared too.
+    statuses: RefCell<HashMap<usize, (Arc<SignedStatus<u32>>, VerifyingKey, bool)>>,
 }
 
 impl SimDoor {
@@ -31,6 +35,7 @@ impl SimDoor {
             node_keys,
             check: MemoCheck::new(Ed25519Check),
             verdicts: RefCell::new(HashMap::new()),
+            statuses: RefCell::new(HashMap::new()),
         }
     }
 }
@@ -77,5 +82,19 @@ impl Door<u32> for SimDoor {
 
     fn node_key(&self, peer: &u32) -> Option<VerifyingKey> {
         self.node_keys.get(*peer as usize).copied()
+    }
+
+    fn verify_status(&self, status: &Arc<SignedStatus<u32>>, key: &VerifyingKey) -> bool {
+        let at = Arc::as_ptr(status) as usize;
+        if let Some((_, k, v)) = self.statuses.borrow().get(&at) {
+            if k == key {
+                return *v;
+            }
+        }
+        let v = status.verify(key, &self.check);
+        self.statuses
+            .borrow_mut()
+            .insert(at, (status.clone(), *key, v));
+        v
     }
 }

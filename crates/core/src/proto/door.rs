@@ -4,6 +4,8 @@
 //! door that remembers the verdict on identical bytes, since thousands of virtual nodes check
 //! the very same bundle; the checks themselves are the same code.
 
+use super::status::SignedStatus;
+use super::PeerId;
 use crate::bundle::{Bundle, VerifiedBundle};
 use crate::time::Timestamp;
 use crate::trust::{Ed25519Check, Refusal, SignatureCheck, TrustRoot};
@@ -25,6 +27,14 @@ pub trait Door<P> {
     fn signatures(&self) -> &dyn SignatureCheck;
     /// The key that signs statuses of `peer` (its node key), if the peer is admitted.
     fn node_key(&self, peer: &P) -> Option<VerifyingKey>;
+    /// Check a status's signature with its node's key. A simulator, where thousands of nodes
+    /// receive the very same `Arc`, may remember the verdict per shared value.
+    fn verify_status(&self, status: &Arc<SignedStatus<P>>, key: &VerifyingKey) -> bool
+    where
+        P: PeerId,
+    {
+        status.verify(key, self.signatures())
+    }
 }
 
 /// A trust root, a signature checker, and a function from peer id to node key.

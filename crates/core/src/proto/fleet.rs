@@ -88,6 +88,8 @@ pub struct FleetView<P> {
     rows_print: u64,
     /// The keys of `zone` but self, for picking a random member in O(1).
     zone_ids: Vec<P>,
+    /// The lowest id hash among the keys of `zone` (u64::MAX when empty): who leads it.
+    min_hash: u64,
 }
 
 fn entry_print<P: PeerId>(p: &P, issued: u64) -> u64 {
@@ -108,6 +110,7 @@ impl<P: PeerId> FleetView<P> {
             fingerprint: 0,
             zone_ids: Vec::new(),
             rows_print: 0,
+            min_hash: u64::MAX,
         }
     }
 
@@ -135,6 +138,7 @@ impl<P: PeerId> FleetView<P> {
                 None => {}
             }
             self.fingerprint ^= entry_print(&node, issued);
+            self.min_hash = self.min_hash.min(node.stable_hash());
             if self.zone.insert(node.clone(), s).is_none() && node != self.me {
                 self.zone_ids.push(node);
             }
@@ -212,6 +216,12 @@ impl<P: PeerId> FleetView<P> {
             self.zone.remove(&p);
             self.zone_ids.retain(|q| q != &p);
         }
+        self.min_hash = self
+            .zone
+            .keys()
+            .map(|p| p.stable_hash())
+            .min()
+            .unwrap_or(u64::MAX);
         self.notable.retain(|_, s| s.body.issued_ms >= cutoff);
         let stale: Vec<u32> = self
             .rows
@@ -259,8 +269,7 @@ impl<P: PeerId> FleetView<P> {
     }
 
     fn is_leader(&self) -> bool {
-        let mine = self.me.stable_hash();
-        self.zone.keys().all(|p| p.stable_hash() >= mine)
+        self.min_hash >= self.me.stable_hash()
     }
 
     /// Once per round: the zone leader re-issues its zone's row when it changed or aged.

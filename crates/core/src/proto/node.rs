@@ -890,7 +890,7 @@ impl<P: PeerId> Node<P> {
             );
             return;
         };
-        if !s.verify(&key, door.signatures()) {
+        if !door.verify_status(&s, &key) {
             self.refuse(
                 Some(from),
                 "bad_status_signature",
@@ -1255,8 +1255,12 @@ impl<P: PeerId> Node<P> {
             ))
         };
         let ch = self.channels.get_mut(channel).expect("inserted above");
+        // Finished only once this node runs it too: a view that shows no one yet (just
+        // restarted) has every wave complete and every node "received", and a node that took
+        // that for finished would stop judging the rollout.
+        let runs_it = ch.applied == version;
         let r = ch.rollout.as_mut().expect("set above");
-        r.finished = all_received && tallies.iter().all(rollout::complete);
+        r.finished = runs_it && all_received && tallies.iter().all(rollout::complete);
         r.tallies = tallies;
         match decision {
             None => {}
