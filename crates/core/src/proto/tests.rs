@@ -544,6 +544,14 @@ fn a_node_restarted_mid_bake_does_not_jump_the_waves_its_empty_view_hides() {
         &net.door,
     );
     net.push(11_000, late, Event::Start { bootstrap: vec![0] });
+    net.run_until(11_000);
+    let r = net.nodes[late as usize]
+        .rollout("web")
+        .expect("judged at start");
+    assert!(
+        !r.finished,
+        "an empty view is not a finished rollout (the node would stop judging it): {r:?}"
+    );
     net.run_until(16_000);
     assert!(
         !net.applied.contains(&(late, 2)),
