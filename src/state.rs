@@ -99,7 +99,9 @@ impl StateDir {
         self.path.join("bundles").join(format!("{channel}.bundle"))
     }
 
-    /// Store the accepted bundle of a channel; the one it replaces is kept as `.previous`.
+    /// Store the accepted bundle of a channel; the one it replaces is kept as `.previous`
+    /// (renamed, not copied: a crash between the two steps leaves the previous bundle and no
+    /// current one, which the node then fetches again from its peers).
     pub fn store_bundle(&self, channel: &str, bytes: &[u8]) -> anyhow::Result<()> {
         let p = self.bundle_path(channel);
         if let Ok(old) = std::fs::read(&p) {
@@ -108,8 +110,9 @@ impl StateDir {
                     .path
                     .join("bundles")
                     .join(format!("{channel}.previous.bundle"));
-                write_atomic(&prev, &old, 0o600)
-                    .with_context(|| format!("{}: cannot write", prev.display()))?;
+                std::fs::rename(&p, &prev).with_context(|| {
+                    format!("{}: cannot keep as {}", p.display(), prev.display())
+                })?;
             }
         }
         write_atomic(&p, bytes, 0o600).with_context(|| format!("{}: cannot write", p.display()))

@@ -341,7 +341,32 @@ impl Agent {
     }
 
     fn carry_out(&mut self, actions: Vec<Action<AgentPeer>>) {
-        for a in actions {
+        let mut actions = actions.into_iter().peekable();
+        while let Some(a) = actions.next() {
+            // A new version's marks and bundle are made durable side by side: their fsyncs
+            // overlap (the file system commits them together), halving that wait on the
+            // gossip path. Both are done before any later action, as the core requires.
+            if let Action::PersistMarks(m) = &a {
+                if let Some(Action::PersistBundle(b)) = actions.peek() {
+                    let state = &self.state;
+                    let (marks, bundle) = std::thread::scope(|sc| {
+                        let marks = sc.spawn(|| state.save_marks(m));
+                        let bundle = state.store_bundle(&b.header().channel, &b.encode());
+                        (
+                            marks.join().expect("the marks writer does not panic"),
+                            bundle,
+                        )
+                    });
+                    if let Err(e) = marks {
+                        tracing::error!("persisting marks: {e:#}");
+                    }
+                    if let Err(e) = bundle {
+                        tracing::error!("persisting bundle: {e:#}");
+                    }
+                    actions.next();
+                    continue;
+                }
+            }
             match a {
                 Action::Send { to, msg } => self.send(to, msg),
                 Action::Disconnect(p) => {
