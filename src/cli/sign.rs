@@ -69,6 +69,13 @@ pub fn run(args: Args) -> CliResult {
         .out
         .unwrap_or_else(|| PathBuf::from(format!("{}-{}.bundle", definition.name, args.version)));
     let bytes = bundle.encode();
+    if let Some(dir) = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CliError::failed(anyhow!("{}: cannot create: {e}", dir.display())))?;
+    }
     crate::fsutil::write_atomic(&out, &bytes, 0o644)
         .map_err(|e| CliError::failed(anyhow!("{}: cannot write: {e}", out.display())))?;
     println!(
