@@ -1214,14 +1214,21 @@ impl<P: PeerId> Node<P> {
         }
         let already_halted = ch.rollout.as_ref().and_then(|r| r.halted).is_some();
         let (tallies, all_received) = self.tallies(channel, version, policy.waves.len());
-        // A wave that is not complete (any more) starts its bake anew when it is.
+        // A wave that is not complete (any more) starts its bake anew when it is. The bake
+        // starts only once every node the view shows holds the version: before that a wave
+        // can look complete (even empty) only because its members' statuses have not
+        // arrived. An empty wave is complete too: its bake runs from when this node first
+        // saw it so.
         for (k, t) in tallies.iter().enumerate() {
             let key = (channel.to_string(), version, k as u8);
-            // An empty wave is complete too: its bake runs from when this node first saw it.
-            if rollout::complete(t) {
-                self.complete_since.entry(key).or_insert(now.mono_ms);
-            } else {
-                self.complete_since.remove(&key);
+            match rollout::bake_clock(t, all_received) {
+                rollout::Clock::Reset => {
+                    self.complete_since.remove(&key);
+                }
+                rollout::Clock::Run => {
+                    self.complete_since.entry(key).or_insert(now.mono_ms);
+                }
+                rollout::Clock::Hold => {}
             }
         }
         if already_halted {

@@ -10,10 +10,10 @@
 //!   on this node's own monotonic clock from when it first saw the wave complete (so clock
 //!   skew between nodes does not matter). Before judging any wave, every node that reports the
 //!   channel must have received v (no wave looks complete just because its late members
-//!   have not heard of v yet). An empty wave is complete and bakes like any complete wave,
-//!   from when this node first saw it: a node that has just (re)started sees only itself
-//!   until gossip refills its view, so every earlier wave looks empty to it, and without the
-//!   bake it would jump them all at once.
+//!   have not heard of v yet), and a wave's bake starts only once that holds. An empty wave
+//!   is complete and bakes like any complete wave, from when this node first saw it so: a
+//!   node that has just (re)started sees only itself until gossip refills its view, so every
+//!   earlier wave looks empty to it, and without the bake it would jump them all at once.
 //! - Waves are judged on the nodes the view sees: a node that vanishes mid-bake ages out of
 //!   the view and no longer holds its wave back.
 //! - **Halts rest on evidence**: a wave whose *signed* unhealthy statuses (running v) exceed
@@ -144,6 +144,30 @@ pub fn complete(t: &WaveTally) -> bool {
     t.applied >= t.nodes
 }
 
+/// What one judgement does to a wave's bake clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The wave is not complete: its bake starts anew when it is.
+    Reset,
+    /// Complete, and every node the view shows holds the version: the clock runs (it starts
+    /// now if it was not running).
+    Run,
+    /// Complete, but some nodes the view shows have not received the version yet: a running
+    /// clock goes on, a stopped one does not start (the wave may look complete, or empty,
+    /// only because its members' statuses have not arrived).
+    Hold,
+}
+
+pub fn bake_clock(t: &WaveTally, all_received: bool) -> Clock {
+    if !complete(t) {
+        Clock::Reset
+    } else if all_received {
+        Clock::Run
+    } else {
+        Clock::Hold
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +240,18 @@ mod tests {
                 why: Wait::NotAllReceived
             }
         );
+    }
+
+    #[test]
+    fn a_bake_starts_only_once_every_node_seen_holds_the_version() {
+        // Wave 0 looks empty (or complete) while some nodes seen have not received v: its
+        // members' statuses may not have arrived, so its clock does not start yet.
+        assert_eq!(bake_clock(&t(0, 0, 0), false), Clock::Hold);
+        assert_eq!(bake_clock(&t(4, 4, 0), false), Clock::Hold);
+        assert_eq!(bake_clock(&t(4, 4, 0), true), Clock::Run);
+        assert_eq!(bake_clock(&t(0, 0, 0), true), Clock::Run);
+        assert_eq!(bake_clock(&t(5, 4, 0), true), Clock::Reset);
+        assert_eq!(bake_clock(&t(5, 4, 0), false), Clock::Reset);
     }
 
     #[test]
