@@ -15,6 +15,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 type Verdict = Result<Arc<VerifiedBundle>, Refusal>;
+/// A status (kept alive, so its address stays its own), the key it was checked with, the verdict.
+type StatusVerdict = (Arc<SignedStatus<u32>>, VerifyingKey, bool);
 
 pub struct SimDoor {
     pub trust: TrustRoot,
@@ -25,7 +27,7 @@ pub struct SimDoor {
     /// Status verdicts per shared value: a status crosses the virtual network as one `Arc`,
     /// received by every member of its zone. The `Arc` is kept, so the address cannot be
     /// reused for other bytes; the key is compared too.
-    statuses: RefCell<HashMap<usize, (Arc<SignedStatus<u32>>, VerifyingKey, bool)>>,
+    statuses: RefCell<HashMap<usize, StatusVerdict>>,
 }
 
 impl SimDoor {

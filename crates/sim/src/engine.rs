@@ -102,6 +102,7 @@ pub struct Engine<'a> {
     progress: ProgressBar,
     /// Times at which to check every sampled node's fleet view against the truth.
     pub checks_at: Vec<u64>,
+    wire: crate::wire::WireSize,
 }
 
 fn uniform(rng: &mut ChaCha8Rng, lo: u64, hi: u64) -> u64 {
@@ -216,6 +217,7 @@ impl<'a> Engine<'a> {
             out: Vec::with_capacity(64),
             progress,
             checks_at: Vec::new(),
+            wire: Default::default(),
         }
     }
 
@@ -415,13 +417,9 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn send(&mut self, from: u32, to: u32, msg: Message<u32>) {
+    fn send(&mut self, from: u32, to: u32, mut msg: Message<u32>) {
         // The envelope (magic + format version) plus the postcard body, counted, not built.
-        let bytes = 6 + postcard::serialize_with_flavor::<_, _, usize>(
-            &msg,
-            postcard::ser_flavors::Size::default(),
-        )
-        .expect("messages serialize") as u64;
+        let bytes = 6 + self.wire.of(&mut msg) as u64;
         let is_bundle = matches!(msg, Message::Bundle(_) | Message::Push { .. });
         self.m.sent(msg.kind(), bytes);
         if chance(&mut self.rng, self.sc.network.loss) {

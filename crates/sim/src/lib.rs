@@ -12,6 +12,7 @@ pub mod models;
 pub mod plot;
 pub mod report;
 pub mod scenario;
+pub mod wire;
 
 pub use report::{Check, Report};
 pub use scenario::Scenario;

@@ -100,13 +100,16 @@ impl Default for Config {
 
 impl Config {
     /// Zone bits for a fleet of about `nodes`: one zone up to 256 nodes, then zones of
-    /// 128–256 nodes.
+    /// 128–256 nodes, but never more zones than about √N (at most half the bits of N), so
+    /// that the rows (N/Z per node) do not outgrow the zone table (Z per node): at 100,000
+    /// nodes, 256 zones of ~390 nodes rather than 512 of ~195.
     pub fn zone_bits_for(nodes: usize) -> u8 {
         let mut bits = 0u8;
         while bits < 24 && (nodes >> bits) > 256 {
             bits += 1;
         }
-        bits
+        let half = (usize::BITS - nodes.max(1).leading_zeros() - 1) / 2;
+        bits.min(half as u8)
     }
 }
 

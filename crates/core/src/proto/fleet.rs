@@ -341,12 +341,32 @@ impl<P: PeerId> FleetView<P> {
 
     /// Rows held that are newer than, or missing from, `theirs`.
     pub fn rows_newer_than(&self, theirs: &[(u32, u64)]) -> Vec<Arc<ZoneRow<P>>> {
-        let theirs: BTreeMap<u32, u64> = theirs.iter().copied().collect();
-        self.rows
-            .values()
-            .filter(|r| theirs.get(&r.zone).is_none_or(|t| *t < r.issued_ms))
-            .cloned()
-            .collect()
+        if !theirs.windows(2).all(|w| w[0].0 < w[1].0) {
+            // Not in zone order (ours always are): look each one up.
+            let theirs: BTreeMap<u32, u64> = theirs.iter().copied().collect();
+            return self
+                .rows
+                .values()
+                .filter(|r| theirs.get(&r.zone).is_none_or(|t| *t < r.issued_ms))
+                .cloned()
+                .collect();
+        }
+        // Both lists in zone order: one merge walk.
+        let mut out = Vec::new();
+        let mut j = 0;
+        for r in self.rows.values() {
+            while j < theirs.len() && theirs[j].0 < r.zone {
+                j += 1;
+            }
+            let newer = match theirs.get(j) {
+                Some((z, t)) if *z == r.zone => *t < r.issued_ms,
+                _ => true,
+            };
+            if newer {
+                out.push(r.clone());
+            }
+        }
+        out
     }
 
     /// Rows to push this round (each hot row for `row_hot_rounds` rounds).

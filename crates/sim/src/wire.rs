@@ -1,0 +1,87 @@
+//! Bytes on the wire, counted without building them: postcard's size flavour, with the size
+//! of each zone row remembered (a digest carries up to `rows_per_message` rows, the same few
+//! thousand distinct rows over and over).
+
+use driftless_core::proto::{Message, ZoneRow};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Default)]
+pub struct WireSize {
+    /// (zone, issued, issuer) → encoded bytes. A leader issues one row per zone per instant.
+    rows: HashMap<(u32, u64, u32), usize>,
+}
+
+fn postcard_len<T: serde::Serialize + ?Sized>(v: &T) -> usize {
+    postcard::serialize_with_flavor::<_, _, usize>(v, postcard::ser_flavors::Size::default())
+        .expect("messages serialize")
+}
+
+fn varint_len(n: usize) -> usize {
+    let bits = usize::BITS - n.leading_zeros();
+    (bits.max(1) as usize).div_ceil(7)
+}
+
+impl WireSize {
+    /// The postcard body of `msg` (the envelope not included).
+    pub fn of(&mut self, msg: &mut Message<u32>) -> usize {
+        let rows = match msg {
+            Message::Digest(d) => &mut d.rows,
+            Message::Rows(r) => r,
+            _ => return postcard_len(msg),
+        };
+        if rows.is_empty() {
+            return postcard_len(msg);
+        }
+        let taken: Vec<Arc<ZoneRow<u32>>> = std::mem::take(rows);
+        let mut sum = varint_len(taken.len()) - 1; // the empty list counted below as 1 byte
+        for r in &taken {
+            sum += *self
+                .rows
+                .entry((r.zone, r.issued_ms, r.issuer))
+                .or_insert_with(|| postcard_len(&**r));
+        }
+        let rest = postcard_len(msg);
+        match msg {
+            Message::Digest(d) => d.rows = taken,
+            Message::Rows(r) => *r = taken,
+            _ => unreachable!("matched above"),
+        }
+        rest + sum
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use driftless_core::proto::Digest;
+
+    #[test]
+    fn row_sizes_add_up_to_the_whole() {
+        let row = |z: u32| {
+            Arc::new(ZoneRow {
+                zone: z,
+                issued_ms: 1_704_067_200_000 + z as u64,
+                issuer: z * 7,
+                members: 150,
+                counts: vec![],
+                contacts: vec![1, 2, 300_000],
+            })
+        };
+        for n in [1usize, 3, 127, 128, 300] {
+            let rows: Vec<_> = (0..n as u32).map(row).collect();
+            let mut m = Message::Digest(Digest {
+                channels: vec![],
+                rows: rows.clone(),
+                notable: vec![],
+                reply: true,
+                rows_print: 12345,
+            });
+            let whole = postcard_len(&m);
+            assert_eq!(WireSize::default().of(&mut m), whole, "{n} rows");
+            let mut m = Message::Rows(rows);
+            let whole = postcard_len(&m);
+            assert_eq!(WireSize::default().of(&mut m), whole, "{n} rows");
+        }
+    }
+}
