@@ -176,6 +176,49 @@ impl<P: PeerId> FleetView<P> {
             .collect()
     }
 
+    /// Against a peer's zone entries in key order: our statuses that are newer or that it
+    /// lacks (to push), and the members whose status it has newer or we lack (to want).
+    pub fn zone_diff(&self, theirs: &[(P, u64)]) -> (Vec<Arc<SignedStatus<P>>>, Vec<P>) {
+        use std::cmp::Ordering;
+        let mut push = Vec::new();
+        let mut want = Vec::new();
+        let mut mine = self.zone.iter().peekable();
+        let mut it = theirs.iter().peekable();
+        loop {
+            match (mine.peek(), it.peek()) {
+                (None, None) => break,
+                (Some((_, s)), None) => {
+                    push.push((*s).clone());
+                    mine.next();
+                }
+                (None, Some((q, _))) => {
+                    want.push(q.clone());
+                    it.next();
+                }
+                (Some((p, s)), Some((q, t))) => match (*p).cmp(q) {
+                    Ordering::Less => {
+                        push.push((*s).clone());
+                        mine.next();
+                    }
+                    Ordering::Greater => {
+                        want.push(q.clone());
+                        it.next();
+                    }
+                    Ordering::Equal => {
+                        if *t < s.body.issued_ms {
+                            push.push((*s).clone());
+                        } else if s.body.issued_ms < *t {
+                            want.push(q.clone());
+                        }
+                        mine.next();
+                        it.next();
+                    }
+                },
+            }
+        }
+        (push, want)
+    }
+
     /// Members to sync with besides the zone table: the contacts of the own zone's row, and
     /// those of `neighbours` (the membership views) that fall in the own zone.
     pub fn zone_contacts<'a>(&self, neighbours: impl Iterator<Item = &'a P>) -> Vec<P> {

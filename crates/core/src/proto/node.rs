@@ -813,6 +813,16 @@ impl<P: PeerId> Node<P> {
                             self.send(from, msg, now, out);
                         }
                     }
+                    Some(theirs) if theirs.windows(2).all(|w| w[0].0 < w[1].0) => {
+                        // In key order, as every node sends them: one merge walk.
+                        let (push, want) = self.fleet.zone_diff(&theirs);
+                        for chunk in push.chunks(super::config::limits::MAX_STATUSES) {
+                            self.send(from.clone(), Message::Statuses(chunk.to_vec()), now, out);
+                        }
+                        if !want.is_empty() {
+                            self.send(from, Message::ZoneWant(want), now, out);
+                        }
+                    }
                     Some(theirs) => {
                         let theirs: BTreeMap<P, u64> = theirs.into_iter().collect();
                         let mut push = Vec::new();
