@@ -212,6 +212,8 @@ pub struct Node<P> {
     next_round: u64,
     next_reapply: Option<u64>,
     wake: Option<u64>,
+    /// When this node (re)started (mono ms): it issues no zone row for a while after.
+    started_ms: Option<u64>,
     /// (channel, version, wave) → when this node first saw the wave complete (mono ms).
     complete_since: BTreeMap<(String, u64, u8), u64>,
     pub stats: Stats,
@@ -247,6 +249,7 @@ impl<P: PeerId> Node<P> {
             next_round: 0,
             next_reapply: None,
             wake: None,
+            started_ms: None,
             complete_since: BTreeMap::new(),
             stats: Stats::default(),
         }
@@ -380,6 +383,7 @@ impl<P: PeerId> Node<P> {
     ) {
         match event {
             Event::Start { bootstrap } => {
+                self.started_ms = Some(now.mono_ms);
                 self.members.join(&self.cfg, &bootstrap, now.mono_ms, out);
                 // Spread the first rounds of the fleet over one interval.
                 self.next_round = now.mono_ms + below(rng, self.cfg.round_ms as usize + 1) as u64;
@@ -609,8 +613,17 @@ impl<P: PeerId> Node<P> {
             }
         }
         row_contacts.push(self.me.clone());
-        self.fleet
-            .maybe_issue_row(&self.cfg, now.wall_ms, row_contacts);
+        // Just (re)started, the zone table holds little more than this node, which so takes
+        // itself for the zone's leader: a row issued now would replace the zone's real
+        // summary everywhere with a near-empty one. Lead only once zone syncs had time to
+        // fill the table.
+        if self
+            .started_ms
+            .is_some_and(|t| now.mono_ms.saturating_sub(t) >= self.cfg.row_min_ms)
+        {
+            self.fleet
+                .maybe_issue_row(&self.cfg, now.wall_ms, row_contacts);
+        }
         if self.own.as_ref().is_some_and(|s| {
             now.wall_ms.saturating_sub(s.body.issued_ms) >= self.cfg.status_refresh_ms
         }) {

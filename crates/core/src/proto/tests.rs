@@ -563,3 +563,55 @@ fn a_node_restarted_mid_bake_does_not_jump_the_waves_its_empty_view_hides() {
         "and applies it in its turn"
     );
 }
+
+#[test]
+fn a_restarted_node_does_not_overwrite_its_zones_summary_from_an_empty_table() {
+    // After a restart a node's zone table holds only itself, so it takes itself for the zone
+    // leader; a summary it issued then (1 member) would replace the real one everywhere, and
+    // rollouts, which advance on summaries, would judge half the fleet missing.
+    let cfg = Config {
+        zone_bits: 1,
+        ..Config::default()
+    };
+    let mut net = Net::new(40, cfg.clone());
+    net.run_until(20_000);
+    let sizes: Vec<u32> = (0..2)
+        .map(|z| net.nodes.iter().filter(|n| n.fleet().my_zone == z).count() as u32)
+        .collect();
+    // Restart ten nodes, one every 2 s, each with only what it persisted.
+    for (k, restarted) in (1..=10u32).enumerate() {
+        let at = 20_000 + 2_000 * k as u64;
+        net.run_until(at);
+        let saved = net.nodes[restarted as usize].persisted();
+        let now = Now {
+            mono_ms: at,
+            wall_ms: WALL0 + at,
+        };
+        net.nodes[restarted as usize] = Node::restore(
+            cfg.clone(),
+            restarted,
+            node_key(restarted),
+            Labels::new(),
+            &saved,
+            now,
+            &net.door,
+        );
+        net.push(at, restarted, Event::Start { bootstrap: vec![0] });
+        for t in (at + 200..=at + 2_000).step_by(200) {
+            net.run_until(t);
+            for n in &net.nodes {
+                for (zone, row) in &n.fleet().rows {
+                    let size = sizes[*zone as usize];
+                    assert!(
+                        row.members + 1 >= size,
+                        "at {t} ms node {} holds a row of zone {zone} with {} members (of {size}), \
+                         issued by {} (node {restarted} restarted at {at} ms)",
+                        n.id(),
+                        row.members,
+                        row.issuer
+                    );
+                }
+            }
+        }
+    }
+}
