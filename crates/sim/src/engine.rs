@@ -6,12 +6,17 @@
 //! once to count its bytes on the wire.
 
 use crate::door::SimDoor;
-use crate::metrics::{Metrics, Sample};
+use crate::metrics::{Metrics, RolloutStats, Sample};
 use crate::scenario::{Action as Step, Scenario};
 use driftless_core::bundle::{Bundle, BundleHash, Header};
-use driftless_core::definition::{CompiledDefinition, Ownership, Resource, ResourceKind};
+use driftless_core::definition::{
+    CompiledDefinition, Ownership, Resource, ResourceKind, RolloutPolicy,
+};
 use driftless_core::labels::{Labels, Targets};
-use driftless_core::proto::{Action, Config, Event, Message, Node, Now, Persisted, WireBundle};
+use driftless_core::proto::rollout::wave_of;
+use driftless_core::proto::{
+    Action, Config, Event, Message, Node, Now, PeerId, Persisted, WireBundle,
+};
 use driftless_core::trust::TrustRoot;
 use driftless_core::Timestamp;
 use ed25519_dalek::SigningKey;
@@ -238,7 +243,12 @@ impl<'a> Engine<'a> {
         }
     }
 
-    pub fn make_bundle(&self, version: u64, rogue: bool) -> Arc<Bundle> {
+    pub fn make_bundle(
+        &self,
+        version: u64,
+        rogue: bool,
+        rollout: Option<RolloutPolicy>,
+    ) -> Arc<Bundle> {
         let content = "#".repeat(self.sc.fleet.bundle_bytes.saturating_sub(400));
         let def = CompiledDefinition {
             name: self.sc.fleet.channel.clone(),
@@ -260,7 +270,7 @@ impl<'a> Engine<'a> {
                 audit: false,
             }],
             checks: vec![],
-            rollout: None,
+            rollout: rollout.clone(),
         };
         let header = Header {
             fleet: FLEET.into(),
@@ -269,7 +279,7 @@ impl<'a> Engine<'a> {
             created: Timestamp(WALL0_MS / 1000),
             expires: Timestamp(WALL0_MS / 1000 + 30 * 86_400),
             content_hash: [0; 32],
-            rollout: None,
+            rollout,
         };
         let key = if rogue {
             &self.rogue_key
@@ -412,6 +422,9 @@ impl<'a> Engine<'a> {
             }
             Action::Refused { reason, .. } => {
                 *self.m.refused.entry(reason).or_default() += 1;
+                if reason == "rollout_halted" {
+                    self.note_halt(i);
+                }
             }
             Action::Disconnect(_) => {}
         }
@@ -477,10 +490,11 @@ impl<'a> Engine<'a> {
                 if self.nodes[i as usize].life != life || self.nodes[i as usize].node.is_none() {
                     return;
                 }
-                if ok && version > self.nodes[i as usize].applied {
+                // Newer, or older when a halted rollout rolls back.
+                if ok && version != self.nodes[i as usize].applied {
                     let old = self.nodes[i as usize].applied;
                     self.nodes[i as usize].applied = version;
-                    self.m.applied(old, version, self.now, &self.releases);
+                    self.m.applied(i, old, version, self.now, &self.releases);
                 }
                 let ch = self.sc.fleet.channel.clone();
                 self.handle(
@@ -599,11 +613,15 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn live_random(&mut self) -> u32 {
+    /// A random live node; with `main_side`, while a partition is open, one that is not cut
+    /// off (the release host is on the main side).
+    fn live_random(&mut self, main_side: bool) -> u32 {
         let n = self.nodes.len() as u64;
+        let cut_off = |sn: &SimNode| main_side && self.partitioned && sn.side;
         for _ in 0..64 {
             let i = (self.rng.next_u64() % n) as u32;
-            if self.nodes[i as usize].node.is_some() {
+            let sn = &self.nodes[i as usize];
+            if sn.node.is_some() && !cut_off(sn) {
                 return i;
             }
         }
@@ -613,17 +631,35 @@ impl<'a> Engine<'a> {
     fn step(&mut self, k: usize) {
         let step = self.sc.timeline[k].clone();
         match step.action {
-            Step::Publish { version, unhealthy } => {
-                let b = self.make_bundle(version, false);
+            Step::Publish {
+                version,
+                unhealthy,
+                rollout,
+            } => {
+                let b = self.make_bundle(version, false, rollout.clone());
                 self.releases.insert(version, (b.hash(), unhealthy));
                 self.m.published(version, self.now, b.encode().len());
-                let at = self.live_random();
+                if let Some(policy) = rollout {
+                    // Each node's wave, as its core will compute it.
+                    let waves = (0..self.nodes.len() as u32)
+                        .map(|i| wave_of(i.stable_hash(), version, &policy.waves))
+                        .collect();
+                    let mut r = RolloutStats::new(policy, self.now, waves);
+                    for (i, sn) in self.nodes.iter().enumerate() {
+                        if sn.applied == version {
+                            r.running[r.wave[i] as usize] += 1;
+                            r.first_applied[i] = Some(self.now);
+                        }
+                    }
+                    self.m.rollouts.insert(version, r);
+                }
+                let at = self.live_random(true);
                 self.handle(at, Event::Publish(b));
             }
             Step::Rogue { version } => {
-                let b = self.make_bundle(version, true);
+                let b = self.make_bundle(version, true, None);
                 self.rogue_hashes.push(b.hash());
-                let r = self.live_random();
+                let r = self.live_random(false);
                 self.rogue = Some((r, b.clone()));
                 // The compromised node announces its bundle to its neighbours, pushes it
                 // unasked to one of them, and hands it to its own agent.
@@ -657,10 +693,31 @@ impl<'a> Engine<'a> {
                     self.push(heal_ms, 0, Ev::Heal);
                 }
             }
-            Step::Crash { share, down_ms } => {
-                let n = self.nodes.len();
-                let count = (share * n as f64).round() as usize;
-                let mut idx: Vec<u32> = (0..n as u32).collect();
+            Step::Crash {
+                share,
+                down_ms,
+                wave,
+            } => {
+                // Of the whole fleet, or of one wave of the newest rollout.
+                let mut idx: Vec<u32> = match wave {
+                    None => (0..self.nodes.len() as u32).collect(),
+                    Some(w) => self
+                        .m
+                        .rollouts
+                        .values()
+                        .next_back()
+                        .map(|r| {
+                            (0..self.nodes.len() as u32)
+                                .filter(|i| r.wave[*i as usize] == w)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                };
+                let n = idx.len();
+                let mut count = (share * n as f64).round() as usize;
+                if wave.is_some() && share > 0.0 {
+                    count = count.max(1);
+                }
                 for j in 0..count.min(n) {
                     let r = j + (self.rng.next_u64() % (n - j) as u64) as usize;
                     idx.swap(j, r);
@@ -707,12 +764,40 @@ impl<'a> Engine<'a> {
             sn.node = Some(node);
         }
         let bootstrap = sn.bootstrap.clone();
+        let sick = sn.unhealthy;
         let bootstrap = if bootstrap.is_empty() && self.nodes.len() > 1 {
             vec![1]
         } else {
             bootstrap
         };
+        // The agent's health checks run at start: a node that runs a bad release is still
+        // unhealthy after a restart.
+        if sick {
+            self.handle(
+                i,
+                Event::Health {
+                    healthy: false,
+                    failing: vec!["http".to_string()],
+                },
+            );
+        }
         self.handle(i, Event::Start { bootstrap });
+    }
+
+    /// Node `i` judged a rollout halted: note when, and in which wave.
+    fn note_halt(&mut self, i: u32) {
+        let Some(node) = self.nodes[i as usize].node.as_ref() else {
+            return;
+        };
+        let Some(r) = node.rollout(&self.sc.fleet.channel) else {
+            return;
+        };
+        let Some((wave, _, _)) = r.halted else {
+            return;
+        };
+        if let Some(st) = self.m.rollouts.get_mut(&r.version) {
+            st.halted[i as usize].get_or_insert((self.now, wave));
+        }
     }
 
     fn sample(&mut self) {

@@ -1,6 +1,7 @@
 //! What a run measures: adoption over time, bytes per node, hops, drift, refusals.
 
 use driftless_core::bundle::BundleHash;
+use driftless_core::definition::RolloutPolicy;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default)]
@@ -9,6 +10,8 @@ pub struct VersionStats {
     pub bundle_bytes: usize,
     /// (time, nodes at this version or above) at every change.
     pub adoption: Vec<(u64, u64)>,
+    /// (time, nodes at exactly this version) at every change (a rollback lowers it).
+    pub exact: Vec<(u64, u64)>,
     /// Hops of the announcement each accepting node fetched through: histogram.
     pub hops: BTreeMap<u16, u64>,
     pub accepted: u64,
@@ -43,6 +46,95 @@ impl VersionStats {
     }
 }
 
+/// One version's progressive rollout, as the simulator sees it from outside: each node's wave
+/// (computed as the core computes it), when each node first applied the version, and when it
+/// first judged the rollout halted.
+#[derive(Debug, Clone)]
+pub struct RolloutStats {
+    pub policy: RolloutPolicy,
+    pub published_at: u64,
+    /// Per node: its wave for this version.
+    pub wave: Vec<u8>,
+    /// Per wave: its nodes.
+    pub sizes: Vec<u64>,
+    /// Per wave: nodes running the version now.
+    pub running: Vec<u64>,
+    /// Per node: when it first ran the version.
+    pub first_applied: Vec<Option<u64>>,
+    /// Per node: when it first judged the rollout halted, and in which wave.
+    pub halted: Vec<Option<(u64, u8)>>,
+}
+
+impl RolloutStats {
+    pub fn new(policy: RolloutPolicy, published_at: u64, wave: Vec<u8>) -> Self {
+        let mut sizes = vec![0u64; policy.waves.len()];
+        for w in &wave {
+            sizes[*w as usize] += 1;
+        }
+        let n = wave.len();
+        RolloutStats {
+            running: vec![0; sizes.len()],
+            policy,
+            published_at,
+            wave,
+            sizes,
+            first_applied: vec![None; n],
+            halted: vec![None; n],
+        }
+    }
+
+    fn in_wave(&self, k: usize) -> impl Iterator<Item = usize> + '_ {
+        self.wave
+            .iter()
+            .enumerate()
+            .filter(move |(_, w)| **w as usize == k)
+            .map(|(i, _)| i)
+    }
+
+    /// When the first node of wave `k` ran the version.
+    pub fn wave_started(&self, k: usize) -> Option<u64> {
+        self.in_wave(k).filter_map(|i| self.first_applied[i]).min()
+    }
+
+    /// When the last node of wave `k` first ran the version (None: some never did, or the
+    /// wave is empty).
+    pub fn wave_complete(&self, k: usize) -> Option<u64> {
+        if self.sizes[k] == 0 {
+            return None;
+        }
+        self.in_wave(k)
+            .map(|i| self.first_applied[i])
+            .try_fold(0u64, |acc, t| t.map(|t| acc.max(t)))
+    }
+
+    /// Per wave: nodes that ever ran the version.
+    pub fn ever_applied_by_wave(&self) -> Vec<u64> {
+        let mut v = vec![0u64; self.sizes.len()];
+        for (i, t) in self.first_applied.iter().enumerate() {
+            if t.is_some() {
+                v[self.wave[i] as usize] += 1;
+            }
+        }
+        v
+    }
+
+    /// Per wave: nodes that judged the rollout halted in that wave.
+    pub fn halts_by_wave(&self) -> Vec<u64> {
+        let mut v = vec![0u64; self.sizes.len()];
+        for (_, w) in self.halted.iter().flatten() {
+            if let Some(x) = v.get_mut(*w as usize) {
+                *x += 1;
+            }
+        }
+        v
+    }
+
+    /// The first time any node judged the rollout halted.
+    pub fn first_halt(&self) -> Option<(u64, u8)> {
+        self.halted.iter().flatten().min().copied()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Sample {
     pub t_ms: u64,
@@ -60,6 +152,8 @@ pub struct Row {
     pub bytes_per_node_s: f64,
     /// Share of all nodes at each published version or above.
     pub shares: Vec<(u64, f64)>,
+    /// Per rollout version: per wave, the share of the wave's nodes running it.
+    pub waves: Vec<(u64, Vec<f64>)>,
 }
 
 pub struct Metrics {
@@ -79,6 +173,8 @@ pub struct Metrics {
     /// Messages sent by kind.
     pub count_by_kind: BTreeMap<&'static str, u64>,
     pub versions: BTreeMap<u64, VersionStats>,
+    /// Versions published with a rollout policy.
+    pub rollouts: BTreeMap<u64, RolloutStats>,
     /// Exact applied version → nodes.
     applied: BTreeMap<u64, u64>,
     pub rows: Vec<Row>,
@@ -105,6 +201,7 @@ impl Metrics {
             by_kind: BTreeMap::new(),
             count_by_kind: BTreeMap::new(),
             versions: BTreeMap::new(),
+            rollouts: BTreeMap::new(),
             applied,
             rows: Vec::new(),
             fleet_checks: Vec::new(),
@@ -124,10 +221,12 @@ impl Metrics {
 
     pub fn published(&mut self, version: u64, now: u64, bytes: usize) {
         let c = self.count_ge(version);
+        let exact = self.applied.get(&version).copied().unwrap_or(0);
         let v = self.versions.entry(version).or_default();
         v.published_at = now;
         v.bundle_bytes = bytes;
         v.adoption.push((now, c));
+        v.exact.push((now, exact));
     }
 
     pub fn accepted(&mut self, version: u64, hops: u16, now: u64) {
@@ -142,8 +241,10 @@ impl Metrics {
         self.applied.range(version..).map(|(_, c)| *c).sum()
     }
 
+    /// Node `node` now runs `new` instead of `old` (newer, or older after a rollback).
     pub fn applied(
         &mut self,
+        node: u32,
         old: u64,
         new: u64,
         now: u64,
@@ -153,15 +254,31 @@ impl Metrics {
             *c = c.saturating_sub(1);
         }
         *self.applied.entry(new).or_default() += 1;
-        let versions: Vec<u64> = self.versions.range(..=new).map(|(v, _)| *v).collect();
+        // "At V or above" changes for the versions between the two.
+        let (lo, hi) = (old.min(new), old.max(new));
+        let versions: Vec<u64> = self.versions.range(lo + 1..=hi).map(|(v, _)| *v).collect();
         for v in versions {
-            if v > old {
-                let c = self.count_ge(v);
-                self.versions
-                    .get_mut(&v)
-                    .expect("listed")
-                    .adoption
-                    .push((now, c));
+            let c = self.count_ge(v);
+            self.versions
+                .get_mut(&v)
+                .expect("listed")
+                .adoption
+                .push((now, c));
+        }
+        for v in [old, new] {
+            let c = self.applied.get(&v).copied().unwrap_or(0);
+            if let Some(st) = self.versions.get_mut(&v) {
+                st.exact.push((now, c));
+            }
+        }
+        for (v, r) in self.rollouts.iter_mut() {
+            let w = r.wave[node as usize] as usize;
+            if old == *v {
+                r.running[w] = r.running[w].saturating_sub(1);
+            }
+            if new == *v {
+                r.running[w] += 1;
+                r.first_applied[node as usize].get_or_insert(now);
             }
         }
     }
@@ -182,6 +299,19 @@ impl Metrics {
             .keys()
             .map(|v| (*v, self.count_ge(*v) as f64 / self.n as f64))
             .collect();
+        let waves = self
+            .rollouts
+            .iter()
+            .map(|(v, r)| {
+                let shares = r
+                    .running
+                    .iter()
+                    .zip(&r.sizes)
+                    .map(|(a, n)| if *n == 0 { 0.0 } else { *a as f64 / *n as f64 })
+                    .collect();
+                (*v, shares)
+            })
+            .collect();
         self.rows.push(Row {
             t_ms: s.t_ms,
             alive: s.alive,
@@ -189,6 +319,7 @@ impl Metrics {
             drift_open: self.drift_open,
             bytes_per_node_s: bps,
             shares,
+            waves,
         });
     }
 

@@ -170,6 +170,7 @@ pub fn run_models(sc: &Scenario, seed: u64) -> Report {
         figures,
         rows: Vec::new(),
         drift_series,
+        waves: Vec::new(),
         wall_ms: 0,
     }
 }

@@ -191,3 +191,46 @@ pub fn drift(r: &Report) -> String {
         &series,
     )
 }
+
+/// Per rollout version, the share of each wave's nodes that run it over time (one line per
+/// wave), and the unhealthy share of the whole fleet: a good release climbs wave by wave, one
+/// bake apart; a bad one rises in its first wave and falls back as the nodes roll back.
+pub fn rollout(r: &Report) -> String {
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for (v, sizes) in &r.waves {
+        for (k, size) in sizes.iter().enumerate() {
+            let pts = r
+                .rows
+                .iter()
+                .map(|row| {
+                    let s = row
+                        .waves
+                        .iter()
+                        .find(|(x, _)| x == v)
+                        .and_then(|(_, w)| w.get(k))
+                        .copied()
+                        .unwrap_or(0.0);
+                    (secs(row.t_ms), s * 100.0)
+                })
+                .collect();
+            series.push((format!("v{v} wave {k} ({size} nodes)"), pts));
+        }
+    }
+    let n = r.nodes.max(1) as f64;
+    series.push((
+        "unhealthy (% of all nodes)".to_string(),
+        r.rows
+            .iter()
+            .map(|row| (secs(row.t_ms), row.unhealthy as f64 * 100.0 / n))
+            .collect(),
+    ));
+    line_chart(
+        &format!(
+            "{}: share of each wave running the rolled-out version",
+            r.scenario
+        ),
+        "s (virtual)",
+        "% of the wave's nodes",
+        &series,
+    )
+}

@@ -5,6 +5,7 @@ use crate::metrics::Row;
 use crate::scenario::{fmt_ms, Expectation, Scenario};
 use crate::Error;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 #[derive(Debug, Clone)]
@@ -28,6 +29,9 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// Extra series for plots: (name, points (t_ms, value)).
     pub drift_series: Vec<(String, Vec<(u64, f64)>)>,
+    /// Per version published with a rollout policy: its nodes per wave (`rows[..].waves`
+    /// holds the share of each wave running it over time).
+    pub waves: Vec<(u64, Vec<u64>)>,
     /// Wall time of the run: for the terminal only, never written to `--out`.
     pub wall_ms: u64,
 }
@@ -110,9 +114,17 @@ impl Report {
             .last()
             .map(|r| r.shares.iter().map(|(v, _)| *v).collect())
             .unwrap_or_default();
+        let waves: Vec<(u64, usize)> = self
+            .waves
+            .iter()
+            .flat_map(|(v, sizes)| (0..sizes.len()).map(move |k| (*v, k)))
+            .collect();
         let mut s = String::from("t_ms,alive,unhealthy,drift_open,bytes_per_node_s");
         for v in &versions {
             s.push_str(&format!(",share_v{v}"));
+        }
+        for (v, k) in &waves {
+            s.push_str(&format!(",v{v}_wave{k}_running"));
         }
         s.push('\n');
         for r in &self.rows {
@@ -128,6 +140,16 @@ impl Report {
                     .map_or(0.0, |(_, s)| *s);
                 s.push_str(&format!(",{share:.5}"));
             }
+            for (v, k) in &waves {
+                let share = r
+                    .waves
+                    .iter()
+                    .find(|(x, _)| x == v)
+                    .and_then(|(_, w)| w.get(*k))
+                    .copied()
+                    .unwrap_or(0.0);
+                s.push_str(&format!(",{share:.5}"));
+            }
             s.push('\n');
         }
         s
@@ -139,7 +161,7 @@ impl Report {
             source: e,
         };
         std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
-        let files: Vec<(&str, String)> = vec![
+        let mut files: Vec<(&str, String)> = vec![
             (
                 "summary.json",
                 serde_json::to_string_pretty(&self.to_json()).expect("json") + "\n",
@@ -149,6 +171,9 @@ impl Report {
             ("bytes.svg", crate::plot::bytes(self)),
             ("drift.svg", crate::plot::drift(self)),
         ];
+        if !self.waves.is_empty() {
+            files.push(("rollout.svg", crate::plot::rollout(self)));
+        }
         for (name, text) in files {
             let p = dir.join(name);
             std::fs::write(&p, text).map_err(|e| err(&p, e))?;
@@ -194,6 +219,50 @@ pub fn run_protocol(sc: &Scenario, seed: u64) -> Report {
         figures.push((format!("v{v}_bundle_bytes"), json!(st.bundle_bytes)));
         figures.push((format!("v{v}_accepted"), json!(st.accepted)));
     }
+    // Rollouts: waves, when each started and completed (ms after publish), who applied it,
+    // who halted it and who sees the halt at the end.
+    let channel = &sc.fleet.channel;
+    let live = e.nodes.iter().filter(|x| x.node.is_some()).count();
+    let seen_halted = |v: u64| -> BTreeMap<u8, usize> {
+        let mut by = BTreeMap::new();
+        for x in e.nodes.iter().filter_map(|x| x.node.as_ref()) {
+            if let Some(r) = x.rollout(channel).filter(|r| r.version == v) {
+                if let Some((w, _, _)) = r.halted {
+                    *by.entry(w).or_default() += 1;
+                }
+            }
+        }
+        by
+    };
+    for (v, r) in &m.rollouts {
+        let rel = |t: Option<u64>| ms_or_never(t.map(|t| t.saturating_sub(r.published_at)));
+        let k = r.sizes.len();
+        figures.push((format!("v{v}_rollout_waves"), json!(r.policy.waves)));
+        figures.push((format!("v{v}_rollout_bake_s"), json!(r.policy.bake_secs)));
+        figures.push((format!("v{v}_wave_nodes"), json!(r.sizes)));
+        figures.push((
+            format!("v{v}_wave_started_ms"),
+            Value::Array((0..k).map(|w| rel(r.wave_started(w))).collect()),
+        ));
+        figures.push((
+            format!("v{v}_wave_complete_ms"),
+            Value::Array((0..k).map(|w| rel(r.wave_complete(w))).collect()),
+        ));
+        let ever = r.ever_applied_by_wave();
+        figures.push((
+            format!("v{v}_ever_applied"),
+            json!(ever.iter().sum::<u64>()),
+        ));
+        figures.push((format!("v{v}_ever_applied_by_wave"), json!(ever)));
+        figures.push((format!("v{v}_halts_by_wave"), json!(r.halts_by_wave())));
+        let first = r.first_halt();
+        figures.push((format!("v{v}_halt_first_ms"), rel(first.map(|(t, _)| t))));
+        let last = r.halted.iter().flatten().map(|(t, _)| *t).max();
+        figures.push((format!("v{v}_halt_last_ms"), rel(last)));
+        let seen: usize = seen_halted(*v).values().sum();
+        figures.push((format!("v{v}_halt_seen_by_live"), json!(seen)));
+    }
+    figures.push(("live_at_end".into(), json!(live)));
     let total_bundle: usize = m.versions.values().map(|v| v.bundle_bytes).sum();
     let (rx_mean, rx_max) = m.bundle_rx_per_node();
     let rx_factor = if total_bundle > 0 {
@@ -332,6 +401,177 @@ pub fn run_protocol(sc: &Scenario, seed: u64) -> Report {
                 format!("{idle:.0} bytes per node per second"),
             ),
             Expectation::SyncLeastDrift => (false, "only in mode = \"models\"".into()),
+            Expectation::RolloutHalted { version, wave } => match m.rollouts.get(version) {
+                None => (false, not_a_rollout(*version)),
+                Some(r) => {
+                    let halts = r.halts_by_wave();
+                    let total: u64 = halts.iter().sum();
+                    let here = halts.get(*wave as usize).copied().unwrap_or(0);
+                    let seen = seen_halted(*version);
+                    let seen_here = seen.get(wave).copied().unwrap_or(0);
+                    match r.first_halt() {
+                        None => (
+                            false,
+                            format!(
+                                "no node halted it; {} nodes ever applied it",
+                                r.ever_applied_by_wave().iter().sum::<u64>()
+                            ),
+                        ),
+                        Some((t, _)) => (
+                            here == total && seen_here == live,
+                            format!(
+                                "first halt at {} ({} after publish); halts by wave {halts:?}; \
+                                 {seen_here} of {live} live nodes see it halted in wave {wave} at the end",
+                                fmt_ms(t),
+                                fmt_ms(t - r.published_at)
+                            ),
+                        ),
+                    }
+                }
+            },
+            Expectation::RolloutPassed { version, by_ms } => match m.rollouts.get(version) {
+                None => (false, not_a_rollout(*version)),
+                Some(r) => {
+                    let never = r.first_applied.iter().filter(|t| t.is_none()).count();
+                    let last = r.first_applied.iter().flatten().max().copied();
+                    let halts: u64 = r.halts_by_wave().iter().sum();
+                    let done: Vec<String> = (0..r.sizes.len())
+                        .map(|w| match (r.sizes[w], r.wave_complete(w)) {
+                            (0, _) => "empty".to_string(),
+                            (_, Some(t)) => format!("+{}", fmt_ms(t - r.published_at)),
+                            (_, None) => "never".to_string(),
+                        })
+                        .collect();
+                    let ok = never == 0 && halts == 0 && last.is_some_and(|t| t <= *by_ms);
+                    let detail = if never > 0 {
+                        format!("{never} nodes never applied it; waves complete: {done:?}")
+                    } else if halts > 0 {
+                        format!("{halts} nodes judged it halted; waves complete: {done:?}")
+                    } else {
+                        format!(
+                            "waves complete after publish: {}; every node by {}",
+                            done.join(", "),
+                            fmt_ms(last.unwrap_or(0))
+                        )
+                    };
+                    (ok, detail)
+                }
+            },
+            Expectation::AtMostWaveApplied { wave, version } => match m.rollouts.get(version) {
+                None => (false, not_a_rollout(*version)),
+                Some(r) => {
+                    let ever = r.ever_applied_by_wave();
+                    let beyond: u64 = ever.iter().skip(*wave as usize + 1).sum();
+                    (
+                        beyond == 0,
+                        format!(
+                            "{} nodes ever applied it, by wave {ever:?} (waves of {:?} nodes)",
+                            ever.iter().sum::<u64>(),
+                            r.sizes
+                        ),
+                    )
+                }
+            },
+            Expectation::WavesInOrder { version } => match m.rollouts.get(version) {
+                None => (false, not_a_rollout(*version)),
+                Some(r) => {
+                    let bake = r.policy.bake_secs * 1000;
+                    let mut bad = Vec::new();
+                    for k in 1..r.sizes.len() {
+                        let Some(start) = r.wave_started(k) else {
+                            continue;
+                        };
+                        for j in (0..k).filter(|j| r.sizes[*j] > 0) {
+                            match r.wave_complete(j) {
+                                Some(done) if done + bake <= start => {}
+                                done => bad.push(format!(
+                                    "wave {k} started at {} but wave {j} {}",
+                                    fmt_ms(start),
+                                    match done {
+                                        Some(d) => format!(
+                                            "was complete only at {} (bake {})",
+                                            fmt_ms(d),
+                                            fmt_ms(bake)
+                                        ),
+                                        None => "never completed".into(),
+                                    }
+                                )),
+                            }
+                        }
+                    }
+                    let started: Vec<Value> = (0..r.sizes.len())
+                        .map(|w| ms_or_never(r.wave_started(w).map(|t| t - r.published_at)))
+                        .collect();
+                    if bad.is_empty() {
+                        (
+                            true,
+                            format!(
+                                "waves started (ms after publish): {}",
+                                Value::Array(started)
+                            ),
+                        )
+                    } else {
+                        (false, bad.join("; "))
+                    }
+                }
+            },
+            Expectation::WaveNotBefore {
+                wave,
+                version,
+                before_ms,
+            } => match m.rollouts.get(version) {
+                None => (false, not_a_rollout(*version)),
+                Some(r) if *wave as usize >= r.sizes.len() => (
+                    false,
+                    format!("the rollout has only {} waves", r.sizes.len()),
+                ),
+                Some(r) => match r.wave_started(*wave as usize) {
+                    None => (true, "no node of the wave ever applied it".into()),
+                    Some(t) => (
+                        t >= *before_ms,
+                        format!("its first node applied it at {}", fmt_ms(t)),
+                    ),
+                },
+            },
+            Expectation::BackAt {
+                percent,
+                version,
+                by_ms,
+            } => {
+                let need = (percent / 100.0 * n as f64).ceil() as u64;
+                let left = m
+                    .versions
+                    .range(version + 1..)
+                    .next()
+                    .and_then(|(_, st)| st.adoption.iter().find(|(_, c)| *c > 0))
+                    .map(|(t, _)| *t);
+                match (m.versions.get(version), left) {
+                    (None, _) => (false, format!("version {version} was never published")),
+                    (_, None) => (false, format!("no node ever ran a version after {version}")),
+                    (Some(st), Some(t0)) => {
+                        match st.exact.iter().find(|(t, c)| *t >= t0 && *c >= need) {
+                            Some((t, _)) => (
+                                *t <= *by_ms,
+                                format!(
+                                    "the first node left it at {}; back at {}",
+                                    fmt_ms(t0),
+                                    fmt_ms(*t)
+                                ),
+                            ),
+                            None => {
+                                let end = st.exact.last().map_or(0, |x| x.1);
+                                (
+                                    false,
+                                    format!(
+                                        "never back; {:.2}% run it at the end",
+                                        end as f64 * 100.0 / n as f64
+                                    ),
+                                )
+                            }
+                        }
+                    }
+                }
+            }
         };
         checks.push(Check {
             expectation: x.text(),
@@ -349,6 +589,11 @@ pub fn run_protocol(sc: &Scenario, seed: u64) -> Report {
         checks,
         figures,
         rows: m.rows.clone(),
+        waves: m
+            .rollouts
+            .iter()
+            .map(|(v, r)| (*v, r.sizes.clone()))
+            .collect(),
         drift_series: vec![(
             "drifted resources outstanding".into(),
             m.rows
@@ -358,6 +603,10 @@ pub fn run_protocol(sc: &Scenario, seed: u64) -> Report {
         )],
         wall_ms: 0,
     }
+}
+
+fn not_a_rollout(version: u64) -> String {
+    format!("version {version} was never published with a rollout policy")
 }
 
 pub fn round2(x: f64) -> f64 {

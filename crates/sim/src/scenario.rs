@@ -2,6 +2,7 @@
 //! the file, the field and the line.
 
 use crate::Error;
+use driftless_core::definition::{OnFailure, RolloutPolicy};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -72,14 +73,26 @@ pub struct Protocol {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// The release host hands version V to one node.
-    Publish { version: u64, unhealthy: f64 },
+    /// The release host hands version V to one node. `unhealthy`: the share of the nodes
+    /// that turn unhealthy once they apply it (healthy again when they leave it); `rollout`:
+    /// the policy carried in the bundle.
+    Publish {
+        version: u64,
+        unhealthy: f64,
+        rollout: Option<RolloutPolicy>,
+    },
     /// A rogue node publishes version V signed by an untrusted key.
     Rogue { version: u64 },
     /// A share of the nodes is cut off from the rest until `heal_ms`.
     Partition { share: f64, heal_ms: u64 },
     /// A share of the nodes crashes (losing all but persisted state), back after `down_ms`.
-    Crash { share: f64, down_ms: u64 },
+    /// With `wave`, the share is of the nodes in that wave of the newest rollout published
+    /// (at least one node).
+    Crash {
+        share: f64,
+        down_ms: u64,
+        wave: Option<u8>,
+    },
     /// From now on, `rate` of the nodes per second crash and come back after `down_ms`.
     Churn {
         rate: f64,
@@ -112,6 +125,31 @@ pub enum Expectation {
     IdleBytesAtMost { bytes: f64 },
     /// "configuration synchronization leaves the least drift" (models mode)
     SyncLeastDrift,
+    /// "rollout of version 3 halted in wave 0": every node that halted it halted in wave K,
+    /// and every live node sees the halt at the end.
+    RolloutHalted { version: u64, wave: u8 },
+    /// "rollout of version 3 passed every wave by 60s": every node applied V by T, wave by
+    /// wave, and no node halted it.
+    RolloutPassed { version: u64, by_ms: u64 },
+    /// "at most wave 0 ever applied version 3" (also: "no node of wave 1 or later applied
+    /// version 3").
+    AtMostWaveApplied { wave: u8, version: u64 },
+    /// "waves of version 3 started in order after each bake": no node of wave k applied V
+    /// before every node of the earlier waves had, plus the bake time.
+    WavesInOrder { version: u64 },
+    /// "no node of wave 2 applied version 3 before 25s"
+    WaveNotBefore {
+        wave: u8,
+        version: u64,
+        before_ms: u64,
+    },
+    /// "100% back at version 2 by 40s": after some node ran a newer version, P% of the nodes
+    /// run exactly V again by T.
+    BackAt {
+        percent: f64,
+        version: u64,
+        by_ms: u64,
+    },
 }
 
 impl Expectation {
@@ -135,6 +173,32 @@ impl Expectation {
             Expectation::SyncLeastDrift => {
                 "configuration synchronization leaves the least drift".into()
             }
+            Expectation::RolloutHalted { version, wave } => {
+                format!("rollout of version {version} halted in wave {wave}")
+            }
+            Expectation::RolloutPassed { version, by_ms } => format!(
+                "rollout of version {version} passed every wave by {}",
+                fmt_ms(*by_ms)
+            ),
+            Expectation::AtMostWaveApplied { wave, version } => {
+                format!("at most wave {wave} ever applied version {version}")
+            }
+            Expectation::WavesInOrder { version } => {
+                format!("waves of version {version} started in order after each bake")
+            }
+            Expectation::WaveNotBefore {
+                wave,
+                version,
+                before_ms,
+            } => format!(
+                "no node of wave {wave} applied version {version} before {}",
+                fmt_ms(*before_ms)
+            ),
+            Expectation::BackAt {
+                percent,
+                version,
+                by_ms,
+            } => format!("{percent}% back at version {version} by {}", fmt_ms(*by_ms)),
         }
     }
 }
@@ -207,6 +271,8 @@ struct RawStep {
     at: String,
     publish: Option<u64>,
     unhealthy: Option<f64>,
+    rollout: Option<RawRollout>,
+    wave: Option<u8>,
     rogue: Option<u64>,
     partition: Option<f64>,
     heal: Option<String>,
@@ -214,6 +280,17 @@ struct RawStep {
     churn: Option<f64>,
     down: Option<String>,
     until: Option<String>,
+}
+
+/// `rollout = { waves = [0.01, 0.1, 0.5, 1.0], bake = "30s", max_unhealthy = 0.05,
+/// on_failure = "rollback" }`, as in a definition's `[rollout]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRollout {
+    waves: Vec<f64>,
+    bake: Option<String>,
+    max_unhealthy: Option<f64>,
+    on_failure: Option<String>,
 }
 
 /// "3s", "250ms", "2m", "1h", "1.5s".
@@ -378,10 +455,35 @@ impl Scenario {
                     "expected exactly one of publish, rogue, partition, crash, churn".into(),
                 ));
             }
+            if s.publish.is_none() && (s.unhealthy.is_some() || s.rollout.is_some()) {
+                let f = if s.rollout.is_some() {
+                    "rollout"
+                } else {
+                    "unhealthy"
+                };
+                return Err(bad(
+                    &format!("{field}.{f}"),
+                    "only a `publish` step takes it".into(),
+                ));
+            }
+            if s.wave.is_some() && s.crash.is_none() {
+                return Err(bad(
+                    &format!("{field}.wave"),
+                    "only a `crash` step takes it".into(),
+                ));
+            }
             let action = if let Some(version) = s.publish {
+                let rollout = match &s.rollout {
+                    None => None,
+                    Some(r) => Some(
+                        rollout_policy(r)
+                            .map_err(|(f, m)| bad(&format!("{field}.rollout.{f}"), m))?,
+                    ),
+                };
                 Action::Publish {
                     version,
                     unhealthy: share(&format!("{field}.unhealthy"), s.unhealthy.unwrap_or(0.0))?,
+                    rollout,
                 }
             } else if let Some(version) = s.rogue {
                 Action::Rogue { version }
@@ -401,6 +503,7 @@ impl Scenario {
                 Action::Crash {
                     share: share(&format!("{field}.crash"), c)?,
                     down_ms,
+                    wave: s.wave,
                 }
             } else {
                 Action::Churn {
@@ -459,12 +562,74 @@ impl Scenario {
     }
 }
 
+/// The policy of a `rollout = { ... }` table, checked as `sign` checks a definition's
+/// `[rollout]`: (field, message) on error.
+fn rollout_policy(r: &RawRollout) -> Result<RolloutPolicy, (&'static str, String)> {
+    let w = &r.waves;
+    let ok = !w.is_empty()
+        && w.len() <= 16
+        && w.iter().all(|x| *x > 0.0 && *x <= 1.0)
+        && w.windows(2).all(|p| p[0] < p[1])
+        && w.last() == Some(&1.0);
+    if !ok {
+        return Err((
+            "waves",
+            format!("expected at most 16 strictly increasing fractions in (0, 1], ending with 1.0, got {w:?}"),
+        ));
+    }
+    let bake_ms = match &r.bake {
+        None => 0,
+        Some(t) => parse_duration(t)
+            .ok_or_else(|| ("bake", format!("expected a duration like 30s, got `{t}`")))?,
+    };
+    if !bake_ms.is_multiple_of(1000) {
+        return Err((
+            "bake",
+            format!("expected whole seconds (bundles carry seconds), got {bake_ms} ms"),
+        ));
+    }
+    let max_unhealthy = r.max_unhealthy.unwrap_or(0.05);
+    if !(0.0..=1.0).contains(&max_unhealthy) {
+        return Err((
+            "max_unhealthy",
+            format!("expected a share between 0 and 1, got {max_unhealthy}"),
+        ));
+    }
+    let on_failure = match r.on_failure.as_deref() {
+        None | Some("rollback") => OnFailure::Rollback,
+        Some("halt") => OnFailure::Halt,
+        Some(other) => {
+            return Err((
+                "on_failure",
+                format!("expected `halt` or `rollback`, got `{other}`"),
+            ))
+        }
+    };
+    Ok(RolloutPolicy {
+        waves: w.clone(),
+        bake_secs: bake_ms / 1000,
+        max_unhealthy,
+        on_failure,
+    })
+}
+
 fn parse_expectation(text: &str) -> Result<Expectation, String> {
     let t = text.trim().to_lowercase();
     let words: Vec<&str> = t.split_whitespace().collect();
     let expected = "expected one of: `P% at version V by T`, `no node ever applied an untrusted bundle`, \
 `bundle bytes per node at most Fx`, `fleet view exact by T`, `idle bytes per node per second at most B`, \
-`configuration synchronization leaves the least drift`";
+`configuration synchronization leaves the least drift`, `rollout of version V halted in wave K`, \
+`rollout of version V passed every wave by T`, `at most wave K ever applied version V`, \
+`no node of wave K or later applied version V`, `no node of wave K applied version V before T`, `waves of version V started in order after each bake`, \
+`P% back at version V by T`";
+    let num = |w: &str, what: &str| -> Result<u64, String> {
+        w.parse().map_err(|_| format!("`{w}` is not a {what}"))
+    };
+    let wave = |w: &str| -> Result<u8, String> {
+        w.parse()
+            .map_err(|_| format!("`{w}` is not a wave number (0, 1, ...)"))
+    };
+    let by = |w: &str| parse_duration(w).ok_or_else(|| format!("`{w}` is not a duration"));
     match words.as_slice() {
         [p, "at", "version", v, "by", by] if p.ends_with('%') => {
             let percent: f64 = p
@@ -505,6 +670,62 @@ fn parse_expectation(text: &str) -> Result<Expectation, String> {
         ["configuration", "synchronization", "leaves", "the", "least", "drift"] => {
             Ok(Expectation::SyncLeastDrift)
         }
+        ["rollout", "of", "version", v, "halted", "in", "wave", k] => {
+            Ok(Expectation::RolloutHalted {
+                version: num(v, "version number")?,
+                wave: wave(k)?,
+            })
+        }
+        ["rollout", "of", "version", v, "passed", "every", "wave", "by", t] => {
+            Ok(Expectation::RolloutPassed {
+                version: num(v, "version number")?,
+                by_ms: by(t)?,
+            })
+        }
+        ["at", "most", "wave", k, "ever", "applied", "version", v] => {
+            Ok(Expectation::AtMostWaveApplied {
+                wave: wave(k)?,
+                version: num(v, "version number")?,
+            })
+        }
+        ["no", "node", "of", "wave", k, "or", "later", "applied", "version", v] => {
+            let k = wave(k)?;
+            if k == 0 {
+                return Err("`no node of wave 0 or later` means no node at all: \
+                            say `at most wave ...`, or expect the version never applied"
+                    .into());
+            }
+            Ok(Expectation::AtMostWaveApplied {
+                wave: k - 1,
+                version: num(v, "version number")?,
+            })
+        }
+        ["no", "node", "of", "wave", k, "applied", "version", v, "before", t] => {
+            Ok(Expectation::WaveNotBefore {
+                wave: wave(k)?,
+                version: num(v, "version number")?,
+                before_ms: by(t)?,
+            })
+        }
+        ["waves", "of", "version", v, "started", "in", "order", "after", "each", "bake"] => {
+            Ok(Expectation::WavesInOrder {
+                version: num(v, "version number")?,
+            })
+        }
+        [p, "back", "at", "version", v, "by", t] if p.ends_with('%') => {
+            let percent: f64 = p
+                .trim_end_matches('%')
+                .parse()
+                .map_err(|_| format!("`{p}` is not a percentage"))?;
+            if !(0.0..=100.0).contains(&percent) {
+                return Err(format!("`{p}` is not between 0% and 100%"));
+            }
+            Ok(Expectation::BackAt {
+                percent,
+                version: num(v, "version number")?,
+                by_ms: by(t)?,
+            })
+        }
         _ => Err(format!("cannot read `{text}`: {expected}")),
     }
 }
@@ -529,6 +750,105 @@ mod tests {
             })
         );
         assert!(parse_expectation("most nodes happy").is_err());
+    }
+
+    #[test]
+    fn a_release_carries_its_rollout_policy_and_rollout_expectations_parse() {
+        let text = "nodes = 10\nduration = \"10s\"\n\
+                    expect = [\"rollout of version 3 halted in wave 0\", \"no node of wave 1 or later applied version 3\"]\n\
+                    [[timeline]]\nat = \"2s\"\npublish = 3\nunhealthy = 0.3\n\
+                    rollout = { waves = [0.1, 0.5, 1.0], bake = \"5s\", on_failure = \"halt\" }\n";
+        let sc = Scenario::parse(Path::new("s.toml"), text).unwrap();
+        assert_eq!(
+            sc.timeline[0].action,
+            Action::Publish {
+                version: 3,
+                unhealthy: 0.3,
+                rollout: Some(RolloutPolicy {
+                    waves: vec![0.1, 0.5, 1.0],
+                    bake_secs: 5,
+                    max_unhealthy: 0.05,
+                    on_failure: OnFailure::Halt,
+                }),
+            }
+        );
+        assert_eq!(
+            sc.expect,
+            vec![
+                Expectation::RolloutHalted {
+                    version: 3,
+                    wave: 0
+                },
+                Expectation::AtMostWaveApplied {
+                    wave: 0,
+                    version: 3
+                },
+            ]
+        );
+        for (e, want) in [
+            (
+                "rollout of version 3 passed every wave by 40s",
+                Expectation::RolloutPassed {
+                    version: 3,
+                    by_ms: 40_000,
+                },
+            ),
+            (
+                "at most wave 1 ever applied version 4",
+                Expectation::AtMostWaveApplied {
+                    wave: 1,
+                    version: 4,
+                },
+            ),
+            (
+                "waves of version 3 started in order after each bake",
+                Expectation::WavesInOrder { version: 3 },
+            ),
+            (
+                "no node of wave 2 applied version 3 before 25s",
+                Expectation::WaveNotBefore {
+                    wave: 2,
+                    version: 3,
+                    before_ms: 25_000,
+                },
+            ),
+            (
+                "100% back at version 2 by 20s",
+                Expectation::BackAt {
+                    percent: 100.0,
+                    version: 2,
+                    by_ms: 20_000,
+                },
+            ),
+        ] {
+            assert_eq!(parse_expectation(e), Ok(want.clone()), "{e}");
+            assert_eq!(parse_expectation(&want.text()), Ok(want), "{e}");
+        }
+        assert!(parse_expectation("rollout of version 3 halted in wave one").is_err());
+        // A bad policy is named down to its field.
+        let text = "nodes = 10\nduration = \"10s\"\n[[timeline]]\nat = \"2s\"\npublish = 3\n\
+                    rollout = { waves = [0.5, 0.2, 1.0] }\n";
+        let msg = Scenario::parse(Path::new("s.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("s.toml")
+                && msg.contains("timeline[0].rollout.waves")
+                && msg.contains("line 6"),
+            "{msg}"
+        );
+        let text = "nodes = 10\nduration = \"10s\"\n[[timeline]]\nat = \"2s\"\npublish = 3\n\
+                    rollout = { waves = [1.0], bake = \"1.5s\" }\n";
+        let msg = Scenario::parse(Path::new("s.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("timeline[0].rollout.bake"), "{msg}");
+        let text = "nodes = 10\nduration = \"10s\"\n[[timeline]]\nat = \"2s\"\ncrash = 0.1\n\
+                    rollout = { waves = [1.0] }\n";
+        let msg = Scenario::parse(Path::new("s.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("timeline[0].rollout"), "{msg}");
     }
 
     #[test]

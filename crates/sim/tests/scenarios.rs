@@ -22,8 +22,7 @@ fn scenarios() -> Vec<PathBuf> {
 #[test]
 fn small_scenarios_meet_their_expectations() {
     let limit = if cfg!(debug_assertions) { 300 } else { 2000 };
-    let mut ran = 0;
-    let mut failed = Vec::new();
+    let mut run = Vec::new();
     for path in scenarios() {
         let sc = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let in_ci = sc.ci.unwrap_or(sc.nodes <= 2000);
@@ -38,14 +37,31 @@ fn small_scenarios_meet_their_expectations() {
             );
             continue;
         }
-        let report = run_scenario(path.as_path(), None, None).unwrap_or_else(|e| panic!("{e}"));
-        eprint!("{}", report.table());
-        ran += 1;
-        if !report.passed() {
-            failed.push(path.display().to_string());
-        }
+        run.push(path);
     }
-    assert!(ran > 0, "no scenario ran");
+    assert!(!run.is_empty(), "no scenario ran");
+    // Scenarios are independent (each run is single-threaded and deterministic): run them on
+    // the machine's cores.
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(run.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(path) = run.get(i) else { break };
+                let report =
+                    run_scenario(path.as_path(), None, None).unwrap_or_else(|e| panic!("{e}"));
+                eprint!("{}", report.table());
+                if !report.passed() {
+                    failed.lock().unwrap().push(path.display().to_string());
+                }
+            });
+        }
+    });
+    let failed = failed.into_inner().unwrap();
     assert!(failed.is_empty(), "scenarios failed: {failed:?}");
 }
 
@@ -53,7 +69,9 @@ fn small_scenarios_meet_their_expectations() {
 fn the_same_seed_gives_the_same_bytes() {
     let text = "# determinism\nnodes = 60\nduration = \"12s\"\nexpect = [\"100% at version 2 by 11s\"]\n\
                 [network]\nloss = 0.1\n[fleet]\ndrift_per_node_hour = 100.0\n\
-                [[timeline]]\nat = \"4s\"\npublish = 2\n[[timeline]]\nat = \"5s\"\ncrash = 0.1\ndown = \"3s\"\n";
+                [[timeline]]\nat = \"4s\"\npublish = 2\n[[timeline]]\nat = \"5s\"\ncrash = 0.1\ndown = \"3s\"\n\
+                [[timeline]]\nat = \"8s\"\npublish = 3\nunhealthy = 0.3\n\
+                rollout = { waves = [0.2, 1.0], bake = \"1s\", max_unhealthy = 0.1 }\n";
     let sc = Scenario::parse(Path::new("determinism.toml"), text).unwrap();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     run_scenario(sc.clone(), Some(11), Some(dirs[0].path())).unwrap();
@@ -65,6 +83,7 @@ fn the_same_seed_gives_the_same_bytes() {
         "adoption.svg",
         "bytes.svg",
         "drift.svg",
+        "rollout.svg",
     ];
     let read = |d: &tempfile::TempDir, n: &str| std::fs::read(d.path().join(n)).unwrap();
     for n in names {
