@@ -28,13 +28,21 @@ fn node_key(i: u32) -> SigningKey {
 }
 
 fn bundle(version: u64, key: &SigningKey) -> Arc<Bundle> {
+    bundle_with(version, key, None)
+}
+
+fn bundle_with(
+    version: u64,
+    key: &SigningKey,
+    rollout: Option<crate::definition::RolloutPolicy>,
+) -> Arc<Bundle> {
     let def = CompiledDefinition {
         name: "web".into(),
         targets: Targets::default(),
         vars: Default::default(),
         resources: vec![],
         checks: vec![],
-        rollout: None,
+        rollout: rollout.clone(),
     };
     let header = Header {
         fleet: "prod".into(),
@@ -43,7 +51,7 @@ fn bundle(version: u64, key: &SigningKey) -> Arc<Bundle> {
         created: Timestamp(WALL0 / 1000),
         expires: Timestamp(WALL0 / 1000 + 86_400),
         content_hash: [0; 32],
-        rollout: None,
+        rollout,
     };
     Arc::new(Bundle::sign(header, &def, &[key]))
 }
@@ -400,24 +408,7 @@ fn rollout_bundle(
         max_unhealthy,
         on_failure: crate::definition::OnFailure::Rollback,
     };
-    let def = CompiledDefinition {
-        name: "web".into(),
-        targets: Targets::default(),
-        vars: Default::default(),
-        resources: vec![],
-        checks: vec![],
-        rollout: Some(policy.clone()),
-    };
-    let header = Header {
-        fleet: "prod".into(),
-        channel: "web".into(),
-        version,
-        created: Timestamp(WALL0 / 1000),
-        expires: Timestamp(WALL0 / 1000 + 86_400),
-        content_hash: [0; 32],
-        rollout: Some(policy),
-    };
-    Arc::new(Bundle::sign(header, &def, &[&release_key()]))
+    bundle_with(version, &release_key(), Some(policy))
 }
 
 fn wave(node: u32, version: u64, waves: &[f64]) -> u8 {
