@@ -507,20 +507,23 @@ impl<P: PeerId> Node<P> {
     fn reapply_all(&mut self, now: Now, out: &mut Vec<Action<P>>) {
         let names: Vec<String> = self.held.keys().cloned().collect();
         for name in names {
+            let Some(held) = self.held.get(&name).map(|h| h.verified.clone()) else {
+                continue;
+            };
+            if held.header().rollout.is_none() {
+                // No rollout: the newest held bundle is what must run (after a crash the
+                // last signed status may lag behind what was applied).
+                self.maybe_apply(held, ApplyReason::Reapply, out);
+                continue;
+            }
+            // A rollout may hold this node on an older version: re-apply what runs.
             let current = self.channels.get(&name).and_then(|c| {
                 c.current
                     .clone()
                     .filter(|b| b.header().version == c.applied)
             });
-            match current {
-                Some(b) => self.maybe_apply(b, ApplyReason::Reapply, out),
-                None => {
-                    if let Some(v) = self.held.get(&name).map(|h| h.verified.clone()) {
-                        if v.header().rollout.is_none() {
-                            self.maybe_apply(v, ApplyReason::Reapply, out);
-                        }
-                    }
-                }
+            if let Some(b) = current {
+                self.maybe_apply(b, ApplyReason::Reapply, out);
             }
             self.consider_rollout(&name, now, out);
         }
