@@ -1239,7 +1239,16 @@ impl<P: PeerId> Node<P> {
             self.status_dirty = true;
         }
         let already_halted = ch.rollout.as_ref().and_then(|r| r.halted).is_some();
-        let (tallies, all_received) = self.tallies(channel, version, policy.waves.len());
+        let (tallies, mut all_received) = self.tallies(channel, version, policy.waves.len());
+        // A node whose view holds no other node while it has peers knows nothing of the
+        // fleet yet (just restarted, or its zone unreachable): it must not take the emptiness
+        // of its view for empty waves. Only a node truly alone may go on by itself.
+        let seen: u64 = tallies.iter().map(|t| t.nodes).sum();
+        let has_peers =
+            self.members.active_ids().next().is_some() || !self.members.passive.is_empty();
+        if seen < 2 && has_peers && self.fleet.counts().nodes < 2 {
+            all_received = false;
+        }
         // A wave that is not complete (any more) starts its bake anew when it is. The bake
         // starts only once every node the view shows holds the version: before that a wave
         // can look complete (even empty) only because its members' statuses have not
