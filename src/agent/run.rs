@@ -71,8 +71,6 @@ const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(30);
 struct Applied {
     bundle: Arc<VerifiedBundle>,
     at: Option<SystemTime>,
-    #[allow(dead_code)]
-    ok: bool,
 }
 
 pub struct Agent {
@@ -728,7 +726,6 @@ impl Agent {
             Applied {
                 bundle: done.bundle.clone(),
                 at,
-                ok,
             },
         );
         if detected + corrected > 0 {
@@ -852,7 +849,7 @@ impl Agent {
                 ch.clone(),
                 json!({
                     "version": version,
-                    "state": if self.worker.busy(&ch) && state == "pending" { "pending".to_string() } else { state },
+                    "state": state,
                     "applied_at": a.and_then(|a| a.at).map(time_str),
                     "stale": stale,
                     "held": held,

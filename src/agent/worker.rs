@@ -93,10 +93,6 @@ impl Worker {
         }
     }
 
-    pub fn busy(&self, channel: &str) -> bool {
-        self.lanes.get(channel).is_some_and(|l| l.running.is_some())
-    }
-
     fn spawn(&self, bundle: Arc<VerifiedBundle>, why: Why) {
         let tx = self.done_tx.clone();
         let opts = converge::Options {
