@@ -294,16 +294,23 @@ fn a_fleet_of_ten_agents_converges_undoes_drift_catches_up_and_refuses_bad_bundl
     humantime::parse_rfc3339(s["drift"]["last"]["time"].as_str().unwrap_or(""))
         .expect("drift.last.time");
     let victim_id = victim.id.clone().unwrap();
-    let view = f.wait("node2's fleet view to show node6's drift", DEADLINE, || {
-        let v = f.agents[2].try_fleet()?;
-        let row = v["nodes"]
-            .as_array()?
-            .iter()
-            .find(|n| n["node"] == victim_id.as_str())?
-            .clone();
-        (row["drift"]["detected"].as_u64()? >= 1 && row["drift"]["corrected"].as_u64()? >= 1)
-            .then_some(v)
-    });
+    // node2's view fills in by zone syncs, one peer a round: wait for the drift *and* every
+    // node, since nothing so far waited for node2's view to be complete.
+    let view = f.wait(
+        "node2's fleet view to show node6's drift and every node",
+        DEADLINE,
+        || {
+            let v = f.agents[2].try_fleet()?;
+            let nodes = v["nodes"].as_array()?;
+            let row = nodes.iter().find(|n| n["node"] == victim_id.as_str())?;
+            let all = ids
+                .iter()
+                .all(|id| nodes.iter().any(|n| n["node"] == id.as_str()));
+            (all && row["drift"]["detected"].as_u64()? >= 1
+                && row["drift"]["corrected"].as_u64()? >= 1)
+                .then_some(v.clone())
+        },
+    );
     // A drifting node is notable, and still listed once.
     for id in &ids {
         let rows = view["nodes"]
