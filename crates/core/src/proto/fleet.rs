@@ -168,6 +168,25 @@ impl<P: PeerId> FleetView<P> {
         true
     }
 
+    /// Drop everything held about `p` (its admission was revoked); true when something was.
+    pub fn forget(&mut self, p: &P) -> bool {
+        let mut found = self.notable.remove(p).is_some();
+        if *p != self.me {
+            if let Some(old) = self.zone.remove(p) {
+                found = true;
+                self.fingerprint ^= entry_print(p, old.body.issued_ms);
+                self.zone_ids.retain(|q| q != p);
+                self.min_hash = self
+                    .zone
+                    .keys()
+                    .map(|q| q.stable_hash())
+                    .min()
+                    .unwrap_or(u64::MAX);
+            }
+        }
+        found
+    }
+
     /// Entries of the zone table, for a zone sync.
     pub fn zone_entries(&self) -> Vec<(P, u64)> {
         self.zone

@@ -186,6 +186,14 @@ impl<P: PeerId> Membership<P> {
             .push((p, now + DORMANT_FIRST_RETRY_MS, DORMANT_FIRST_RETRY_MS));
     }
 
+    /// Drop `p` from every view and never re-try it (its admission was revoked).
+    pub fn forget(&mut self, p: &P) {
+        self.remove_active(p);
+        self.pending.retain(|(q, _)| q != p);
+        self.dormant.retain(|(q, _, _)| q != p);
+        self.passive.retain(|q| q != p);
+    }
+
     /// The transport says the connection to `p` is gone.
     pub fn peer_down(&mut self, p: &P, now: u64) {
         self.remove_active(p);

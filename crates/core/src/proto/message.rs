@@ -1,7 +1,7 @@
 //! Wire messages between nodes, as versioned postcard envelopes with every size bounded.
 //!
 //! ```text
-//! message = "DLWM" v1 Message
+//! message = "DLWM" v2 Message      (v1: statuses without certificates; still read)
 //! ```
 //!
 //! A bundle travels inside a message as its own encoded bytes (a bundle envelope within the
@@ -10,7 +10,7 @@
 
 use super::config::limits;
 use super::fleet::ZoneRow;
-use super::status::SignedStatus;
+use super::status::{SignedStatus, SignedStatusV1};
 use super::PeerId;
 use crate::bundle::{Bundle, BundleHash};
 use crate::encoding::{self, DecodeError};
@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::sync::Arc;
 
 pub const MESSAGE_MAGIC: &[u8; 4] = b"DLWM";
-pub const MESSAGE_FORMAT: u16 = 1;
+pub const MESSAGE_FORMAT: u16 = 2;
 
 /// "I hold `version` of `channel`, with this hash; fetch it from me." `hops` counts the
 /// announcements between the publisher and the sender (for measurements only).
@@ -31,13 +31,16 @@ pub struct Announcement {
 }
 
 /// One round of push-pull anti-entropy: what the sender holds, plus fleet-view news.
+///
+/// `S` is how a status is written: format 2 (the default) with its certificate, format 1
+/// without; the decoder reads both.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Digest<P> {
+pub struct Digest<P, S = Arc<SignedStatus<P>>> {
     pub channels: Vec<Announcement>,
     /// Zone summaries learned recently (rumors) or, on a new connection, all of them.
     pub rows: Vec<Arc<ZoneRow<P>>>,
     /// A few full statuses of failing, drifting or unhealthy nodes.
-    pub notable: Vec<Arc<SignedStatus<P>>>,
+    pub notable: Vec<S>,
     /// Answer with a digest of your own (the push-pull half); false on the answer itself.
     pub reply: bool,
     /// Fingerprint of the sender's zone rows; on a mismatch the receiver asks with RowSync.
@@ -71,7 +74,7 @@ impl<'de> Deserialize<'de> for WireBundle {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Message<P> {
+pub enum Message<P, S = Arc<SignedStatus<P>>> {
     // --- membership (HyParView) ---
     /// A new node asks the receiver to take it in.
     Join,
@@ -116,10 +119,10 @@ pub enum Message<P> {
     /// Stop pushing bundles to me (I get them from elsewhere).
     Prune,
     /// A round of anti-entropy.
-    Digest(Digest<P>),
+    Digest(Digest<P, S>),
     // --- fleet view ---
     /// Full signed statuses (own-zone news, or answers to a zone sync).
-    Statuses(Vec<Arc<SignedStatus<P>>>),
+    Statuses(Vec<S>),
     /// Zone anti-entropy: a fingerprint of the sender's zone table; on a mismatch, the entries.
     ZoneSync {
         zone: u32,
@@ -149,8 +152,14 @@ impl<P: PeerId> Message<P> {
                 limit,
             });
         }
-        let (_v, body) = encoding::open("message", MESSAGE_MAGIC, MESSAGE_FORMAT, bytes)?;
-        let msg: Message<P> = encoding::body("message", body)?;
+        let (v, body) = encoding::open("message", MESSAGE_MAGIC, MESSAGE_FORMAT, bytes)?;
+        let msg: Message<P> = if v == 1 {
+            upgrade(encoding::body::<Message<P, SignedStatusV1<P>>>(
+                "message", body,
+            )?)
+        } else {
+            encoding::body("message", body)?
+        };
         if !matches!(msg, Message::Bundle(_) | Message::Push { .. })
             && bytes.len() > limits::MAX_MESSAGE_BYTES
         {
@@ -231,5 +240,109 @@ impl<P: PeerId> Message<P> {
             Message::RowSync(_) => "row_sync",
             Message::Rows(_) => "rows",
         }
+    }
+}
+
+/// A format-1 message (statuses without certificates) in today's form.
+fn upgrade<P>(m: Message<P, SignedStatusV1<P>>) -> Message<P> {
+    let statuses = |v: Vec<SignedStatusV1<P>>| -> Vec<Arc<SignedStatus<P>>> {
+        v.into_iter().map(|s| Arc::new(s.into())).collect()
+    };
+    match m {
+        Message::Join => Message::Join,
+        Message::ForwardJoin { joiner, ttl } => Message::ForwardJoin { joiner, ttl },
+        Message::Neighbor { high } => Message::Neighbor { high },
+        Message::NeighborAccept => Message::NeighborAccept,
+        Message::Disconnect { alive } => Message::Disconnect { alive },
+        Message::Shuffle { origin, peers, ttl } => Message::Shuffle { origin, peers, ttl },
+        Message::ShuffleReply { peers } => Message::ShuffleReply { peers },
+        Message::Ping => Message::Ping,
+        Message::Announce(a) => Message::Announce(a),
+        Message::Fetch(h) => Message::Fetch(h),
+        Message::Bundle(b) => Message::Bundle(b),
+        Message::Push { bundle, hops } => Message::Push { bundle, hops },
+        Message::Prune => Message::Prune,
+        Message::Digest(d) => Message::Digest(Digest {
+            channels: d.channels,
+            rows: d.rows,
+            notable: statuses(d.notable),
+            reply: d.reply,
+            rows_print: d.rows_print,
+        }),
+        Message::Statuses(s) => Message::Statuses(statuses(s)),
+        Message::ZoneSync {
+            zone,
+            fingerprint,
+            entries,
+        } => Message::ZoneSync {
+            zone,
+            fingerprint,
+            entries,
+        },
+        Message::ZoneWant(w) => Message::ZoneWant(w),
+        Message::RowSync(r) => Message::RowSync(r),
+        Message::Rows(r) => Message::Rows(r),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::status::StatusBody;
+    use ed25519_dalek::SigningKey;
+
+    fn status(cert: Option<Vec<u8>>) -> SignedStatus<u32> {
+        StatusBody {
+            node: 7u32,
+            issued_ms: 1_000,
+            labels: [("role".to_string(), "web".to_string())].into(),
+            channels: vec![],
+            last_apply: None,
+            drift_detected: 0,
+            drift_corrected: 0,
+            healthy: true,
+            failing_checks: vec![],
+        }
+        .sign(&SigningKey::from_bytes(&[3; 32]))
+        .with_cert(cert.map(Arc::new))
+    }
+
+    #[test]
+    fn statuses_keep_their_certificate_on_the_wire() {
+        let s = Arc::new(status(Some(vec![9; 200])));
+        let m: Message<u32> = Message::Statuses(vec![s.clone()]);
+        let back = Message::<u32>::decode(&m.encode()).unwrap();
+        assert_eq!(back, m);
+        let alone = SignedStatus::<u32>::decode(&s.encode()).unwrap();
+        assert_eq!(alone.cert.as_deref(), Some(&vec![9; 200]));
+    }
+
+    #[test]
+    fn format_1_messages_and_statuses_are_still_read() {
+        let s = status(None);
+        let v1 = SignedStatusV1 {
+            body: s.body.clone(),
+            sig: s.sig.clone(),
+        };
+        let old: Message<u32, SignedStatusV1<u32>> = Message::Digest(Digest {
+            channels: vec![],
+            rows: vec![],
+            notable: vec![v1.clone()],
+            reply: true,
+            rows_print: 5,
+        });
+        let bytes = encoding::encode(MESSAGE_MAGIC, 1, &old);
+        match Message::<u32>::decode(&bytes).unwrap() {
+            Message::Digest(d) => {
+                assert_eq!(d.notable.len(), 1);
+                assert_eq!(*d.notable[0], s);
+                assert!(d.reply && d.rows_print == 5);
+            }
+            other => panic!("decoded as {other:?}"),
+        }
+        let alone = encoding::encode(super::super::status::STATUS_MAGIC, 1, &v1);
+        assert_eq!(SignedStatus::<u32>::decode(&alone).unwrap(), s);
+        // A certificate over the cap makes the status fail its limits.
+        assert!(!status(Some(vec![0; 5000])).within_limits());
     }
 }

@@ -68,6 +68,15 @@ pub enum Event<P> {
     Drift { detected: u64, corrected: u64 },
     /// The transport lost the connection to a peer.
     PeerDown(P),
+    /// This node's certificate (admitted fleets) and the labels it grants, at start or when
+    /// the operator puts a new one in place; statuses carry it from now on.
+    Credential {
+        cert: Option<Arc<Vec<u8>>>,
+        labels: Labels,
+    },
+    /// These nodes were revoked: drop them from every view, disconnect, forget their statuses.
+    /// (The door refuses anything they say from now on.)
+    Forget(Vec<P>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,6 +209,8 @@ pub struct Node<P> {
     bad: BTreeMap<P, u32>,
     fleet: FleetView<P>,
     own: Option<Arc<SignedStatus<P>>>,
+    /// This node's certificate, attached to every status it signs (admitted fleets).
+    cert: Option<Arc<Vec<u8>>>,
     drift_detected: u64,
     drift_corrected: u64,
     healthy: bool,
@@ -238,6 +249,7 @@ impl<P: PeerId> Node<P> {
             refused_hashes: Vec::new(),
             bad: BTreeMap::new(),
             own: None,
+            cert: None,
             drift_detected: 0,
             drift_corrected: 0,
             healthy: true,
@@ -421,6 +433,34 @@ impl<P: PeerId> Node<P> {
                 }
             }
             Event::PeerDown(p) => self.members.peer_down(&p, now.mono_ms),
+            Event::Credential { cert, labels } => {
+                if cert != self.cert || labels != self.labels {
+                    self.cert = cert;
+                    self.labels = labels;
+                    self.status_dirty = true;
+                }
+            }
+            Event::Forget(nodes) => {
+                for p in nodes {
+                    if p == self.me {
+                        continue;
+                    }
+                    let was_active = self.members.is_active(&p);
+                    self.members.forget(&p);
+                    self.fleet.forget(&p);
+                    if self.parent.as_ref() == Some(&p) {
+                        self.parent = None;
+                    }
+                    self.children.retain(|c| c != &p);
+                    // A fetch from it times out and moves on to an alternate.
+                    for f in &mut self.fetches {
+                        f.alternates.retain(|a| a != &p);
+                    }
+                    if was_active {
+                        out.push(Action::Disconnect(p));
+                    }
+                }
+            }
         }
         self.after(now, rng, out);
     }
@@ -1442,7 +1482,7 @@ impl<P: PeerId> Node<P> {
             healthy: self.healthy,
             failing_checks: self.failing.clone(),
         };
-        let signed = Arc::new(body.sign(&self.key));
+        let signed = Arc::new(body.sign(&self.key).with_cert(self.cert.clone()));
         self.stats.statuses_signed += 1;
         self.own = Some(signed.clone());
         self.fleet.insert(&self.cfg, signed.clone());

@@ -1,8 +1,13 @@
 //! Node statuses: what a node says about itself, signed with its node key.
 //!
 //! ```text
-//! status body = "DLST" v1 StatusBody      signature = ed25519(STATUS_CONTEXT || body)
+//! status body   = "DLST" v1 StatusBody      signature = ed25519(STATUS_CONTEXT || body)
+//! signed status = "DLST" v2 (StatusBody, signature, certificate?)   (v1: without certificate)
 //! ```
+//!
+//! In an admitted fleet a status carries its node's certificate (opaque bytes here, checked by
+//! the caller's [`super::Door`]): statuses travel beyond the peers that saw the node connect,
+//! so each one brings the proof that its node belongs to the fleet and which labels it has.
 //!
 //! A status is ordered by `issued_ms` (the issuer's wall clock): a newer one replaces an older
 //! one of the same node everywhere. A node's own signed status is the evidence a rollout may
@@ -15,9 +20,14 @@ use crate::labels::Labels;
 use crate::trust::SignatureCheck;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 pub const STATUS_MAGIC: &[u8; 4] = b"DLST";
+/// The body a status signature covers stays at format 1; the signed status is at 2.
 pub const STATUS_FORMAT: u16 = 1;
+pub const SIGNED_STATUS_FORMAT: u16 = 2;
+/// A certificate riding with a status is at most this large (it is a few hundred bytes).
+pub const MAX_CERT_BYTES: usize = 4096;
 /// Domain separation: a status signature can never pass for a bundle signature.
 pub const STATUS_CONTEXT: &[u8] = b"driftless status signature v1\0";
 
@@ -91,7 +101,11 @@ impl<P: PeerId> StatusBody<P> {
         msg.extend_from_slice(STATUS_CONTEXT);
         msg.extend_from_slice(&bytes);
         let sig = key.sign(&msg).to_bytes().to_vec();
-        SignedStatus { body: self, sig }
+        SignedStatus {
+            body: self,
+            sig,
+            cert: None,
+        }
     }
 }
 
@@ -101,6 +115,26 @@ impl<P: PeerId> StatusBody<P> {
 pub struct SignedStatus<P> {
     pub body: StatusBody<P>,
     pub sig: Vec<u8>,
+    /// The node's certificate, in an admitted fleet (outside the signature: it is signed by
+    /// admission keys itself, and binds the node key the signature is checked with).
+    pub cert: Option<Arc<Vec<u8>>>,
+}
+
+/// A signed status as format 1 wrote it (no certificate): still read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedStatusV1<P> {
+    pub body: StatusBody<P>,
+    pub sig: Vec<u8>,
+}
+
+impl<P> From<SignedStatusV1<P>> for SignedStatus<P> {
+    fn from(s: SignedStatusV1<P>) -> Self {
+        SignedStatus {
+            body: s.body,
+            sig: s.sig,
+            cert: None,
+        }
+    }
 }
 
 impl<P: PeerId> SignedStatus<P> {
@@ -115,11 +149,18 @@ impl<P: PeerId> SignedStatus<P> {
         b.labels.len() <= limits::MAX_STATUS_ITEMS
             && b.channels.len() <= limits::MAX_STATUS_ITEMS
             && b.failing_checks.len() <= limits::MAX_STATUS_ITEMS
+            && self.cert.as_ref().is_none_or(|c| c.len() <= MAX_CERT_BYTES)
+    }
+
+    /// The same status with `cert` attached.
+    pub fn with_cert(mut self, cert: Option<Arc<Vec<u8>>>) -> Self {
+        self.cert = cert;
+        self
     }
 
     /// The stand-alone form persisted by a node and served on demand.
     pub fn encode(&self) -> Vec<u8> {
-        encoding::encode(STATUS_MAGIC, STATUS_FORMAT, self)
+        encoding::encode(STATUS_MAGIC, SIGNED_STATUS_FORMAT, self)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
@@ -130,7 +171,10 @@ impl<P: PeerId> SignedStatus<P> {
                 limit: limits::MAX_MESSAGE_BYTES,
             });
         }
-        let (_v, body) = encoding::open("status", STATUS_MAGIC, STATUS_FORMAT, bytes)?;
+        let (v, body) = encoding::open("status", STATUS_MAGIC, SIGNED_STATUS_FORMAT, bytes)?;
+        if v == 1 {
+            return encoding::body::<SignedStatusV1<P>>("status", body).map(Into::into);
+        }
         encoding::body("status", body)
     }
 }
