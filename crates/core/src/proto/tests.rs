@@ -67,6 +67,8 @@ struct Net {
     seq: u64,
     now: u64,
     cut: BTreeSet<u32>,
+    /// Hostile nodes that announce what they hold but never hand a bundle over.
+    withhold: BTreeSet<u32>,
     /// (to, message kind) of every delivered message.
     delivered: Vec<(u32, &'static str)>,
     applied: Vec<(u32, u64)>,
@@ -95,6 +97,7 @@ impl Net {
             seq: 0,
             now: 0,
             cut: BTreeSet::new(),
+            withhold: BTreeSet::new(),
             delivered: Vec::new(),
             applied: Vec::new(),
             sick: Box::new(|_, _| false),
@@ -141,6 +144,11 @@ impl Net {
                 match a {
                     Action::Send { to: dest, msg } => {
                         if self.cut.contains(&to) || self.cut.contains(&dest) {
+                            continue;
+                        }
+                        if self.withhold.contains(&to)
+                            && matches!(msg, Message::Bundle(_) | Message::Push { .. })
+                        {
                             continue;
                         }
                         // Every message crosses the wire as bytes.
@@ -604,5 +612,44 @@ fn a_restarted_node_does_not_overwrite_its_zones_summary_from_an_empty_table() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn peers_that_withhold_a_bundle_are_abandoned_for_others() {
+    // A third of the fleet announces versions it never hands over (slow retrieval, TUF):
+    // every fetch from one of them times out and moves on to another announcer.
+    let mut net = Net::new(30, Config::default());
+    net.withhold = (1..=10).collect();
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(8_000);
+    for n in &net.nodes {
+        assert_eq!(n.held("web").map(|h| h.0), Some(1), "node {}", n.id());
+    }
+}
+
+#[test]
+fn forgotten_nodes_leave_every_view() {
+    let mut net = Net::new(12, Config::default());
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(15_000);
+    assert!(net.nodes.iter().all(|n| n.fleet().status(&9).is_some()));
+    // Node 9 is revoked: it can no longer speak (the door would refuse it), and every node
+    // is told to forget it.
+    net.cut.insert(9);
+    for i in 0..12 {
+        net.push(15_000, i, Event::Forget(vec![9]));
+    }
+    net.run_until(25_000);
+    for n in net.nodes.iter().filter(|n| *n.id() != 9) {
+        assert!(
+            n.fleet().status(&9).is_none(),
+            "node {} still holds 9",
+            n.id()
+        );
+        assert!(!n.active_peers().contains(&9), "node {}", n.id());
+        assert_eq!(n.fleet().counts().nodes, 11, "node {}", n.id());
     }
 }
