@@ -95,11 +95,13 @@ pub fn load(dir: &Path) -> anyhow::Result<LoadedTrust> {
     };
     Ok(LoadedTrust {
         root: TrustRoot {
-            fleet: tf.fleet.unwrap_or_else(|| DEFAULT_FLEET.to_string()),
-            release_keys: keys,
-            threshold,
             max_bundle_bytes: tf.max_bundle_bytes.unwrap_or(DEFAULT_MAX_BUNDLE_BYTES),
             clock_skew_secs,
+            ..TrustRoot::new(
+                tf.fleet.unwrap_or_else(|| DEFAULT_FLEET.to_string()),
+                keys,
+                threshold,
+            )
         },
         names,
     })
