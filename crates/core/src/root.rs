@@ -214,6 +214,18 @@ impl TrustRoot {
         self.next_root(root, now, check, true)
     }
 
+    /// [`TrustRoot::verify_next_root`] for a root that a newer root of the same chain
+    /// follows: its expiry is not checked, since it may have expired after its successor was
+    /// signed (TUF checks only the last root's expiry). Everything else is.
+    pub fn verify_intermediate_root(
+        &self,
+        root: &SignedRoot,
+        now: Timestamp,
+        check: &dyn SignatureCheck,
+    ) -> Result<TrustRoot, Rejection> {
+        self.next_root(root, now, check, false)
+    }
+
     fn next_root(
         &self,
         root: &SignedRoot,
