@@ -10,9 +10,10 @@ use driftless_core::bundle::Bundle;
 use driftless_core::root::{SignedRoot, ROOT_MAGIC};
 use std::path::PathBuf;
 
-/// Add a signature to a bundle, in place. The signed content (and so the bundle hash) does
-/// not change. Certificates, revocation lists and signed roots (told apart by their magic
-/// bytes) are cosigned the same way.
+/// Add a signature to a bundle, certificate, revocation list or trust root, in place.
+///
+/// The signed content (and so a bundle's hash) does not change. The kind of file is told by
+/// its magic bytes.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The file to cosign (rewritten atomically)
