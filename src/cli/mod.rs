@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 the operation failed (or a well-formed input was refused),
 //! 2 bad usage or bad input (clap also exits 2 on usage errors).
 
+mod admit;
 mod agent;
 mod apply;
 mod cosign;
@@ -10,8 +11,12 @@ mod demo;
 mod keygen;
 mod plan;
 mod publish;
+mod revoke;
+mod root;
 mod show;
+mod show_signed;
 mod sign;
+mod signing;
 mod simulate;
 mod status;
 mod verify;
@@ -27,7 +32,8 @@ use std::process::ExitCode;
     about = "Keep every server on its declared configuration: signed definitions, converged, drift undone.",
     long_about = "Keep every server on its declared configuration, without a central server.\n\n\
 A release host creates keys (keygen), signs a definition into a bundle (sign, cosign) and checks \
-it (verify, plan). A server converges to a bundle (apply). Exit codes: 0 success, 1 the \
+it (verify, plan). A server converges to a bundle (apply). Admission keys admit servers to \
+the fleet (admit) and drop them (revoke); root keys sign the next trust root (root). Exit codes: 0 success, 1 the \
 operation failed or the input was refused, 2 bad usage or unreadable input."
 )]
 pub struct Cli {
@@ -41,6 +47,9 @@ pub enum Command {
     Sign(sign::Args),
     Cosign(cosign::Args),
     Verify(verify::Args),
+    Admit(admit::Args),
+    Revoke(revoke::Args),
+    Root(root::Args),
     Plan(plan::Args),
     Apply(apply::Args),
     Agent(agent::Args),
@@ -94,6 +103,9 @@ pub fn main() -> ExitCode {
         Command::Sign(a) => sign::run(a),
         Command::Cosign(a) => cosign::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Admit(a) => admit::run(a),
+        Command::Revoke(a) => revoke::run(a),
+        Command::Root(a) => root::run(a),
         Command::Plan(a) => plan::run(a),
         Command::Apply(a) => apply::run(a),
         Command::Agent(a) => agent::run(a),

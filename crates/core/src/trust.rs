@@ -4,6 +4,16 @@
 //! carries at least `threshold` valid signatures by trusted release keys, has an intact
 //! content hash and has not expired (allowing `clock_skew_secs`). The version check against
 //! high-water marks is separate ([`crate::marks`]) because it needs the node's durable state.
+//!
+//! A trust root gives keys roles, each with its own keys and threshold (k of n):
+//!
+//! - **release** keys sign bundles (the only role [`TrustRoot::verify`] looks at);
+//! - **admission** keys sign node certificates and revocation lists ([`crate::admission`]);
+//!   a root with none is an *open fleet*;
+//! - **root** keys sign the next version of the trust root itself ([`crate::root`]).
+//!
+//! A root made with [`TrustRoot::new`] (a trust directory of only `*.pub` files) has version
+//! 1, its release keys also act as its root keys, and admission is open.
 
 use crate::bundle::{check_content_hash, Bundle, VerifiedBundle, SIGNING_CONTEXT};
 use crate::definition::CompiledDefinition;
@@ -21,14 +31,55 @@ pub const DEFAULT_CLOCK_SKEW_SECS: u64 = 300;
 /// The fleet name when no trust.toml names one.
 pub const DEFAULT_FLEET: &str = "default";
 
-#[derive(Debug, Clone)]
+/// A fleet's trust root: its name, its version, the keys of each role with their thresholds,
+/// and the limits every node applies alike.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TrustRoot {
     pub fleet: String,
+    /// The root's version: 1 for a trust directory without a signed root; each signed root
+    /// taken on raises it by exactly one ([`TrustRoot::verify_next_root`]).
+    pub version: u64,
+    /// Keys that sign bundles.
     pub release_keys: Vec<VerifyingKey>,
-    /// How many distinct trusted keys must sign (k of n).
+    /// How many distinct release keys must sign a bundle (k of n).
     pub threshold: usize,
+    /// Keys that sign the next trust root.
+    pub root_keys: Vec<VerifyingKey>,
+    /// How many distinct root keys must sign the next root.
+    pub root_threshold: usize,
+    /// Keys that sign node certificates and revocation lists; none: an open fleet.
+    pub admission_keys: Vec<VerifyingKey>,
+    /// How many distinct admission keys must sign a certificate or a revocation list.
+    pub admission_threshold: usize,
+    /// When this root stops being taken on as a new root (`None`: never). Only a signed root
+    /// carries one; bundles are not refused because of it.
+    pub expires: Option<Timestamp>,
     pub max_bundle_bytes: usize,
     pub clock_skew_secs: u64,
+}
+
+/// The three roles a key can have in a trust root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Root,
+    Release,
+    Admission,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Root => "root",
+            Role::Release => "release",
+            Role::Admission => "admission",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Checks one signature. The simulator passes a memoising checker, since it verifies the same
@@ -120,7 +171,10 @@ impl Refusal {
 }
 
 impl TrustRoot {
-    /// A trust root with default limits.
+    /// A version 1 trust root with default limits, as a trust directory of only `*.pub` files
+    /// makes it: the release keys are also the root keys (with the same threshold), and there
+    /// are no admission keys (an open fleet). Use [`TrustRoot::with_root_keys`] and
+    /// [`TrustRoot::with_admission_keys`] to give those roles keys of their own.
     pub fn new(
         fleet: impl Into<String>,
         release_keys: Vec<VerifyingKey>,
@@ -128,11 +182,59 @@ impl TrustRoot {
     ) -> Self {
         TrustRoot {
             fleet: fleet.into(),
+            version: 1,
+            root_keys: release_keys.clone(),
+            root_threshold: threshold,
             release_keys,
             threshold,
+            admission_keys: Vec::new(),
+            admission_threshold: 0,
+            expires: None,
             max_bundle_bytes: DEFAULT_MAX_BUNDLE_BYTES,
             clock_skew_secs: DEFAULT_CLOCK_SKEW_SECS,
         }
+    }
+
+    /// The same root with these keys as its root keys.
+    pub fn with_root_keys(mut self, keys: Vec<VerifyingKey>, threshold: usize) -> Self {
+        self.root_keys = keys;
+        self.root_threshold = threshold;
+        self
+    }
+
+    /// The same root with these admission keys (none makes it an open fleet).
+    pub fn with_admission_keys(mut self, keys: Vec<VerifyingKey>, threshold: usize) -> Self {
+        self.admission_keys = keys;
+        self.admission_threshold = threshold;
+        self
+    }
+
+    /// The same root with another version.
+    pub fn with_version(mut self, version: u64) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// An open fleet: no admission keys, so any node that knows the fleet name may join.
+    pub fn is_open(&self) -> bool {
+        self.admission_keys.is_empty()
+    }
+
+    /// The keys of one role and how many of them must sign.
+    pub fn keys_of(&self, role: Role) -> (&[VerifyingKey], usize) {
+        match role {
+            Role::Root => (&self.root_keys, self.root_threshold),
+            Role::Release => (&self.release_keys, self.threshold),
+            Role::Admission => (&self.admission_keys, self.admission_threshold),
+        }
+    }
+
+    /// Every role this key has in this root (none: an unknown key).
+    pub fn roles_of(&self, key: &[u8; 32]) -> Vec<Role> {
+        [Role::Root, Role::Release, Role::Admission]
+            .into_iter()
+            .filter(|r| self.keys_of(*r).0.iter().any(|k| k.as_bytes() == key))
+            .collect()
     }
 
     /// Decode and verify untrusted bytes.
