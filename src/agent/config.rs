@@ -37,7 +37,7 @@ pub struct AgentFile {
     pub round_interval: Option<String>,
     /// "human" (default) or "json".
     pub log_format: Option<String>,
-    /// Node certificate (admission; a later version). Accepted and ignored for now.
+    /// This node's certificate (default: `node.cert` in the state directory).
     pub cert: Option<PathBuf>,
 }
 
@@ -55,6 +55,8 @@ pub struct AgentConfig {
     pub reapply: Duration,
     pub round: Duration,
     pub log_json: bool,
+    /// Where the node certificate is (None: `node.cert` in the state directory).
+    pub cert: Option<PathBuf>,
 }
 
 pub fn read_file(path: &Path) -> anyhow::Result<AgentFile> {

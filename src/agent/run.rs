@@ -3,20 +3,18 @@
 //! timers, and carries out the actions the core returns. Persist actions are written before
 //! any later action is carried out.
 
+use super::admission::{self, Admission, AgentDoor, OwnCert, TrustDoc};
 use super::config::{AgentConfig, POLL_INTERVAL};
 use super::control::{ControlRequest, Pending};
 use super::health::{CheckResult, Health};
 use super::metrics::{ChannelLabel, Metrics, ReasonLabel, ResultLabel, ViewLabel};
 use super::peer::{key_of, AgentPeer};
-use super::transport::{self, Request, Response};
+use super::transport::{self, Hello, Request, Response};
 use super::worker::{drift_of, Done, Watch, Why, Worker};
 use crate::state::StateDir;
 use driftless_core::bundle::Bundle;
-use driftless_core::proto::{
-    Action, ApplyReason, Config as CoreConfig, Event, Message, Node, Now, PlainDoor,
-};
+use driftless_core::proto::{Action, ApplyReason, Config as CoreConfig, Event, Message, Node, Now};
 use driftless_core::VerifiedBundle;
-use ed25519_dalek::VerifyingKey;
 use futures::StreamExt;
 use libp2p::request_response::{self as rr, OutboundFailure};
 use libp2p::swarm::SwarmEvent;
@@ -29,12 +27,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-
-type Door = PlainDoor<fn(&AgentPeer) -> Option<VerifyingKey>>;
-
-fn node_key_of(p: &AgentPeer) -> Option<VerifyingKey> {
-    VerifyingKey::from_bytes(&p.key).ok()
-}
 
 /// Messages carried back in one response, at most (the core answers one message with a few).
 const MAX_REPLIES: usize = 16;
@@ -63,6 +55,119 @@ fn is_loopback(addr: &Multiaddr) -> bool {
     }
 }
 
+/// How often the certificate file is looked at for a new or renewed certificate.
+const CERT_CHECK: Duration = Duration::from_secs(2);
+
+fn fmt_labels(l: &driftless_core::Labels) -> String {
+    l.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// This node's certificate, if the file exists: it must verify and name this node.
+fn read_own_cert(
+    door: &AgentDoor,
+    path: &std::path::Path,
+    me: &[u8; 32],
+) -> anyhow::Result<Option<OwnCert>> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => anyhow::bail!("{}: cannot read: {e}", path.display()),
+    };
+    let bytes =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+    let grant = door.check_cert(&bytes).map_err(|(reason, detail)| {
+        anyhow::anyhow!("{}: refused ({reason}): {detail}", path.display())
+    })?;
+    if grant.node_key != *me {
+        anyhow::bail!(
+            "{}: the certificate is for node {}, this node is {}",
+            path.display(),
+            admission::node_name(&grant.node_key),
+            admission::node_name(me)
+        );
+    }
+    Ok(Some(OwnCert {
+        bytes: Arc::new(bytes),
+        grant,
+        mtime: meta.modified().ok(),
+    }))
+}
+
+/// The trust root in force: the trust directory's, rotated by every signed root stored in
+/// the state directory that verifies in turn; and the stored revocation list, if it verifies.
+fn restore_trust(
+    state: &StateDir,
+    mut root: driftless_core::trust::TrustRoot,
+    adm: &mut Admission,
+    warnings: &mut Vec<String>,
+) -> AgentDoor {
+    let now = now_ms(Instant::now()).wall();
+    let check = driftless_core::trust::Ed25519Check;
+    let mut roots: Vec<(u64, PathBuf)> = std::fs::read_dir(state.path().join("trust"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let n = name
+                .strip_prefix("root-")?
+                .strip_suffix(".signed")?
+                .parse()
+                .ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    roots.sort();
+    for (n, path) in roots {
+        if n <= root.version {
+            continue;
+        }
+        let step = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                let signed =
+                    driftless_core::root::SignedRoot::decode(&b).map_err(|e| e.to_string())?;
+                let next = root
+                    .verify_next_root(&signed, now, &check)
+                    .map_err(|e| e.to_string())?;
+                Ok((next, b))
+            });
+        match step {
+            Ok((next, bytes)) => {
+                root = next;
+                adm.roots.push((n, Arc::new(bytes)));
+            }
+            Err(e) => {
+                warnings.push(format!("{}: not taken on: {e}", path.display()));
+                break;
+            }
+        }
+    }
+    let mut revoked = BTreeSet::new();
+    if let Some(bytes) = admission::load(state, admission::REVOKED_FILE) {
+        let list = driftless_core::admission::SignedRevocationList::decode(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|l| {
+                root.verify_revocations(&l, now, &check)
+                    .map_err(|e| e.to_string())
+            });
+        match list {
+            Ok(v) => {
+                revoked = v.list().revoked.clone();
+                adm.revocations = Some((v.version(), Arc::new(bytes)));
+            }
+            Err(e) => warnings.push(format!(
+                "{}: not taken on: {e}",
+                state.path().join(admission::REVOKED_FILE).display()
+            )),
+        }
+    }
+    AgentDoor::new(root, revoked)
+}
+
 /// Bootstrap peers are re-dialled with back-off from this…
 const DIAL_BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// …up to this (SPEC: re-dialled with back-off up to 30 s).
@@ -76,7 +181,12 @@ struct Applied {
 pub struct Agent {
     cfg: AgentConfig,
     node: Node<AgentPeer>,
-    door: Door,
+    door: AgentDoor,
+    admission: Admission,
+    /// Peers we said hello to on their current connection.
+    hello_sent: std::collections::HashSet<PeerId>,
+    /// When to look at the certificate file again.
+    cert_check_at: Instant,
     swarm: Swarm<transport::Behaviour>,
     rng: rand::rngs::StdRng,
     start: Instant,
@@ -123,6 +233,58 @@ pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyho
     let trust = crate::trustdir::load(&cfg.trust)?;
     let key = super::files::node_key(&state)?;
     let (persisted, mut warnings) = super::files::load(&state)?;
+    let mut adm = Admission::default();
+    let door = restore_trust(&state, trust.root.clone(), &mut adm, &mut warnings);
+    let cert_path = cfg
+        .cert
+        .clone()
+        .unwrap_or_else(|| state.path().join("node.cert"));
+    door.now.set(now_ms(Instant::now()).wall());
+    let own = if door.is_open() {
+        None
+    } else {
+        // A certificate that does not verify (expired, revoked, another node's) leaves the
+        // node waiting for a good one, as if there were none: said in the log and status.
+        match read_own_cert(&door, &cert_path, &key.verifying_key().to_bytes()) {
+            Ok(c) => c,
+            Err(e) => {
+                let w = format!("{e:#}");
+                tracing::error!("{w}");
+                warnings.push(w);
+                None
+            }
+        }
+    };
+    if let Some(c) = &own {
+        if admission::labels_disagree(&cfg.labels, &c.grant.labels) {
+            anyhow::bail!(
+                "--labels {} disagree with the labels of the certificate {} ({}): in an admitted fleet the certificate says what a node is",
+                fmt_labels(&cfg.labels),
+                cert_path.display(),
+                fmt_labels(&c.grant.labels)
+            );
+        }
+    }
+    let mut cfg = cfg;
+    if let Some(c) = &own {
+        cfg.labels = c.grant.labels.clone();
+    }
+    adm.cert_mtime = own.as_ref().and_then(|c| c.mtime);
+    if let Some(c) = &own {
+        let left = c
+            .grant
+            .expires
+            .0
+            .saturating_sub(now_ms(Instant::now()).wall().0);
+        if left < admission::NEAR_EXPIRY.as_secs() {
+            tracing::warn!(
+                "the node certificate {} expires in {} days: ask for a new one (`driftless admit`)",
+                cert_path.display(),
+                left / 86_400
+            );
+        }
+    }
+    adm.own = own;
     let libp2p_key = libp2p::identity::Keypair::ed25519_from_bytes(key.to_bytes())?;
     let mut swarm = transport::swarm(libp2p_key, &trust.root.fleet)
         .map_err(|e| anyhow::anyhow!("{}: {e}", cfg.trust.join("trust.toml").display()))?;
@@ -174,17 +336,21 @@ pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyho
     };
     let peer_id = me.peer_id();
     tracing::info!(%peer_id, listen = %listen_addr, fleet = %trust.root.fleet, "driftless agent starting");
-    tracing::warn!("open fleet: no admission keys in the trust root, so any node that knows the fleet name may join");
+    if door.is_open() {
+        tracing::warn!("open fleet: no admission keys in the trust root, so any node that knows the fleet name may join");
+    } else if adm.own.is_none() {
+        tracing::warn!(
+            "admitted fleet and no certificate at {} yet: give the operator {} (peer id {peer_id}) to run `driftless admit`; the agent talks to no one until the certificate is there, and picks it up without a restart",
+            cert_path.display(),
+            state.path().join("node.pub").display()
+        );
+    }
 
     let core_cfg = CoreConfig {
         round_ms: cfg.round.as_millis() as u64,
         reapply_ms: Some(cfg.reapply.as_millis() as u64),
         ..CoreConfig::default()
     };
-    let door: Door = PlainDoor::new(
-        trust.root.clone(),
-        node_key_of as fn(&AgentPeer) -> Option<VerifyingKey>,
-    );
     let start = Instant::now();
     let mut node = Node::restore(
         core_cfg,
@@ -216,6 +382,19 @@ pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyho
     }
     let mut rng = rand::rngs::StdRng::from_entropy();
     let mut out = Vec::new();
+    door.now.set(now_ms(start).wall());
+    if let Some(c) = &adm.own {
+        node.handle(
+            Event::Credential {
+                cert: Some(c.bytes.clone()),
+                labels: c.grant.labels.clone(),
+            },
+            now_ms(start),
+            &mut rng,
+            &door,
+            &mut out,
+        );
+    }
     let bootstrap: Vec<AgentPeer> = persisted.peers.clone();
     node.handle(
         Event::Start { bootstrap },
@@ -230,6 +409,9 @@ pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyho
         cfg,
         node,
         door,
+        admission: adm,
+        hello_sent: Default::default(),
+        cert_check_at: Instant::now() + CERT_CHECK,
         swarm,
         rng,
         start,
@@ -264,6 +446,9 @@ pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyho
             .unwrap_or(Duration::from_secs(3600));
         let mut deadline = Instant::now() + wake_in;
         deadline = deadline.min(agent.dial_at);
+        if !agent.door.is_open() {
+            deadline = deadline.min(agent.cert_check_at);
+        }
         if let Some(h) = agent.health.next_due() {
             deadline = deadline.min(h);
         }
@@ -306,6 +491,7 @@ pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyho
 impl Agent {
     fn event(&mut self, ev: Event<AgentPeer>) -> Vec<Action<AgentPeer>> {
         let mut out = Vec::new();
+        self.door.now.set(now_ms(self.start).wall());
         self.node
             .handle(ev, now_ms(self.start), &mut self.rng, &self.door, &mut out);
         let summary: Vec<Action<AgentPeer>> = out
@@ -368,7 +554,17 @@ impl Agent {
             match a {
                 Action::Send { to, msg } => self.send(to, msg),
                 Action::Disconnect(p) => {
+                    // The core gave up on a peer that kept sending what it refuses (or that
+                    // was revoked): keep it out for a while.
+                    self.admission.ban(p.peer_id(), Instant::now());
                     let _ = self.swarm.disconnect_peer_id(p.peer_id());
+                    self.metrics
+                        .refused
+                        .get_or_create(&ReasonLabel {
+                            reason: "bad_peer".into(),
+                        })
+                        .inc();
+                    tracing::warn!(peer = %p.peer_id(), "disconnected and kept out for {} s", admission::BAN.as_secs());
                 }
                 Action::Apply { bundle, reason } => {
                     let why = match reason {
@@ -404,6 +600,12 @@ impl Agent {
                             reason: reason.to_string(),
                         })
                         .inc();
+                    // Honest peers never pass on a bundle whose trusted signature fails (they
+                    // verify before forwarding): whoever does is kept out for a while.
+                    if let (Some(p), "bad_signature" | "malformed") = (&from, reason) {
+                        self.admission.ban(p.peer_id(), Instant::now());
+                        let _ = self.swarm.disconnect_peer_id(p.peer_id());
+                    }
                     let from = from
                         .map(|p| p.peer_id().to_string())
                         .unwrap_or_else(|| "local".into());
@@ -448,15 +650,157 @@ impl Agent {
             msg: msg.encode(),
         }
         .encode();
+        let id = to.peer_id();
+        if !self.door.is_open() && !self.admission.is_admitted(&id) {
+            // No conversation before both sides showed a certificate: the frame waits for
+            // the peer's hello (ours goes out now, dialling if need be).
+            if self.admission.own.is_none() || self.admission.is_banned(&id, Instant::now()) {
+                return;
+            }
+            self.admission.hold(id, frame, Instant::now());
+            if !self.hello_sent.contains(&id) {
+                self.say_hello(id, to.multiaddr().into_iter().collect());
+            }
+            return;
+        }
+        self.send_frame(id, frame, to.multiaddr().into_iter().collect());
+    }
+
+    fn send_frame(&mut self, to: PeerId, frame: Vec<u8>, addrs: Vec<Multiaddr>) {
         self.metrics.bytes_sent.inc_by(frame.len() as u64);
-        let addrs: Vec<Multiaddr> = to.multiaddr().into_iter().collect();
         self.swarm
             .behaviour_mut()
             .rr
-            .send_request_with_addresses(&to.peer_id(), frame, addrs);
+            .send_request_with_addresses(&to, frame, addrs);
+    }
+
+    fn hello(&self) -> Hello {
+        Hello {
+            cert: self.admission.own.as_ref().map(|c| c.bytes.to_vec()),
+            root: self.door.trust.version,
+            revocations: self.admission.revocations_version(),
+        }
+    }
+
+    fn say_hello(&mut self, to: PeerId, addrs: Vec<Multiaddr>) {
+        if self.admission.own.is_none() {
+            return;
+        }
+        self.hello_sent.insert(to);
+        let frame = Request::Hello(self.hello()).encode();
+        self.send_frame(to, frame, addrs);
+    }
+
+    /// A peer's hello (as a request or as the answer to ours): admit it or shut it out.
+    fn on_hello(&mut self, peer: PeerId, h: Hello) -> bool {
+        self.door.now.set(now_ms(self.start).wall());
+        let verdict = match &h.cert {
+            None => Err((
+                "no_certificate",
+                "the peer shows no certificate".to_string(),
+            )),
+            Some(bytes) => self.door.check_cert(bytes).and_then(|g| {
+                if super::peer::peer_id_of(&g.node_key) == peer {
+                    Ok(g)
+                } else {
+                    Err((
+                        "certificate_of_another_node",
+                        format!(
+                            "the certificate is for node {}",
+                            admission::node_name(&g.node_key)
+                        ),
+                    ))
+                }
+            }),
+        };
+        match verdict {
+            Ok(grant) => {
+                let held = self.admission.admit(peer, grant);
+                for frame in held {
+                    self.send_frame(peer, frame, Vec::new());
+                }
+                self.catch_up(peer, &h);
+                true
+            }
+            Err((reason, detail)) => {
+                self.shut_out(peer, reason, &detail);
+                false
+            }
+        }
+    }
+
+    /// Refuse a peer: count it, close its connections, keep it out for a while.
+    fn shut_out(&mut self, peer: PeerId, reason: &str, detail: &str) {
+        self.refused(&peer, reason, detail);
+        self.admission.ban(peer, Instant::now());
+        self.hello_sent.remove(&peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
+        if let Some(key) = key_of(&peer) {
+            self.event(Event::PeerDown(AgentPeer { key, addr: None }));
+        }
+    }
+
+    /// Send a peer the signed roots and revocation list it lacks.
+    fn catch_up(&mut self, peer: PeerId, h: &Hello) {
+        let mut docs: Vec<Vec<u8>> = self
+            .admission
+            .roots
+            .iter()
+            .filter(|(v, _)| *v > h.root)
+            .map(|(_, b)| b.to_vec())
+            .collect();
+        if let Some((v, b)) = &self.admission.revocations {
+            if *v > h.revocations {
+                docs.push(b.to_vec());
+            }
+        }
+        for d in docs {
+            let frame = Request::Trust(d).encode();
+            self.send_frame(peer, frame, Vec::new());
+        }
     }
 
     fn on_swarm(&mut self, ev: SwarmEvent<transport::BehaviourEvent>) {
+        if let SwarmEvent::ConnectionEstablished { peer_id, .. } = &ev {
+            if self.admission.is_banned(peer_id, Instant::now()) {
+                let _ = self.swarm.disconnect_peer_id(*peer_id);
+                self.metrics
+                    .refused
+                    .get_or_create(&ReasonLabel {
+                        reason: "kept_out".into(),
+                    })
+                    .inc();
+                tracing::debug!(peer = %peer_id, "connection from a peer kept out: closed");
+                return;
+            }
+        }
+        if !self.door.is_open() {
+            match &ev {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                    let now = Instant::now();
+                    if !self.admission.is_admitted(peer_id) {
+                        self.admission.peers.entry(*peer_id).or_insert(
+                            admission::PeerState::Waiting {
+                                since: now,
+                                queue: Vec::new(),
+                            },
+                        );
+                    }
+                    if !self.hello_sent.contains(peer_id) {
+                        self.say_hello(*peer_id, Vec::new());
+                    }
+                }
+                SwarmEvent::ConnectionClosed {
+                    peer_id,
+                    num_established: 0,
+                    ..
+                } => {
+                    self.admission.peers.remove(peer_id);
+                    self.hello_sent.remove(peer_id);
+                }
+                _ => {}
+            }
+        }
         match ev {
             SwarmEvent::Behaviour(transport::BehaviourEvent::Rr(e)) => self.on_rr(e),
             SwarmEvent::ConnectionEstablished {
@@ -533,12 +877,30 @@ impl Agent {
     fn on_response(&mut self, peer: PeerId, response: Vec<u8>) {
         let msgs = match Response::decode(&response) {
             Ok(Response::Core(msgs)) => msgs,
+            Ok(Response::Hello(h)) => {
+                self.on_hello(peer, h);
+                return;
+            }
+            Ok(Response::Refused { reason, hello }) => {
+                if hello && self.admission.own.is_some() {
+                    // The peer does not know us (it restarted, or our hello crossed a
+                    // message): say hello again; what we sent is repaired by gossip.
+                    self.admission.peers.remove(&peer);
+                    self.say_hello(peer, Vec::new());
+                } else {
+                    tracing::warn!(%peer, %reason, "the peer refuses to talk to this node");
+                }
+                return;
+            }
             Ok(_) => return,
             Err(e) => {
-                self.refused(&peer, "malformed", &e.to_string());
+                self.shut_out(peer, "malformed", &e.to_string());
                 return;
             }
         };
+        if !self.door.is_open() && !self.admission.is_admitted(&peer) {
+            return;
+        }
         let Some(key) = key_of(&peer) else { return };
         let from = AgentPeer {
             key,
@@ -553,7 +915,10 @@ impl Agent {
                         msg: m,
                     });
                 }
-                Err(e) => self.refused(&peer, "malformed", &e.to_string()),
+                Err(e) => {
+                    self.shut_out(peer, "malformed", &e.to_string());
+                    return;
+                }
             }
         }
     }
@@ -567,14 +932,71 @@ impl Agent {
     }
 
     fn on_request(&mut self, peer: PeerId, request: Vec<u8>) -> Response {
+        if self.admission.is_banned(&peer, Instant::now()) {
+            let _ = self.swarm.disconnect_peer_id(peer);
+            return Response::Refused {
+                reason: "kept out for a while".into(),
+                hello: false,
+            };
+        }
         let req = match Request::decode(&request) {
             Ok(r) => r,
             Err(e) => {
-                self.refused(&peer, "malformed", &e.to_string());
+                self.shut_out(peer, "malformed", &e.to_string());
                 return Response::Ack;
             }
         };
+        let open = self.door.is_open();
         match req {
+            Request::Hello(h) => {
+                if open {
+                    return Response::Ack;
+                }
+                if self.admission.own.is_none() {
+                    return Response::Refused {
+                        reason: "this node has no certificate yet".into(),
+                        hello: false,
+                    };
+                }
+                if self.on_hello(peer, h) {
+                    self.hello_sent.insert(peer);
+                    Response::Hello(self.hello())
+                } else {
+                    Response::Refused {
+                        reason: "certificate refused".into(),
+                        hello: false,
+                    }
+                }
+            }
+            Request::Trust(bytes) => {
+                if !open && !self.admission.is_admitted(&peer) {
+                    self.refused(
+                        &peer,
+                        "not_admitted",
+                        "trust document from a peer that showed no certificate",
+                    );
+                    return Response::Refused {
+                        reason: "say hello first".into(),
+                        hello: true,
+                    };
+                }
+                let (ok, message) = self.take_trust_doc(&bytes, Some(peer));
+                if !ok {
+                    tracing::debug!(%peer, "trust document: {message}");
+                }
+                Response::Ack
+            }
+            Request::Core { .. } if !open && !self.admission.is_admitted(&peer) => {
+                self.refused(
+                    &peer,
+                    "not_admitted",
+                    "message from a peer that showed no valid certificate",
+                );
+                Response::Refused {
+                    reason: "say hello first".into(),
+                    hello: true,
+                }
+            }
             Request::Core { listen, msg } => {
                 let Some(key) = key_of(&peer) else {
                     self.refused(&peer, "unknown_key", "peer id carries no ed25519 key");
@@ -591,6 +1013,7 @@ impl Agent {
                             self.remember_addr(peer, a.clone());
                         }
                         let mut out = Vec::new();
+                        self.door.now.set(now_ms(self.start).wall());
                         self.node.handle(
                             Event::Message {
                                 from: from.clone(),
@@ -618,7 +1041,7 @@ impl Agent {
                         self.metrics.bytes_sent.inc_by(bytes as u64);
                         return Response::Core(replies);
                     }
-                    Err(e) => self.refused(&peer, "malformed", &e.to_string()),
+                    Err(e) => self.shut_out(peer, "malformed", &e.to_string()),
                 }
                 Response::Ack
             }
@@ -641,6 +1064,9 @@ impl Agent {
 
     /// Hand a bundle to the core, as if a peer had announced it; say what became of it.
     fn publish(&mut self, bytes: &[u8]) -> (bool, String) {
+        if admission::decode_trust_doc(bytes).is_some() {
+            return self.take_trust_doc(bytes, None);
+        }
         let bundle = match Bundle::decode(bytes, self.door.trust.max_bundle_bytes) {
             Ok(b) => b,
             Err(e) => {
@@ -670,6 +1096,189 @@ impl Agent {
             }
         }
         (true, format!("{channel} v{version} is already held here"))
+    }
+
+    /// A signed trust root or revocation list, published here or pushed by a peer: verified
+    /// against the trust root in force, taken on when newer, stored, and passed on.
+    fn take_trust_doc(&mut self, bytes: &[u8], from: Option<PeerId>) -> (bool, String) {
+        let now = now_ms(self.start).wall();
+        let check = driftless_core::trust::Ed25519Check;
+        let refuse = |this: &mut Self, reason: &str, detail: String| {
+            match from {
+                Some(p) => this.refused(&p, reason, &detail),
+                None => {
+                    this.metrics
+                        .refused
+                        .get_or_create(&ReasonLabel {
+                            reason: reason.to_string(),
+                        })
+                        .inc();
+                    tracing::warn!(from = "local", reason, "refused: {detail}");
+                }
+            }
+            (false, format!("refused ({reason}): {detail}"))
+        };
+        let doc = match admission::decode_trust_doc(bytes) {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => return refuse(self, "malformed", e),
+            None => {
+                return refuse(
+                    self,
+                    "malformed",
+                    "not a signed root or revocation list".into(),
+                )
+            }
+        };
+        match doc {
+            TrustDoc::Root(signed) => {
+                let version = signed.doc().version;
+                if version <= self.door.trust.version {
+                    return (true, format!("trust root v{version} is already held here"));
+                }
+                let next = match self.door.trust.verify_next_root(&signed, now, &check) {
+                    Ok(n) => n,
+                    Err(e) => return refuse(self, e.reason(), e.to_string()),
+                };
+                if let Err(e) = admission::save(&self.state, &admission::root_file(version), bytes)
+                {
+                    tracing::error!("persisting the trust root: {e:#}");
+                    return (
+                        false,
+                        format!("could not store trust root v{version}: {e:#}"),
+                    );
+                }
+                tracing::info!(version, "took on a new trust root");
+                self.door.set_trust(next);
+                let bytes = Arc::new(bytes.to_vec());
+                self.admission.roots.push((version, bytes.clone()));
+                self.spread_trust_doc(&bytes, from);
+                (
+                    true,
+                    format!("took on trust root v{version}; spreading to the fleet"),
+                )
+            }
+            TrustDoc::Revocations(list) => {
+                let v = match self.door.trust.verify_revocations(&list, now, &check) {
+                    Ok(v) => v,
+                    Err(e) => return refuse(self, e.reason(), e.to_string()),
+                };
+                let version = v.version();
+                let have = self.admission.revocations_version();
+                if version <= have {
+                    return (
+                        true,
+                        format!("revocation list v{version} is not newer than v{have} held here"),
+                    );
+                }
+                if let Err(e) = admission::save(&self.state, admission::REVOKED_FILE, bytes) {
+                    tracing::error!("persisting the revocation list: {e:#}");
+                    return (
+                        false,
+                        format!("could not store revocation list v{version}: {e:#}"),
+                    );
+                }
+                let revoked = v.list().revoked.clone();
+                tracing::info!(
+                    version,
+                    nodes = revoked.len(),
+                    "took on a new revocation list"
+                );
+                if revoked.contains(&self.me.key) {
+                    tracing::error!("this node is on the revocation list: peers will refuse it");
+                }
+                let bytes = Arc::new(bytes.to_vec());
+                self.admission.revocations = Some((version, bytes.clone()));
+                self.door.set_revoked(revoked.clone());
+                self.spread_trust_doc(&bytes, from);
+                let gone: Vec<AgentPeer> = revoked
+                    .iter()
+                    .filter(|k| **k != self.me.key)
+                    .map(|k| AgentPeer {
+                        key: *k,
+                        addr: None,
+                    })
+                    .collect();
+                for p in &gone {
+                    let id = p.peer_id();
+                    self.admission.peers.remove(&id);
+                    let _ = self.swarm.disconnect_peer_id(id);
+                }
+                self.event(Event::Forget(gone));
+                (
+                    true,
+                    format!("took on revocation list v{version}; spreading to the fleet"),
+                )
+            }
+        }
+    }
+
+    /// Push a trust document to every admitted peer but the one it came from.
+    fn spread_trust_doc(&mut self, bytes: &Arc<Vec<u8>>, from: Option<PeerId>) {
+        let peers: Vec<PeerId> = if self.door.is_open() {
+            self.node
+                .active_peers()
+                .iter()
+                .map(|p| p.peer_id())
+                .collect()
+        } else {
+            self.admission
+                .peers
+                .iter()
+                .filter(|(_, s)| matches!(s, admission::PeerState::Admitted(_)))
+                .map(|(p, _)| *p)
+                .collect()
+        };
+        for p in peers.into_iter().filter(|p| Some(*p) != from) {
+            let frame = Request::Trust(bytes.to_vec()).encode();
+            self.send_frame(p, frame, Vec::new());
+        }
+    }
+
+    /// Admitted fleets: close connections that never said hello; pick up a new certificate.
+    fn admission_timer(&mut self, now: Instant) {
+        if self.door.is_open() {
+            return;
+        }
+        for p in self.admission.overdue(now) {
+            self.shut_out(p, "no_hello", "no valid hello within the time allowed");
+        }
+        if self.cert_check_at > now {
+            return;
+        }
+        self.cert_check_at = now + CERT_CHECK;
+        let path = self
+            .cfg
+            .cert
+            .clone()
+            .unwrap_or_else(|| self.state.path().join("node.cert"));
+        let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        if mtime.is_none() || mtime == self.admission.cert_mtime {
+            return;
+        }
+        // Each change of the file is looked at once.
+        self.admission.cert_mtime = mtime;
+        self.door.now.set(now_ms(self.start).wall());
+        match read_own_cert(&self.door, &path, &self.me.key) {
+            Ok(Some(c)) => {
+                if self.admission.own.as_ref().map(|o| &o.bytes) == Some(&c.bytes) {
+                    return;
+                }
+                tracing::info!(expires = %c.grant.expires.0, "took on the node certificate {}", path.display());
+                self.cfg.labels = c.grant.labels.clone();
+                self.worker.set_labels(c.grant.labels.clone());
+                let ev = Event::Credential {
+                    cert: Some(c.bytes.clone()),
+                    labels: c.grant.labels.clone(),
+                };
+                self.admission.own = Some(c);
+                self.event(ev);
+                // Peers that refused us before may take us now.
+                self.dial_at = now;
+                self.dial_backoff = DIAL_BACKOFF_MIN;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("{e:#}"),
+        }
     }
 
     fn on_done(&mut self, done: Done) {
@@ -753,6 +1362,7 @@ impl Agent {
 
     fn on_timer(&mut self) {
         let now = Instant::now();
+        self.admission_timer(now);
         if self
             .wake
             .is_some_and(|w| w <= self.start.elapsed().as_millis() as u64)
@@ -868,7 +1478,7 @@ impl Agent {
         json!({
             "node": self.me.peer_id().to_string(),
             "labels": self.cfg.labels,
-            "admission": "open",
+            "admission": self.admission_json(),
             "fleet": self.door.trust.fleet,
             "listen": self.me.addr,
             "channels": channels,
@@ -883,7 +1493,41 @@ impl Agent {
                 Some(why) => json!({"mode": "polling", "why": why}),
                 None => json!({"mode": "inotify", "directories": self.watch.watched_dirs()}),
             },
+            "certificate": self.certificate_json(),
+            "trust": {
+                "root_version": self.door.trust.version,
+                "revocations_version": self.admission.revocations_version(),
+                "revoked": self.door.revoked.len(),
+            },
             "warnings": self.warnings,
+        })
+    }
+
+    /// `open`, `admitted`, or `pending` (an admitted fleet, no certificate here yet).
+    fn admission_mode(&self) -> &'static str {
+        if self.door.is_open() {
+            "open"
+        } else if self.admission.own.is_some() {
+            "admitted"
+        } else {
+            "pending"
+        }
+    }
+
+    fn admission_json(&self) -> serde_json::Value {
+        json!(self.admission_mode())
+    }
+
+    fn certificate_json(&self) -> serde_json::Value {
+        let Some(c) = &self.admission.own else {
+            return serde_json::Value::Null;
+        };
+        let now = now_ms(self.start).wall();
+        let left = c.grant.expires.0.saturating_sub(now.0);
+        json!({
+            "expires": ms_str(c.grant.expires.0 * 1000),
+            "near_expiry": left < admission::NEAR_EXPIRY.as_secs(),
+            "labels": c.grant.labels,
         })
     }
 

@@ -47,8 +47,21 @@ pub enum Request {
         listen: Option<String>,
         msg: Vec<u8>,
     },
-    /// A bundle handed to this node by `driftless publish` (a short client connection).
+    /// A bundle handed to this node by `driftless publish` (a short client connection), or a
+    /// signed trust root or revocation list.
     Publish(Vec<u8>),
+    /// The first request on a connection in an admitted fleet: the sender's certificate and
+    /// the versions of the trust root and revocation list it holds.
+    Hello(Hello),
+    /// A signed trust root or revocation list, pushed to a peer that holds an older one.
+    Trust(Vec<u8>),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hello {
+    pub cert: Option<Vec<u8>>,
+    pub root: u64,
+    pub revocations: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,6 +74,14 @@ pub enum Response {
     Published {
         ok: bool,
         message: String,
+    },
+    /// The answer to a hello: the receiver's own.
+    Hello(Hello),
+    /// The receiver will not talk to the sender (its certificate was refused), or does not
+    /// know it yet (`hello` true: say hello first).
+    Refused {
+        reason: String,
+        hello: bool,
     },
 }
 

@@ -44,6 +44,11 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// New labels (from a new node certificate): templates see them from the next apply.
+    pub fn set_labels(&mut self, labels: driftless_core::Labels) {
+        self.facts.labels = labels;
+    }
+
     pub fn new(root: PathBuf, facts: Facts, done_tx: mpsc::UnboundedSender<Done>) -> Worker {
         Worker {
             root,

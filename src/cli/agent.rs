@@ -46,6 +46,10 @@ pub struct Args {
     /// Log format: human or json [default: human]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// This node's certificate from `driftless admit` [default: STATE_DIR/node.cert]; picked
+    /// up without a restart when it appears or changes
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
 }
 
 fn resolve(a: Args) -> anyhow::Result<AgentConfig> {
@@ -136,6 +140,7 @@ fn resolve(a: Args) -> anyhow::Result<AgentConfig> {
         reapply,
         round,
         log_json,
+        cert: a.cert.or(file.cert),
     })
 }
 

@@ -1,4 +1,5 @@
-//! `driftless publish`: hand a bundle to one node; gossip does the rest.
+//! `driftless publish`: hand a bundle (or a signed trust root, or a revocation list) to one
+//! node; gossip does the rest.
 
 use super::{CliError, CliResult};
 use crate::agent::control::{self, ControlRequest};
@@ -15,7 +16,9 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Hand a signed bundle to any one node of the fleet: to its control socket (a path), or to
 /// its libp2p address (a multiaddr, as a short client connection that needs no certificate).
-/// The node verifies it like any other bundle; exit 1 when it refuses it.
+/// The node verifies it like any other bundle; exit 1 when it refuses it. A signed trust root
+/// (`driftless root`) or revocation list (`driftless revoke`) is handed over the same way and
+/// spreads to every node like a bundle.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     pub bundle: PathBuf,
@@ -62,10 +65,8 @@ pub fn run(a: Args) -> CliResult {
 }
 
 async fn over_libp2p(addr: libp2p::Multiaddr, bundle: Vec<u8>) -> anyhow::Result<(bool, String)> {
-    // The node speaks the protocol of its fleet only; the bundle names the fleet.
-    let fleet = driftless_core::bundle::Bundle::decode(&bundle, usize::MAX)
-        .map(|b| b.header().fleet.clone())
-        .map_err(|e| anyhow!("not a bundle: {e}"))?;
+    // The node speaks the protocol of its fleet only; what is published names the fleet.
+    let fleet = fleet_of(&bundle)?;
     let mut swarm = transport::swarm(libp2p::identity::Keypair::generate_ed25519(), &fleet)?;
     let (dial, peer) = transport::split_peer_addr(&addr);
     let frame = Request::Publish(bundle).encode();
@@ -106,6 +107,12 @@ async fn over_libp2p(addr: libp2p::Multiaddr, bundle: Vec<u8>) -> anyhow::Result
                         Ok(Response::Ack) | Ok(Response::Core(_)) => {
                             Ok((true, "handed over".to_string()))
                         }
+                        Ok(Response::Refused { reason, .. }) => {
+                            Ok((false, format!("refused: {reason}")))
+                        }
+                        Ok(Response::Hello(_)) => {
+                            Err(anyhow!("bad answer from {addr}: a hello to a publish"))
+                        }
                         Err(e) => Err(anyhow!("bad answer from {addr}: {e}")),
                     }
                 }
@@ -122,4 +129,28 @@ async fn over_libp2p(addr: libp2p::Multiaddr, bundle: Vec<u8>) -> anyhow::Result
     tokio::time::timeout(PUBLISH_TIMEOUT, fut)
         .await
         .map_err(|_| anyhow!("no answer from {addr}"))?
+}
+
+/// The fleet a bundle, signed root or revocation list names.
+fn fleet_of(bytes: &[u8]) -> anyhow::Result<String> {
+    use driftless_core::admission::{SignedRevocationList, CERTIFICATE_MAGIC, REVOCATIONS_MAGIC};
+    use driftless_core::root::{SignedRoot, ROOT_MAGIC};
+    if bytes.starts_with(ROOT_MAGIC) {
+        return SignedRoot::decode(bytes)
+            .map(|r| r.doc().fleet.clone())
+            .map_err(|e| anyhow!("not a signed root: {e}"));
+    }
+    if bytes.starts_with(REVOCATIONS_MAGIC) {
+        return SignedRevocationList::decode(bytes)
+            .map(|l| l.list().fleet.clone())
+            .map_err(|e| anyhow!("not a revocation list: {e}"));
+    }
+    if bytes.starts_with(CERTIFICATE_MAGIC) {
+        anyhow::bail!(
+            "a node certificate is not published: put it in that node's state directory as node.cert"
+        );
+    }
+    driftless_core::bundle::Bundle::decode(bytes, usize::MAX)
+        .map(|b| b.header().fleet.clone())
+        .map_err(|e| anyhow!("not a bundle: {e}"))
 }

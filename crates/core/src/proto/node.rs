@@ -435,9 +435,14 @@ impl<P: PeerId> Node<P> {
             Event::PeerDown(p) => self.members.peer_down(&p, now.mono_ms),
             Event::Credential { cert, labels } => {
                 if cert != self.cert || labels != self.labels {
+                    let relabelled = labels != self.labels;
                     self.cert = cert;
                     self.labels = labels;
                     self.status_dirty = true;
+                    if relabelled {
+                        // Which bundles target this node may have changed.
+                        self.reapply_all(now, out);
+                    }
                 }
             }
             Event::Forget(nodes) => {
