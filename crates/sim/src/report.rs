@@ -336,7 +336,16 @@ pub fn run_protocol(sc: &Scenario, seed: u64) -> Report {
     figures.push(("messages_per_node_s_by_kind".into(), Value::Object(counts)));
 
     let mut checks = Vec::new();
-    for x in &sc.expect {
+    // Wave order is the safety property of every rollout: it is checked for each version
+    // published with a rollout policy, whether or not the scenario lists it.
+    let mut expect = sc.expect.clone();
+    for v in m.rollouts.keys() {
+        let order = Expectation::WavesInOrder { version: *v };
+        if !expect.contains(&order) {
+            expect.push(order);
+        }
+    }
+    for x in &expect {
         let (passed, detail) = match x {
             Expectation::ShareAt {
                 percent,

@@ -10,6 +10,21 @@
 //!   issued by its *leader* (the member with the lowest id hash in the issuer's table) when
 //!   its content changes, and spread as a rumor for a few rounds.
 //!
+//! **Which row wins.** A node whose zone table is partial (just restarted, or cut off from its
+//! zone) takes itself for the leader of the few members it knows, and its row is newer than
+//! the real leader's. Were rows compared by issue time alone, its near-empty row would replace
+//! the zone's real summary everywhere, and rollouts, which advance on summaries, would judge
+//! most of the zone missing. So a row's *rank* is its issue time plus a bonus for how many
+//! members it counts ([`row_rank`]: 10 s per 1/16 of a doubling): a row counting half the
+//! members must be 160 s newer to win, longer than a live leader takes to re-issue its own
+//! (`row_refresh_ms`, 120 s), so a sparse row never displaces a fuller one whose leader is
+//! alive; a row counting 1 member of 139 would need 19 minutes, by when the fuller one has
+//! aged out (`status_ttl_ms`). A leader's own next row (same or more members, newer) always
+//! wins; one that shrank by a few members waits a few seconds. Ranks are a function of the
+//! row alone, so every node orders rows alike and the row prints and `RowSync` (which carry
+//! ranks) converge as before. A node also issues no row that would not outrank the one it
+//! holds for its zone: a partial table does not even try.
+//!
 //! With `zone_bits = 0` there is one zone: a small fleet has the whole table. Per node this is
 //! `Z` statuses + `N/Z` rows; with zones of about √N·c nodes both stay small (see
 //! ARCHITECTURE.md for measured figures).
@@ -90,6 +105,45 @@ pub struct FleetView<P> {
     zone_ids: Vec<P>,
     /// The lowest id hash among the keys of `zone` (u64::MAX when empty): who leads it.
     min_hash: u64,
+}
+
+/// A row counting twice the members outranks one issued up to 16 steps later.
+pub const ROW_FULLNESS_STEP_MS: u64 = 10_000;
+
+/// log2(members) in 1/16 steps, in integers (every node must compute the same rank): the
+/// integer part from the highest bit, the fraction from the next four bits. Non-decreasing.
+pub fn fullness_steps(members: u32) -> u64 {
+    if members == 0 {
+        return 0;
+    }
+    let b = 31 - members.leading_zeros();
+    let frac = if b >= 4 {
+        (members >> (b - 4)) & 15
+    } else {
+        (members << (4 - b)) & 15
+    };
+    (b as u64) * 16 + frac as u64
+}
+
+/// The order of rows of one zone: issue time plus a bonus for fullness (see the module doc).
+pub fn row_rank<P>(row: &ZoneRow<P>) -> u64 {
+    row.issued_ms
+        .saturating_add(fullness_steps(row.members) * ROW_FULLNESS_STEP_MS)
+}
+
+/// Why a fleet view cannot be trusted to show the whole fleet yet (rollouts do not advance on
+/// it): see [`FleetView::partial`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Partial {
+    /// No summary row is held for some zone.
+    RowsMissing,
+    /// A connected neighbour of the own zone is missing from the zone table.
+    NeighbourMissing,
+    /// The zone table counts far fewer members than the zone's row from another issuer says.
+    ZoneTableShort,
+    /// A zone (the own table or a row) counts far fewer nodes than the typical zone, or fewer
+    /// than the peers this node knows in it.
+    ZoneSparse,
 }
 
 fn entry_print<P: PeerId>(p: &P, issued: u64) -> u64 {
@@ -293,7 +347,7 @@ impl<P: PeerId> FleetView<P> {
             .collect();
         for z in stale {
             if let Some(r) = self.rows.remove(&z) {
-                self.rows_print ^= row_print(r.zone, r.issued_ms);
+                self.rows_print ^= row_print(r.zone, row_rank(&r));
             }
         }
     }
@@ -349,34 +403,41 @@ impl<P: PeerId> FleetView<P> {
         }
         let counts = self.own_counts();
         let members = self.zone.len() as u32;
-        if let Some(old) = self.rows.get(&self.my_zone) {
-            let fresh = wall_ms.saturating_sub(old.issued_ms) < cfg.row_refresh_ms;
-            if fresh && old.counts == counts && old.members == members {
-                return;
-            }
-            if old.issued_ms >= wall_ms {
-                return;
-            }
-        }
-        let row = Arc::new(ZoneRow {
+        let row = ZoneRow {
             zone: self.my_zone,
             issued_ms: wall_ms,
             issuer: self.me.clone(),
             members,
             counts,
             contacts,
-        });
+        };
+        if let Some(old) = self.rows.get(&self.my_zone) {
+            let fresh = wall_ms.saturating_sub(old.issued_ms) < cfg.row_refresh_ms;
+            if fresh && old.counts == row.counts && old.members == members {
+                return;
+            }
+            if old.issued_ms >= wall_ms {
+                return;
+            }
+            // A row that would not outrank the one held (a fuller one, from the real leader
+            // or from this node before a restart) says less than it: this table is partial.
+            // Wait until it fills, or until the held row is old enough to be outranked.
+            if row_rank(&row) <= row_rank(old) {
+                return;
+            }
+        }
+        let row = Arc::new(row);
         self.put_row(row.clone());
         self.hot.insert(row.zone, (row, cfg.row_hot_rounds));
     }
 
-    /// A row from a peer; true when it was newer than the one held.
+    /// A row from a peer; true when it outranked the one held ([`row_rank`]).
     pub fn receive_row(&mut self, cfg: &Config, row: &Arc<ZoneRow<P>>) -> bool {
         if (row.zone as u64) >> self.zone_bits != 0 && self.zone_bits < 32 {
             return false; // no such zone
         }
         match self.rows.get(&row.zone) {
-            Some(old) if old.issued_ms >= row.issued_ms => false,
+            Some(old) if row_rank(old) >= row_rank(row) => false,
             _ => {
                 self.put_row(row.clone());
                 self.hot.insert(row.zone, (row.clone(), cfg.row_hot_rounds));
@@ -386,9 +447,9 @@ impl<P: PeerId> FleetView<P> {
     }
 
     fn put_row(&mut self, row: Arc<ZoneRow<P>>) {
-        self.rows_print ^= row_print(row.zone, row.issued_ms);
+        self.rows_print ^= row_print(row.zone, row_rank(&row));
         if let Some(old) = self.rows.insert(row.zone, row) {
-            self.rows_print ^= row_print(old.zone, old.issued_ms);
+            self.rows_print ^= row_print(old.zone, row_rank(&old));
         }
     }
 
@@ -396,12 +457,12 @@ impl<P: PeerId> FleetView<P> {
         self.rows_print
     }
 
-    /// (zone, issued) of every row held, for a row sync.
+    /// (zone, rank) of every row held, for a row sync.
     pub fn row_versions(&self) -> Vec<(u32, u64)> {
-        self.rows.values().map(|r| (r.zone, r.issued_ms)).collect()
+        self.rows.values().map(|r| (r.zone, row_rank(r))).collect()
     }
 
-    /// Rows held that are newer than, or missing from, `theirs`.
+    /// Rows held that outrank, or are missing from, `theirs` (zone, rank).
     pub fn rows_newer_than(&self, theirs: &[(u32, u64)]) -> Vec<Arc<ZoneRow<P>>> {
         if !theirs.windows(2).all(|w| w[0].0 < w[1].0) {
             // Not in zone order (ours always are): look each one up.
@@ -409,7 +470,7 @@ impl<P: PeerId> FleetView<P> {
             return self
                 .rows
                 .values()
-                .filter(|r| theirs.get(&r.zone).is_none_or(|t| *t < r.issued_ms))
+                .filter(|r| theirs.get(&r.zone).is_none_or(|t| *t < row_rank(r)))
                 .cloned()
                 .collect();
         }
@@ -421,7 +482,7 @@ impl<P: PeerId> FleetView<P> {
                 j += 1;
             }
             let newer = match theirs.get(j) {
-                Some((z, t)) if *z == r.zone => *t < r.issued_ms,
+                Some((z, t)) if *z == r.zone => *t < row_rank(r),
                 _ => true,
             };
             if newer {
@@ -478,6 +539,77 @@ impl<P: PeerId> FleetView<P> {
         out
     }
 
+    /// Whether this view may be missing part of the fleet, and why (None: it looks whole).
+    /// Rollouts advance only on a whole-looking view (`node.rs`, `consider_rollout`): a node
+    /// that just restarted, or whose zone sync or rows lag, sees too few nodes and could
+    /// take waves it cannot see for complete or empty. `active` are the connected
+    /// neighbours, `known` every peer of the membership views (active and passive). A view
+    /// is partial when:
+    /// - some zone has no row (zones are sized to hold ~128 nodes or more: none is empty);
+    /// - a connected neighbour of the own zone is not in the zone table (alive, so its
+    ///   status is on its way);
+    /// - the zone table counts under 15/16 of the members of the own zone's row as another
+    ///   node issued it (that node saw more of the zone than this one does);
+    /// - a zone counts under a third of the typical zone (the upper median of the own table
+    ///   and the rows' members; zones are drawn by hash, so their sizes differ little), or a
+    ///   row counts fewer members than the peers this node knows in that zone.
+    ///
+    /// None of these proves a view whole; they catch the partial views seen in practice, and
+    /// a rollout's bake also restarts when the view grows (`node.rs`).
+    pub fn partial<'a>(
+        &self,
+        active: impl Iterator<Item = &'a P>,
+        known: impl Iterator<Item = &'a P>,
+    ) -> Option<Partial>
+    where
+        P: 'a,
+    {
+        for p in active {
+            if self.zone_of(p) == self.my_zone && !self.zone.contains_key(p) {
+                return Some(Partial::NeighbourMissing);
+            }
+        }
+        if self.zone_bits == 0 {
+            return None;
+        }
+        let zones = 1u64 << self.zone_bits.min(32);
+        let others = self.rows.keys().filter(|z| **z != self.my_zone).count() as u64;
+        if others + 1 < zones {
+            return Some(Partial::RowsMissing);
+        }
+        let table = self.zone.len() as u64;
+        if let Some(own) = self.rows.get(&self.my_zone) {
+            if own.issuer != self.me && table * 16 < own.members as u64 * 15 {
+                return Some(Partial::ZoneTableShort);
+            }
+        }
+        let mut sizes: Vec<u64> = self
+            .rows
+            .values()
+            .filter(|r| r.zone != self.my_zone)
+            .map(|r| r.members as u64)
+            .chain([table])
+            .collect();
+        sizes.sort_unstable();
+        let typical = sizes[sizes.len() / 2];
+        if sizes[0] * 3 < typical {
+            return Some(Partial::ZoneSparse);
+        }
+        let mut known_in: BTreeMap<u32, u64> = BTreeMap::new();
+        for p in known {
+            let z = self.zone_of(p);
+            if z != self.my_zone {
+                *known_in.entry(z).or_default() += 1;
+            }
+        }
+        for (z, n) in known_in {
+            if self.rows.get(&z).is_some_and(|r| (r.members as u64) < n) {
+                return Some(Partial::ZoneSparse);
+            }
+        }
+        None
+    }
+
     /// Rough bytes held, for the simulator's memory figures.
     pub fn approx_bytes(&self) -> usize {
         (self.zone.len() + self.notable.len()) * 48 + self.rows.len() * 40 + self.hot.len() * 16
@@ -493,5 +625,138 @@ pub fn zone_of<P: PeerId>(zone_bits: u8, p: &P) -> u32 {
         0
     } else {
         (p.stable_hash() >> (64 - zone_bits as u32)) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(zone: u32, issued_ms: u64, issuer: u32, members: u32) -> Arc<ZoneRow<u32>> {
+        Arc::new(ZoneRow {
+            zone,
+            issued_ms,
+            issuer,
+            members,
+            counts: Vec::new(),
+            contacts: Vec::new(),
+        })
+    }
+
+    /// Node 0's own signed status.
+    fn own_status(issued: u64) -> Arc<SignedStatus<u32>> {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        Arc::new(
+            super::super::status::StatusBody {
+                node: 0u32,
+                issued_ms: issued,
+                labels: Default::default(),
+                channels: Vec::new(),
+                last_apply: None,
+                drift_detected: 0,
+                drift_corrected: 0,
+                healthy: true,
+                failing_checks: Vec::new(),
+            }
+            .sign(&key),
+        )
+    }
+
+    fn view() -> (Config, FleetView<u32>) {
+        let cfg = Config {
+            zone_bits: 1,
+            ..Config::default()
+        };
+        let v = FleetView::new(&cfg, 0);
+        (cfg, v)
+    }
+
+    #[test]
+    fn fullness_steps_grow_with_members() {
+        let steps: Vec<u64> = (0..5000).map(fullness_steps).collect();
+        assert!(steps.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(fullness_steps(1), 0);
+        assert_eq!(fullness_steps(2), 16);
+        assert_eq!(fullness_steps(256), 128);
+        assert_eq!(fullness_steps(128) + 16, fullness_steps(256));
+    }
+
+    #[test]
+    fn a_sparse_row_does_not_replace_a_fuller_recent_one() {
+        let (cfg, mut v) = view();
+        let t = 1_000_000;
+        assert!(v.receive_row(&cfg, &row(1, t, 7, 139)));
+        // A node that restarted or lost its zone sees itself alone, and leads that table.
+        assert!(!v.receive_row(&cfg, &row(1, t + 5_000, 9, 1)));
+        // Nor a half-full one within the leader's re-issue interval (and more).
+        assert!(!v.receive_row(&cfg, &row(1, t + cfg.row_refresh_ms + 30_000, 9, 70)));
+        assert_eq!(v.rows[&1].members, 139);
+        // The leader's next row wins, also after a few members aged out of its table.
+        assert!(v.receive_row(&cfg, &row(1, t + 5_000, 7, 139)));
+        assert!(v.receive_row(&cfg, &row(1, t + 20_000, 7, 131)));
+        // A fuller row wins at once, older or not: it saw more of the zone.
+        assert!(v.receive_row(&cfg, &row(1, t + 19_000, 3, 160)));
+        // A sparse row wins only once the fuller one is far older than the leader's
+        // refresh interval (it is gone; its row would soon age out anyway).
+        assert!(v.receive_row(&cfg, &row(1, t + 1_500_000, 9, 1)));
+    }
+
+    #[test]
+    fn a_partial_table_issues_no_row_over_a_fuller_one() {
+        let (cfg, mut v) = view();
+        let t = 1_000_000;
+        // Node 0's table holds only itself: it leads it. Its zone's real row is fuller.
+        v.insert(&cfg, own_status(t));
+        let my = v.my_zone;
+        v.receive_row(&cfg, &row(my, t, 5, 150));
+        v.maybe_issue_row(&cfg, t + 10_000, vec![0]);
+        assert_eq!(v.rows[&my].issuer, 5, "a one-member table issued over 150");
+        // With no row held, it does issue (nothing better is known here).
+        let (cfg, mut w) = view();
+        w.insert(&cfg, own_status(t));
+        w.maybe_issue_row(&cfg, t + 10_000, vec![0]);
+        assert_eq!(w.rows[&my].issuer, 0);
+    }
+
+    #[test]
+    fn a_view_missing_rows_or_much_of_a_zone_is_partial() {
+        let (cfg, mut v) = view();
+        let none: Vec<u32> = Vec::new();
+        assert_eq!(
+            v.partial(none.iter(), none.iter()),
+            Some(Partial::RowsMissing)
+        );
+        let other = 1 - v.my_zone;
+        v.receive_row(&cfg, &row(other, 1_000, 5, 150));
+        // Own table of 0 against a zone of 150.
+        assert_eq!(
+            v.partial(none.iter(), none.iter()),
+            Some(Partial::ZoneSparse)
+        );
+        // A neighbour of the own zone that the table lacks.
+        let mate = (1..1000u32).find(|p| v.zone_of(p) == v.my_zone).unwrap();
+        assert_eq!(
+            v.partial([mate].iter(), none.iter()),
+            Some(Partial::NeighbourMissing)
+        );
+        // The own zone's row from another issuer counts more members than the table.
+        v.receive_row(&cfg, &row(v.my_zone, 1_000, mate, 140));
+        assert_eq!(
+            v.partial(none.iter(), none.iter()),
+            Some(Partial::ZoneTableShort)
+        );
+        // Peers known in a zone whose row counts fewer.
+        let (cfg, mut v) = view();
+        v.insert(&cfg, own_status(1_000));
+        v.receive_row(&cfg, &row(other, 1_000, 5, 1));
+        assert_eq!(v.partial(none.iter(), none.iter()), None);
+        let there: Vec<u32> = (1..1000u32)
+            .filter(|p| v.zone_of(p) == other)
+            .take(2)
+            .collect();
+        assert_eq!(
+            v.partial(none.iter(), there.iter()),
+            Some(Partial::ZoneSparse)
+        );
     }
 }

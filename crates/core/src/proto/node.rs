@@ -225,8 +225,9 @@ pub struct Node<P> {
     wake: Option<u64>,
     /// When this node (re)started (mono ms): it issues no zone row for a while after.
     started_ms: Option<u64>,
-    /// (channel, version, wave) → when this node first saw the wave complete (mono ms).
-    complete_since: BTreeMap<(String, u64, u8), u64>,
+    /// (channel, version, wave) → when this node first saw the wave complete (mono ms), and
+    /// how many nodes its fleet view showed then.
+    complete_since: BTreeMap<(String, u64, u8), (u64, u64)>,
     pub stats: Stats,
 }
 
@@ -1284,31 +1285,51 @@ impl<P: PeerId> Node<P> {
             self.status_dirty = true;
         }
         let already_halted = ch.rollout.as_ref().and_then(|r| r.halted).is_some();
-        let (tallies, mut all_received) = self.tallies(channel, version, policy.waves.len());
-        // A node whose view holds no other node while it has peers knows nothing of the
-        // fleet yet (just restarted, or its zone unreachable): it must not take the emptiness
-        // of its view for empty waves. Only a node truly alone may go on by itself.
+        let (tallies, all_received, view_nodes) =
+            self.tallies(channel, version, policy.waves.len());
+        // Waves are judged only on a view that looks whole. A node that just restarted, or
+        // whose zone sync or rows lag, sees part of the fleet: waves it cannot see look
+        // empty or complete, and baking them would let it jump them (see
+        // `FleetView::partial`). A node whose view holds no other node while it has peers
+        // knows nothing of the fleet yet; only a node truly alone may go on by itself.
         let seen: u64 = tallies.iter().map(|t| t.nodes).sum();
         let has_peers =
             self.members.active_ids().next().is_some() || !self.members.passive.is_empty();
-        if seen < 2 && has_peers && self.fleet.counts().nodes < 2 {
-            all_received = false;
-        }
+        let partial = self.fleet.partial(
+            self.members.active_ids(),
+            self.members.active_ids().chain(self.members.passive.iter()),
+        );
+        let whole = partial.is_none() && !(seen < 2 && has_peers && view_nodes < 2);
         // A wave that is not complete (any more) starts its bake anew when it is. The bake
-        // starts only once every node the view shows holds the version: before that a wave
-        // can look complete (even empty) only because its members' statuses have not
-        // arrived. An empty wave is complete too: its bake runs from when this node first
-        // saw it so.
+        // starts only once every node the view shows holds the version and the view looks
+        // whole: before that a wave can look complete (even empty) only because its
+        // members' statuses have not arrived. An empty wave is complete too: its bake runs
+        // from when this node first saw it so. A bake also starts anew when the view grew
+        // since it started (by more than 1/64, at least 2 nodes): it was judged on a view
+        // that lacked nodes, which may be the wave's.
+        let grew = |at_start: u64| view_nodes > at_start + (at_start / 64).max(1);
         for (k, t) in tallies.iter().enumerate() {
             let key = (channel.to_string(), version, k as u8);
-            match rollout::bake_clock(t, all_received) {
+            match rollout::bake_clock(t, all_received && whole) {
                 rollout::Clock::Reset => {
                     self.complete_since.remove(&key);
                 }
                 rollout::Clock::Run => {
-                    self.complete_since.entry(key).or_insert(now.mono_ms);
+                    let e = self
+                        .complete_since
+                        .entry(key)
+                        .or_insert((now.mono_ms, view_nodes));
+                    if grew(e.1) {
+                        *e = (now.mono_ms, view_nodes);
+                    }
                 }
-                rollout::Clock::Hold => {}
+                rollout::Clock::Hold => {
+                    if let Some(e) = self.complete_since.get_mut(&key) {
+                        if grew(e.1) {
+                            self.complete_since.remove(&key);
+                        }
+                    }
+                }
             }
         }
         if already_halted {
@@ -1328,7 +1349,7 @@ impl<P: PeerId> Node<P> {
         let mut baked = |k: u8| {
             since
                 .get(&(channel.to_string(), version, k))
-                .is_some_and(|t| now.mono_ms.saturating_sub(*t) >= bake_ms)
+                .is_some_and(|(t, _)| now.mono_ms.saturating_sub(*t) >= bake_ms)
         };
         let decision = if already_halted {
             None
@@ -1337,7 +1358,10 @@ impl<P: PeerId> Node<P> {
                 &policy,
                 wave,
                 &tallies,
-                all_received,
+                rollout::View {
+                    all_received,
+                    whole,
+                },
                 &mut baked,
             ))
         };
@@ -1347,7 +1371,7 @@ impl<P: PeerId> Node<P> {
         // that for finished would stop judging the rollout.
         let runs_it = ch.applied == version;
         let r = ch.rollout.as_mut().expect("set above");
-        r.finished = runs_it && all_received && tallies.iter().all(rollout::complete);
+        r.finished = runs_it && all_received && whole && tallies.iter().all(rollout::complete);
         r.tallies = tallies;
         match decision {
             None => {}
@@ -1400,8 +1424,9 @@ impl<P: PeerId> Node<P> {
     }
 
     /// Per wave of `version`: nodes, applied and healthy from the summaries; unhealthy from the
-    /// signed statuses held. And whether every node reporting the channel holds `version`.
-    fn tallies(&self, channel: &str, version: u64, waves: usize) -> (Vec<WaveTally>, bool) {
+    /// signed statuses held. And whether every node reporting the channel holds `version`,
+    /// and how many nodes the view shows.
+    fn tallies(&self, channel: &str, version: u64, waves: usize) -> (Vec<WaveTally>, bool, u64) {
         let counts = self.fleet.counts();
         let mut t = vec![WaveTally::default(); waves];
         if let Some(m) = counts.by_wave.get(&(channel.to_string(), version)) {
@@ -1448,7 +1473,7 @@ impl<P: PeerId> Node<P> {
                 below = upto;
             }
         }
-        (t, holding >= reporting)
+        (t, holding >= reporting, counts.nodes)
     }
 
     fn issue_status(&mut self, now: Now, rng: &mut dyn RngCore, out: &mut Vec<Action<P>>) {

@@ -14,6 +14,12 @@
 //!   is complete and bakes like any complete wave, from when this node first saw it so: a
 //!   node that has just (re)started sees only itself until gossip refills its view, so every
 //!   earlier wave looks empty to it, and without the bake it would jump them all at once.
+//! - Waves are judged only on a view that looks whole (`FleetView::partial`: a row for every
+//!   zone, the own zone table as full as its row and the neighbours say, no zone far smaller
+//!   than the others): otherwise the node waits, and no bake starts. A bake also starts anew
+//!   when the view grew since it started, for it was judged without those nodes. A node that
+//!   just restarted, or that lags behind its zone, so waits until its view fills: it may be
+//!   slower, never earlier.
 //! - Waves are judged on the nodes the view sees: a node that vanishes mid-bake ages out of
 //!   the view and no longer holds its wave back.
 //! - **Halts rest on evidence**: a wave whose *signed* unhealthy statuses (running v) exceed
@@ -73,6 +79,9 @@ pub enum Decision {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
+    /// The fleet view may be missing part of the fleet (just restarted, zone sync or rows
+    /// lagging): no wave is judged on it.
+    PartialView,
     /// Some nodes of the fleet have not received the version yet.
     NotAllReceived,
     /// Some nodes of the wave have not applied it yet.
@@ -84,6 +93,7 @@ pub enum Wait {
 impl Wait {
     pub fn as_str(self) -> &'static str {
         match self {
+            Wait::PartialView => "waiting for the fleet view to fill",
             Wait::NotAllReceived => "waiting for every node to receive the version",
             Wait::NotApplied => "waiting for the wave to apply",
             Wait::Baking => "baking",
@@ -91,16 +101,26 @@ impl Wait {
     }
 }
 
+/// What the judging node knows of its view besides the tallies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct View {
+    /// Every node that reports the channel holds the version.
+    pub all_received: bool,
+    /// The view looks whole (`FleetView::partial` found nothing missing).
+    pub whole: bool,
+}
+
 /// Judge the rollout of one version for a node of `my_wave`.
 ///
-/// `tallies[k]` is wave k (missing waves are empty); `all_received` says every node that
-/// reports the channel holds the version; `baked(k)` says wave k has been complete for the
-/// bake time (the caller keeps the clock).
+/// `tallies[k]` is wave k (missing waves are empty); `baked(k)` says wave k has been complete
+/// for the bake time (the caller keeps the clock, and starts it only on a whole view where
+/// all received the version). Halts rest on evidence and are judged on any view; advances
+/// only on a whole one.
 pub fn decide(
     policy: &RolloutPolicy,
     my_wave: u8,
     tallies: &[WaveTally],
-    all_received: bool,
+    view: View,
     baked: &mut dyn FnMut(u8) -> bool,
 ) -> Decision {
     for (k, t) in tallies.iter().enumerate() {
@@ -115,7 +135,13 @@ pub fn decide(
     if my_wave == 0 {
         return Decision::Apply;
     }
-    if !all_received {
+    if !view.whole {
+        return Decision::Wait {
+            wave: my_wave - 1,
+            why: Wait::PartialView,
+        };
+    }
+    if !view.all_received {
         return Decision::Wait {
             wave: my_wave - 1,
             why: Wait::NotAllReceived,
@@ -182,6 +208,13 @@ mod tests {
         }
     }
 
+    fn seen(all_received: bool) -> View {
+        View {
+            all_received,
+            whole: true,
+        }
+    }
+
     fn t(nodes: u64, applied: u64, unhealthy: u64) -> WaveTally {
         WaveTally {
             nodes,
@@ -214,11 +247,11 @@ mod tests {
         let p = policy();
         let tallies = [t(10, 4, 0), t(90, 0, 0)];
         assert_eq!(
-            decide(&p, 0, &tallies, true, &mut |_| true),
+            decide(&p, 0, &tallies, seen(true), &mut |_| true),
             Decision::Apply
         );
         assert_eq!(
-            decide(&p, 1, &tallies, true, &mut |_| true),
+            decide(&p, 1, &tallies, seen(true), &mut |_| true),
             Decision::Wait {
                 wave: 0,
                 why: Wait::NotApplied
@@ -226,15 +259,18 @@ mod tests {
         );
         let done = [t(10, 10, 0), t(90, 0, 0)];
         assert_eq!(
-            decide(&p, 1, &done, true, &mut |_| false),
+            decide(&p, 1, &done, seen(true), &mut |_| false),
             Decision::Wait {
                 wave: 0,
                 why: Wait::Baking
             }
         );
-        assert_eq!(decide(&p, 1, &done, true, &mut |_| true), Decision::Apply);
         assert_eq!(
-            decide(&p, 1, &done, false, &mut |_| true),
+            decide(&p, 1, &done, seen(true), &mut |_| true),
+            Decision::Apply
+        );
+        assert_eq!(
+            decide(&p, 1, &done, seen(false), &mut |_| true),
             Decision::Wait {
                 wave: 0,
                 why: Wait::NotAllReceived
@@ -260,7 +296,7 @@ mod tests {
         let tallies = [t(0, 0, 0), t(0, 0, 0), t(50, 50, 0)];
         let mut asked = Vec::new();
         assert_eq!(
-            decide(&p, 3, &tallies, true, &mut |k| {
+            decide(&p, 3, &tallies, seen(true), &mut |k| {
                 asked.push(k);
                 true
             }),
@@ -269,7 +305,7 @@ mod tests {
         assert_eq!(asked, vec![0, 1, 2], "every earlier wave bakes");
         // A view that shows nothing yet (a node just restarted) does not let it jump.
         assert_eq!(
-            decide(&p, 3, &[t(0, 0, 0); 3], true, &mut |k| k > 0),
+            decide(&p, 3, &[t(0, 0, 0); 3], seen(true), &mut |k| k > 0),
             Decision::Wait {
                 wave: 0,
                 why: Wait::Baking
@@ -284,7 +320,7 @@ mod tests {
         let tallies = [t(10, 10, 1), t(90, 0, 0)];
         for w in 0..4 {
             assert_eq!(
-                decide(&p, w, &tallies, true, &mut |_| true),
+                decide(&p, w, &tallies, seen(true), &mut |_| true),
                 Decision::Halt {
                     wave: 0,
                     unhealthy: 1,
@@ -294,13 +330,47 @@ mod tests {
         }
         // 1 of 100 = 1%: within the threshold, the rollout goes on.
         let ok = [t(100, 100, 1)];
-        assert_eq!(decide(&p, 1, &ok, true, &mut |_| true), Decision::Apply);
+        assert_eq!(
+            decide(&p, 1, &ok, seen(true), &mut |_| true),
+            Decision::Apply
+        );
         // One early unhealthy status among the two nodes seen so far of a wave expected to
         // hold 100 does not halt it.
         let early = [WaveTally {
             expected: 100,
             ..t(2, 2, 1)
         }];
-        assert_eq!(decide(&p, 0, &early, false, &mut |_| true), Decision::Apply);
+        assert_eq!(
+            decide(&p, 0, &early, seen(false), &mut |_| true),
+            Decision::Apply
+        );
+    }
+
+    #[test]
+    fn nothing_advances_on_a_partial_view_but_halts_do() {
+        let p = policy();
+        let done = [t(10, 10, 0), t(90, 90, 0), t(0, 0, 0)];
+        let partial = View {
+            all_received: true,
+            whole: false,
+        };
+        assert_eq!(
+            decide(&p, 2, &done, partial, &mut |_| true),
+            Decision::Wait {
+                wave: 1,
+                why: Wait::PartialView
+            }
+        );
+        // Wave 0 does not wait for anything.
+        assert_eq!(
+            decide(&p, 0, &done, partial, &mut |_| true),
+            Decision::Apply
+        );
+        // Signed evidence halts whatever the view.
+        let bad = [t(10, 10, 2), t(90, 0, 0)];
+        assert!(matches!(
+            decide(&p, 1, &bad, partial, &mut |_| true),
+            Decision::Halt { wave: 0, .. }
+        ));
     }
 }

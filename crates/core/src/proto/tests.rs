@@ -69,6 +69,8 @@ struct Net {
     cut: BTreeSet<u32>,
     /// Hostile nodes that announce what they hold but never hand a bundle over.
     withhold: BTreeSet<u32>,
+    /// Drops a message (from, to, kind) when true: links that carry some kinds only.
+    drop: Box<dyn Fn(u32, u32, &'static str) -> bool>,
     /// (to, message kind) of every delivered message.
     delivered: Vec<(u32, &'static str)>,
     applied: Vec<(u32, u64)>,
@@ -98,6 +100,7 @@ impl Net {
             now: 0,
             cut: BTreeSet::new(),
             withhold: BTreeSet::new(),
+            drop: Box::new(|_, _, _| false),
             delivered: Vec::new(),
             applied: Vec::new(),
             sick: Box::new(|_, _| false),
@@ -143,7 +146,10 @@ impl Net {
             for a in out {
                 match a {
                     Action::Send { to: dest, msg } => {
-                        if self.cut.contains(&to) || self.cut.contains(&dest) {
+                        if self.cut.contains(&to)
+                            || self.cut.contains(&dest)
+                            || (self.drop)(to, dest, msg.kind())
+                        {
                             continue;
                         }
                         if self.withhold.contains(&to)
@@ -651,5 +657,96 @@ fn forgotten_nodes_leave_every_view() {
         );
         assert!(!n.active_peers().contains(&9), "node {}", n.id());
         assert_eq!(n.fleet().counts().nodes, 11, "node {}", n.id());
+    }
+}
+
+/// Restart `i` from what it persisted, at `at`, through node 0.
+fn restart(net: &mut Net, cfg: &Config, i: u32, at: u64) {
+    let saved = net.nodes[i as usize].persisted();
+    let now = Now {
+        mono_ms: at,
+        wall_ms: WALL0 + at,
+    };
+    net.nodes[i as usize] = Node::restore(
+        cfg.clone(),
+        i,
+        node_key(i),
+        Labels::new(),
+        &saved,
+        now,
+        &net.door,
+    );
+    net.push(at, i, Event::Start { bootstrap: vec![0] });
+}
+
+#[test]
+fn nodes_with_partial_views_do_not_jump_waves() {
+    // Seed 6 of simulations/rollout-crash.toml, made deterministic. Wave 0 cannot complete:
+    // one of its nodes is cut off before v2 is published, so every node that sees it knows
+    // that not everyone received v2 and no later wave may start. Then three nodes restart
+    // with their zone traffic cut off from their zones: two of zone `a` that only sync with
+    // each other, one of zone `b` alone. Their zone tables stay near empty, so each takes
+    // itself for its zone's leader. Before the fix, the lone node's one-member row replaced
+    // zone b's real summary everywhere (rows were compared by issue time alone), and the
+    // pair, seeing three nodes that all hold v2 and earlier waves empty, baked those empty
+    // waves and applied v2 in wave order's face.
+    let waves = vec![0.1, 0.5, 1.0];
+    let cfg = Config {
+        zone_bits: 1,
+        ..Config::default()
+    };
+    let mut net = Net::new(40, cfg.clone());
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(7_000);
+    let zone = |i: u32| net.nodes[i as usize].fleet().zone_of(&i);
+    let w = |i: u32| wave(i, 2, &waves);
+    let blocker = (1..40u32).find(|i| w(*i) == 0).expect("a wave-0 node");
+    let za = zone(blocker);
+    let later: Vec<u32> = (1..40u32).filter(|i| w(*i) > 0 && *i != blocker).collect();
+    let pair: Vec<u32> = later
+        .iter()
+        .copied()
+        .filter(|i| zone(*i) == za)
+        .take(2)
+        .collect();
+    let lone = *later
+        .iter()
+        .find(|i| zone(**i) != za)
+        .expect("a node of zone b");
+    assert_eq!(pair.len(), 2);
+    net.cut.insert(blocker);
+    net.publish(8_000, 0, rollout_bundle(2, waves.clone(), 5, 0.2));
+    net.run_until(12_000);
+    let island: Vec<u32> = pair.iter().copied().chain([lone]).collect();
+    for i in &island {
+        assert_eq!(net.nodes[*i as usize].held("web").map(|h| h.0), Some(2));
+        restart(&mut net, &cfg, *i, 12_000);
+    }
+    let (p0, p1) = (pair[0], pair[1]);
+    net.drop = Box::new(move |from, to, kind| {
+        let zone_kind = matches!(kind, "zone_sync" | "zone_want" | "statuses");
+        let inside = |x: u32| x == lone || x == p0 || x == p1;
+        let paired = (from == p0 && to == p1) || (from == p1 && to == p0);
+        zone_kind && (inside(from) || inside(to)) && !paired
+    });
+    net.run_until(60_000);
+    let jumped: Vec<(u32, u8)> = net
+        .applied
+        .iter()
+        .filter(|(i, v)| *v == 2 && w(*i) > 0)
+        .map(|(i, _)| (*i, w(*i)))
+        .collect();
+    assert!(
+        jumped.is_empty(),
+        "nodes of later waves applied v2 while wave 0 had not all received it: {jumped:?} \
+         (islands {island:?}, blocker {blocker})"
+    );
+    // Once the links heal, the rollout goes on, wave by wave.
+    net.cut.clear();
+    net.drop = Box::new(|_, _, _| false);
+    net.run_until(200_000);
+    for i in 0..40u32 {
+        assert!(net.applied.contains(&(i, 2)), "node {i} never applied v2");
     }
 }
