@@ -94,6 +94,11 @@ pub struct FleetView<P> {
     pub zone: BTreeMap<P, Arc<SignedStatus<P>>>,
     /// Full statuses of failing/drifting/unhealthy nodes of other zones, at most `notable_cap`.
     pub notable: BTreeMap<P, Arc<SignedStatus<P>>>,
+    /// Halt evidence that outlives its status: per node, the newest signed status in which it
+    /// ran the version it targets and was unhealthy, kept when a newer status (say, healthy
+    /// again after a rollback) replaces it, and spread with the notable ones, so that a halt
+    /// reaches nodes that never saw the sick ones sick. At most `notable_cap`.
+    pub evidence: BTreeMap<P, Arc<SignedStatus<P>>>,
     /// One summary per zone (the own zone's too, as issued by its leader).
     pub rows: BTreeMap<u32, Arc<ZoneRow<P>>>,
     /// Rows learned recently, pushed along with each round's digest: (row, rounds left).
@@ -159,6 +164,7 @@ impl<P: PeerId> FleetView<P> {
             me,
             zone: BTreeMap::new(),
             notable: BTreeMap::new(),
+            evidence: BTreeMap::new(),
             rows: BTreeMap::new(),
             hot: BTreeMap::new(),
             fingerprint: 0,
@@ -181,8 +187,44 @@ impl<P: PeerId> FleetView<P> {
         self.zone.get(p).or_else(|| self.notable.get(p))
     }
 
+    /// Keep `s` as halt evidence if it is some (see [`FleetView::evidence`]); true when new.
+    pub fn add_evidence(&mut self, cfg: &Config, s: &Arc<SignedStatus<P>>) -> bool {
+        if !is_evidence(s) {
+            return false;
+        }
+        let node = &s.body.node;
+        if let Some(old) = self.evidence.get(node) {
+            if old.body.issued_ms >= s.body.issued_ms {
+                return false;
+            }
+        } else if self.evidence.len() >= cfg.notable_cap {
+            let (oldest, t) = self
+                .evidence
+                .iter()
+                .map(|(p, e)| (p.clone(), e.body.issued_ms))
+                .min_by_key(|(_, t)| *t)
+                .expect("cap > 0");
+            if t >= s.body.issued_ms {
+                return false;
+            }
+            self.evidence.remove(&oldest);
+        }
+        self.evidence.insert(node.clone(), s.clone());
+        true
+    }
+
+    /// True when `s` would be new evidence here (so an older status is still worth checking).
+    pub fn wants_evidence(&self, s: &SignedStatus<P>) -> bool {
+        is_evidence(s)
+            && self
+                .evidence
+                .get(&s.body.node)
+                .is_none_or(|e| e.body.issued_ms < s.body.issued_ms)
+    }
+
     /// Insert an already verified status; true when it was news.
     pub fn insert(&mut self, cfg: &Config, s: Arc<SignedStatus<P>>) -> bool {
+        self.add_evidence(cfg, &s);
         let node = s.body.node.clone();
         let issued = s.body.issued_ms;
         if self.zone_of(&node) == self.my_zone {
@@ -339,6 +381,7 @@ impl<P: PeerId> FleetView<P> {
             .min()
             .unwrap_or(u64::MAX);
         self.notable.retain(|_, s| s.body.issued_ms >= cutoff);
+        self.evidence.retain(|_, s| s.body.issued_ms >= cutoff);
         let stale: Vec<u32> = self
             .rows
             .values()
@@ -628,6 +671,15 @@ pub fn zone_of<P: PeerId>(zone_bits: u8, p: &P) -> u32 {
     }
 }
 
+/// Unhealthy while running the version it targets on some channel: what a halt rests on.
+pub fn is_evidence<P>(s: &SignedStatus<P>) -> bool {
+    !s.body.healthy
+        && s.body
+            .channels
+            .iter()
+            .any(|c| c.version == c.target && c.target > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -758,5 +810,57 @@ mod tests {
             v.partial(none.iter(), there.iter()),
             Some(Partial::ZoneSparse)
         );
+    }
+
+    fn sick_status(node: u32, issued: u64, healthy: bool, version: u64) -> Arc<SignedStatus<u32>> {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[node as u8 + 1; 32]);
+        Arc::new(
+            super::super::status::StatusBody {
+                node,
+                issued_ms: issued,
+                labels: Default::default(),
+                channels: vec![super::super::status::ChannelStatus {
+                    channel: "app".into(),
+                    version,
+                    state: if version == 3 {
+                        ApplyState::Applied
+                    } else {
+                        ApplyState::Held
+                    },
+                    target: 3,
+                    wave: 0,
+                }],
+                last_apply: None,
+                drift_detected: 0,
+                drift_corrected: 0,
+                healthy,
+                failing_checks: Vec::new(),
+            }
+            .sign(&key),
+        )
+    }
+
+    #[test]
+    fn a_sick_status_stays_evidence_after_its_node_recovers() {
+        let cfg = Config::default();
+        let mut v = FleetView::new(&cfg, 0u32);
+        let sick = sick_status(5, 1_000, false, 3);
+        let back = sick_status(5, 2_000, true, 2);
+        v.insert(&cfg, sick.clone());
+        v.insert(&cfg, back.clone());
+        assert_eq!(v.status(&5).map(|s| s.body.issued_ms), Some(2_000));
+        assert_eq!(v.evidence.get(&5), Some(&sick), "evidence kept");
+        // A node that only ever saw the recovered status still takes the older sick one in.
+        let mut w = FleetView::new(&cfg, 0u32);
+        w.insert(&cfg, back);
+        assert!(w.wants_evidence(&sick));
+        assert!(w.add_evidence(&cfg, &sick));
+        assert!(!w.wants_evidence(&sick), "once is enough");
+        // Healthy, or not running its target: no evidence.
+        assert!(!is_evidence(&sick_status(6, 1_000, true, 3)));
+        assert!(!is_evidence(&sick_status(6, 1_000, false, 2)));
+        // Aged out with the statuses.
+        w.expire(&cfg, 1_000 + cfg.status_ttl_ms + 1);
+        assert!(w.evidence.is_empty());
     }
 }

@@ -705,8 +705,21 @@ impl<P: PeerId> Node<P> {
             }
         }
         let k = self.cfg.notable_per_round.saturating_sub(v.len());
-        if k > 0 && !self.fleet.notable.is_empty() {
-            let all: Vec<&Arc<SignedStatus<P>>> = self.fleet.notable.values().collect();
+        if k > 0 && !(self.fleet.notable.is_empty() && self.fleet.evidence.is_empty()) {
+            // Halt evidence travels with the notable statuses (each value once).
+            let all: Vec<&Arc<SignedStatus<P>>> = self
+                .fleet
+                .notable
+                .values()
+                .chain(self.fleet.evidence.iter().filter_map(|(p, e)| {
+                    let same = self
+                        .fleet
+                        .notable
+                        .get(p)
+                        .is_some_and(|n| n.body.issued_ms == e.body.issued_ms);
+                    (!same).then_some(e)
+                }))
+                .collect();
             for s in sample(rng, &all, k) {
                 v.push(s.clone());
             }
@@ -948,9 +961,14 @@ impl<P: PeerId> Node<P> {
         if s.body.node == self.me {
             return; // only we speak for ourselves
         }
+        let mut only_evidence = false;
         if let Some(have) = self.fleet.status(&s.body.node) {
             if have.body.issued_ms >= s.body.issued_ms {
-                return; // nothing new: skip the signature check
+                if !self.fleet.wants_evidence(&s) {
+                    return; // nothing new: skip the signature check
+                }
+                // Superseded, but it shows the node sick on a version: keep it as evidence.
+                only_evidence = true;
             }
         }
         let Some(key) = door.node_key(&s.body.node) else {
@@ -971,7 +989,11 @@ impl<P: PeerId> Node<P> {
             );
             return;
         }
-        self.fleet.insert(&self.cfg, s);
+        if only_evidence {
+            self.fleet.add_evidence(&self.cfg, &s);
+        } else {
+            self.fleet.insert(&self.cfg, s);
+        }
     }
 
     /// A peer says it holds a version: fetch it if it is newer than anything we accepted.
@@ -1438,22 +1460,28 @@ impl<P: PeerId> Node<P> {
                 }
             }
         }
-        let statuses = self.fleet.zone.iter().chain(
-            self.fleet
-                .notable
-                .iter()
-                .filter(|(p, _)| !self.fleet.zone.contains_key(*p)),
-        );
-        for (_, s) in statuses {
+        // Each node counts once: its current status, or the evidence kept from an older one
+        // (sick on v, then rolled back: still a reason to halt v).
+        let mut sick_on: BTreeMap<&P, u8> = BTreeMap::new();
+        let statuses = self
+            .fleet
+            .zone
+            .iter()
+            .chain(self.fleet.notable.iter())
+            .chain(self.fleet.evidence.iter());
+        for (p, s) in statuses {
             if s.body.healthy {
                 continue;
             }
             for c in s.body.channels.iter().filter(|c| c.channel == channel) {
                 if c.target == version && c.version == version {
-                    if let Some(x) = t.get_mut(c.wave as usize) {
-                        x.unhealthy_evidence += 1;
-                    }
+                    sick_on.entry(p).or_insert(c.wave);
                 }
+            }
+        }
+        for w in sick_on.values() {
+            if let Some(x) = t.get_mut(*w as usize) {
+                x.unhealthy_evidence += 1;
             }
         }
         let reporting: u64 = counts

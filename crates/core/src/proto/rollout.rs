@@ -25,7 +25,10 @@
 //! - **Halts rest on evidence**: a wave whose *signed* unhealthy statuses (running v) exceed
 //!   `max_unhealthy` of the wave's size halts the rollout. Sizes and applied counts are
 //!   summaries (advances rest on them); the unhealthy numerator is counted only from signed
-//!   statuses a node holds, never from a number another node added up.
+//!   statuses a node holds, never from a number another node added up. A sick status stays
+//!   evidence after its node recovers (rolled back, healthy again): it is kept apart and
+//!   spread with the notable statuses (`FleetView::evidence`), so the halt still reaches
+//!   nodes that never saw the sick ones sick.
 
 use crate::definition::RolloutPolicy;
 
