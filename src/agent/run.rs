@@ -1,7 +1,7 @@
 //! The agent's main loop: one tokio task that owns the protocol core and feeds it events from
 //! the network, the apply worker, the drift watch, health checks, the control socket and its
 //! timers, and carries out the actions the core returns. Persist actions are written before
-//! any later action is carried out.
+//! any later action is carried out, but for the messages of the same batch (see `carry_out`).
 
 use super::admission::{self, Admission, AgentDoor, OwnCert, TrustDoc};
 use super::config::{AgentConfig, POLL_INTERVAL};
@@ -524,7 +524,26 @@ impl Agent {
         summary
     }
 
-    fn carry_out(&mut self, actions: Vec<Action<AgentPeer>>) {
+    fn carry_out(&mut self, mut actions: Vec<Action<AgentPeer>>) {
+        // Messages go out before the writes of the same batch: a new version is forwarded
+        // (pushed, announced) while its marks and bundle are being made durable, not after,
+        // so each hop of the spread does not wait for an fsync. That is safe: a peer verifies
+        // what it receives itself, and a crash before the write only means this node fetches
+        // the version again. Applies and statuses still come after the writes.
+        if actions
+            .iter()
+            .any(|a| matches!(a, Action::PersistMarks(_) | Action::PersistBundle(_)))
+        {
+            let (sends, rest): (Vec<_>, Vec<_>) = actions
+                .into_iter()
+                .partition(|a| matches!(a, Action::Send { .. }));
+            for a in sends {
+                if let Action::Send { to, msg } = a {
+                    self.send(to, msg);
+                }
+            }
+            actions = rest;
+        }
         let mut actions = actions.into_iter().peekable();
         while let Some(a) = actions.next() {
             // A new version's marks and bundle are made durable side by side: their fsyncs

@@ -99,7 +99,9 @@ pub enum Action<P> {
         bundle: Arc<VerifiedBundle>,
         reason: ApplyReason,
     },
-    /// Write atomically before carrying out the actions after it.
+    /// Write atomically before carrying out the actions after it (a driver may send the
+    /// messages of the same batch first: peers verify what they get, and a crash before the
+    /// write only means the version is fetched again).
     PersistMarks(Marks),
     PersistBundle(Arc<Bundle>),
     PersistStatus(Arc<SignedStatus<P>>),
