@@ -79,6 +79,9 @@ pub enum Event<P> {
     Forget(Vec<P>),
 }
 
+/// Rounds over which a peer's refusals add up toward `bad_peer_limit`.
+const BAD_PEER_WINDOW: u64 = 60;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApplyReason {
     NewVersion,
@@ -545,6 +548,10 @@ impl<P: PeerId> Node<P> {
         }
         if now.mono_ms >= self.next_round {
             self.round += 1;
+            if self.round % BAD_PEER_WINDOW == 0 {
+                // Refusals are held against a peer within a window of rounds, not forever.
+                self.bad.clear();
+            }
             self.next_round = now.mono_ms + self.cfg.round_ms;
             self.on_round(now, rng, door, out);
         }
@@ -737,7 +744,9 @@ impl<P: PeerId> Node<P> {
         out: &mut Vec<Action<P>>,
     ) {
         *self.stats.refused.entry(reason).or_default() += 1;
-        if let Some(p) = from {
+        // A bundle that arrives unasked is a race honest peers run into (a fetch that timed out
+        // answered late, a push from a parent just replaced): counted, not held against them.
+        if let Some(p) = from.filter(|_| reason != "unsolicited") {
             let n = self.bad.entry(p.clone()).or_default();
             *n += 1;
             if *n >= self.cfg.bad_peer_limit {
