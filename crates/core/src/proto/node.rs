@@ -21,6 +21,7 @@ use crate::bundle::{Bundle, BundleHash, VerifiedBundle};
 use crate::definition::OnFailure;
 use crate::labels::Labels;
 use crate::marks::{MarkDecision, Marks};
+use crate::trust::Refusal;
 use ed25519_dalek::SigningKey;
 use rand_core::RngCore;
 use std::collections::BTreeMap;
@@ -1087,7 +1088,17 @@ impl<P: PeerId> Node<P> {
         let verified = match door.verify_bundle(&bundle, now.wall()) {
             Ok(v) => v,
             Err(r) => {
-                self.remember_refused(hash);
+                // The hash names the signed bytes only. A copy whose signatures or size were
+                // spoiled on the way has the genuine bundle's hash: refusing that hash for
+                // good would let one malicious peer keep the genuine bundle out.
+                if !matches!(
+                    r,
+                    Refusal::BadSignature { .. }
+                        | Refusal::NotEnoughSigners { .. }
+                        | Refusal::Malformed(crate::encoding::DecodeError::TooLarge { .. })
+                ) {
+                    self.remember_refused(hash);
+                }
                 self.refuse(from, r.reason(), r.to_string(), out);
                 return;
             }
