@@ -619,9 +619,11 @@ impl Agent {
                             reason: reason.to_string(),
                         })
                         .inc();
-                    // Honest peers never pass on a bundle whose trusted signature fails (they
-                    // verify before forwarding): whoever does is kept out for a while.
-                    if let (Some(p), "bad_signature" | "malformed") = (&from, reason) {
+                    // Honest peers never pass on a bundle whose trusted signature fails, or
+                    // one over the fleet's size limit (they verify before forwarding): whoever
+                    // does is kept out for a while.
+                    if let (Some(p), "bad_signature" | "malformed" | "oversized") = (&from, reason)
+                    {
                         self.admission.ban(p.peer_id(), Instant::now());
                         let _ = self.swarm.disconnect_peer_id(p.peer_id());
                     }
@@ -1089,13 +1091,14 @@ impl Agent {
         let bundle = match Bundle::decode(bytes, self.door.trust.max_bundle_bytes) {
             Ok(b) => b,
             Err(e) => {
+                let reason = driftless_core::Refusal::Malformed(e.clone()).reason();
                 self.metrics
                     .refused
                     .get_or_create(&ReasonLabel {
-                        reason: "malformed".into(),
+                        reason: reason.into(),
                     })
                     .inc();
-                return (false, format!("refused: {e}"));
+                return (false, format!("refused ({reason}): {e}"));
             }
         };
         let (channel, version) = (bundle.header().channel.clone(), bundle.header().version);
@@ -1182,12 +1185,26 @@ impl Agent {
                     Err(e) => return refuse(self, e.reason(), e.to_string()),
                 };
                 let version = v.version();
-                let have = self.admission.revocations_version();
-                if version <= have {
-                    return (
-                        true,
-                        format!("revocation list v{version} is not newer than v{have} held here"),
-                    );
+                // The list's own high-water mark, with the channels' rule: the very same list
+                // again is a repeat; an older one, or another list under the same version, is
+                // refused (a replay, or a signing mistake or stolen key).
+                let mark = self.admission.revocations.as_ref().and_then(|(have, b)| {
+                    driftless_core::admission::SignedRevocationList::decode(b)
+                        .ok()
+                        .map(|l| driftless_core::marks::Mark {
+                            version: *have,
+                            hash: l.hash(),
+                        })
+                });
+                match v.decide(mark) {
+                    Err(e) => return refuse(self, e.reason(), e.to_string()),
+                    Ok(driftless_core::MarkDecision::Same) => {
+                        return (
+                            true,
+                            format!("revocation list v{version} is already held here"),
+                        )
+                    }
+                    Ok(driftless_core::MarkDecision::New) => {}
                 }
                 if let Err(e) = admission::save(&self.state, admission::REVOKED_FILE, bytes) {
                     tracing::error!("persisting the revocation list: {e:#}");

@@ -147,6 +147,27 @@ impl Bundle {
         )
     }
 
+    /// The length of [`Bundle::encode`]'s output, computed without encoding: what the size
+    /// limit is checked against when a bundle arrives already decoded (from the wire, with
+    /// the wire's own larger limit).
+    pub fn encoded_len(&self) -> usize {
+        fn varint(n: usize) -> usize {
+            let bits = usize::BITS - (n | 1).leading_zeros();
+            bits.div_ceil(7) as usize
+        }
+        let sigs: usize = self
+            .signatures
+            .iter()
+            .map(|s| s.key.len() + varint(s.sig.len()) + s.sig.len())
+            .sum();
+        BUNDLE_MAGIC.len()
+            + 2
+            + varint(self.signed.len())
+            + self.signed.len()
+            + varint(self.signatures.len())
+            + sigs
+    }
+
     /// Decode untrusted bytes. The size limit is checked before anything is allocated.
     pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<Bundle, DecodeError> {
         if bytes.len() > max_bytes {

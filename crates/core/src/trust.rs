@@ -250,6 +250,15 @@ impl TrustRoot {
         now: Timestamp,
         check: &dyn SignatureCheck,
     ) -> Result<VerifiedBundle, Refusal> {
+        // Decoded with another limit (the wire's), perhaps: the fleet's is checked here too.
+        let len = bundle.encoded_len();
+        if len > self.max_bundle_bytes {
+            return Err(Refusal::Malformed(DecodeError::TooLarge {
+                what: "bundle",
+                len,
+                limit: self.max_bundle_bytes,
+            }));
+        }
         let header = bundle.header();
         if header.fleet != self.fleet {
             return Err(Refusal::WrongFleet {
@@ -430,6 +439,27 @@ mod tests {
         t.max_bundle_bytes = 10;
         let err = t.verify_bytes(&b.encode(), Timestamp(2000)).unwrap_err();
         assert_eq!(err.reason(), "oversized");
+    }
+
+    #[test]
+    fn oversized_is_refused_when_decoded_under_another_limit() {
+        // A bundle that came off the wire (decoded with the wire's limit) is held to the
+        // fleet's limit by `verify` itself, to the byte.
+        let mut b = Bundle::sign(header("prod", 3, 5000), &def("web"), &[&key(1), &key(2)]);
+        let bytes = b.encode();
+        assert_eq!(b.encoded_len(), bytes.len());
+        let mut t = root(&[1], 1);
+        t.max_bundle_bytes = bytes.len() - 1;
+        let decoded = Bundle::decode(&bytes, usize::MAX).unwrap();
+        let err = t
+            .verify(decoded.clone(), Timestamp(2000), &Ed25519Check)
+            .unwrap_err();
+        assert_eq!(err.reason(), "oversized");
+        t.max_bundle_bytes = bytes.len();
+        t.verify(decoded, Timestamp(2000), &Ed25519Check).unwrap();
+        // A cosignature adds to the length (the hash does not cover signatures).
+        b.add_signature(&key(3));
+        assert_eq!(b.encoded_len(), b.encode().len());
     }
 
     #[test]

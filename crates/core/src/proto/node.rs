@@ -21,6 +21,7 @@ use crate::bundle::{Bundle, BundleHash, VerifiedBundle};
 use crate::definition::OnFailure;
 use crate::labels::Labels;
 use crate::marks::{MarkDecision, Marks};
+use crate::trust::Refusal;
 use ed25519_dalek::SigningKey;
 use rand_core::RngCore;
 use std::collections::BTreeMap;
@@ -548,7 +549,7 @@ impl<P: PeerId> Node<P> {
         }
         if now.mono_ms >= self.next_round {
             self.round += 1;
-            if self.round % BAD_PEER_WINDOW == 0 {
+            if self.round.is_multiple_of(BAD_PEER_WINDOW) {
                 // Refusals are held against a peer within a window of rounds, not forever.
                 self.bad.clear();
             }
@@ -1121,7 +1122,17 @@ impl<P: PeerId> Node<P> {
         let verified = match door.verify_bundle(&bundle, now.wall()) {
             Ok(v) => v,
             Err(r) => {
-                self.remember_refused(hash);
+                // The hash names the signed bytes only. A copy whose signatures or size were
+                // spoiled on the way has the genuine bundle's hash: refusing that hash for
+                // good would let one malicious peer keep the genuine bundle out.
+                if !matches!(
+                    r,
+                    Refusal::BadSignature { .. }
+                        | Refusal::NotEnoughSigners { .. }
+                        | Refusal::Malformed(crate::encoding::DecodeError::TooLarge { .. })
+                ) {
+                    self.remember_refused(hash);
+                }
                 self.refuse(from, r.reason(), r.to_string(), out);
                 return;
             }

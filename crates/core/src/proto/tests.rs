@@ -71,6 +71,8 @@ struct Net {
     withhold: BTreeSet<u32>,
     /// Drops a message (from, to, kind) when true: links that carry some kinds only.
     drop: Box<dyn Fn(u32, u32, &'static str) -> bool>,
+    /// Hostile nodes that hand over every bundle with a spoiled signature (same hash).
+    forge: BTreeSet<u32>,
     /// (to, message kind) of every delivered message.
     delivered: Vec<(u32, &'static str)>,
     applied: Vec<(u32, u64)>,
@@ -101,6 +103,7 @@ impl Net {
             cut: BTreeSet::new(),
             withhold: BTreeSet::new(),
             drop: Box::new(|_, _, _| false),
+            forge: BTreeSet::new(),
             delivered: Vec::new(),
             applied: Vec::new(),
             sick: Box::new(|_, _| false),
@@ -157,6 +160,23 @@ impl Net {
                         {
                             continue;
                         }
+                        let msg = if self.forge.contains(&to) {
+                            match msg {
+                                Message::Bundle(WireBundle(b)) => {
+                                    Message::Bundle(WireBundle(forged(&b)))
+                                }
+                                Message::Push {
+                                    bundle: WireBundle(b),
+                                    hops,
+                                } => Message::Push {
+                                    bundle: WireBundle(forged(&b)),
+                                    hops,
+                                },
+                                m => m,
+                            }
+                        } else {
+                            msg
+                        };
                         // Every message crosses the wire as bytes.
                         let bytes = msg.encode();
                         let msg = Message::<u32>::decode(&bytes).expect("own messages decode");
@@ -633,6 +653,37 @@ fn peers_that_withhold_a_bundle_are_abandoned_for_others() {
     for n in &net.nodes {
         assert_eq!(n.held("web").map(|h| h.0), Some(1), "node {}", n.id());
     }
+}
+
+/// The same signed bytes (so the same hash) under a spoiled signature: the last byte of a
+/// bundle is the last byte of its last signature.
+fn forged(b: &Bundle) -> Arc<Bundle> {
+    let mut bytes = b.encode();
+    *bytes.last_mut().unwrap() ^= 0x01;
+    let f = Bundle::decode(&bytes, usize::MAX).unwrap();
+    assert_eq!(f.hash(), b.hash());
+    Arc::new(f)
+}
+
+#[test]
+fn a_forged_copy_under_the_genuine_hash_does_not_keep_the_genuine_bundle_out() {
+    // A third of the fleet hands over every bundle with a spoiled signature (malicious
+    // peers, TUF). The copy has the genuine bundle's hash: refusing that hash for good would
+    // keep the genuine bundle out of every node that met a forger first.
+    let mut net = Net::new(30, Config::default());
+    net.forge = (1..=10).collect();
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(10_000);
+    for n in net.nodes.iter().filter(|n| !net.forge.contains(n.id())) {
+        assert_eq!(n.held("web").map(|h| h.0), Some(1), "node {}", n.id());
+    }
+    let refused: u64 = net
+        .nodes
+        .iter()
+        .map(|n| n.stats.refused.get("bad_signature").copied().unwrap_or(0))
+        .sum();
+    assert!(refused > 0, "no forged copy was ever handed over");
 }
 
 #[test]
