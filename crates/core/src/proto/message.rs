@@ -70,6 +70,15 @@ impl<'de> Deserialize<'de> for WireBundle {
     }
 }
 
+/// postcard writes an enum's variant index first, as a varint: these are the indices of
+/// `Message::Bundle` and `Message::Push` (a test checks them).
+const BUNDLE_VARIANTS: [u32; 2] = [10, 11];
+
+/// Whether a message body is a `Bundle` or a `Push`, from its variant index alone.
+fn carries_bundle(body: &[u8]) -> bool {
+    postcard::take_from_bytes::<u32>(body).is_ok_and(|(v, _)| BUNDLE_VARIANTS.contains(&v))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message<P> {
     // --- membership (HyParView) ---
@@ -150,16 +159,16 @@ impl<P: PeerId> Message<P> {
             });
         }
         let (_v, body) = encoding::open("message", MESSAGE_MAGIC, MESSAGE_FORMAT, bytes)?;
-        let msg: Message<P> = encoding::body("message", body)?;
-        if !matches!(msg, Message::Bundle(_) | Message::Push { .. })
-            && bytes.len() > limits::MAX_MESSAGE_BYTES
-        {
+        // Only a bundle may be larger than a message; anything else is refused on its variant
+        // alone, before a 64 MiB list of statuses or rows is decoded only to be thrown away.
+        if bytes.len() > limits::MAX_MESSAGE_BYTES && !carries_bundle(body) {
             return Err(DecodeError::TooLarge {
                 what: "message",
                 len: bytes.len(),
                 limit: limits::MAX_MESSAGE_BYTES,
             });
         }
+        let msg: Message<P> = encoding::body("message", body)?;
         msg.check_limits()?;
         Ok(msg)
     }
@@ -231,5 +240,56 @@ impl<P: PeerId> Message<P> {
             Message::RowSync(_) => "row_sync",
             Message::Rows(_) => "rows",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::Header;
+    use crate::definition::CompiledDefinition;
+    use crate::time::Timestamp;
+
+    #[test]
+    fn the_bundle_variant_indices_are_those_postcard_writes() {
+        let def = CompiledDefinition {
+            name: "web".into(),
+            targets: Default::default(),
+            vars: Default::default(),
+            resources: vec![],
+            checks: vec![],
+            rollout: None,
+        };
+        let header = Header {
+            fleet: "f".into(),
+            channel: "web".into(),
+            version: 1,
+            created: Timestamp(0),
+            expires: Timestamp(0),
+            content_hash: [0; 32],
+            rollout: None,
+        };
+        let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let b = WireBundle(Arc::new(Bundle::sign(header, &def, &[&key])));
+        for m in [
+            Message::<u32>::Bundle(b.clone()),
+            Message::Push { bundle: b, hops: 1 },
+        ] {
+            assert!(carries_bundle(&m.encode()[6..]), "{}", m.kind());
+        }
+        assert!(!carries_bundle(&Message::<u32>::Prune.encode()[6..]));
+    }
+
+    /// Before, a non-bundle message up to the bundle limit (64 MiB) was decoded in full and
+    /// only then refused as over the message limit.
+    #[test]
+    fn an_oversized_message_that_is_not_a_bundle_is_refused_before_decoding() {
+        let rows = Message::<u32>::RowSync(vec![(1, 1); limits::MAX_MESSAGE_BYTES / 2]);
+        let mut bytes = rows.encode();
+        bytes.push(0); // a trailing byte: decoding the body would call it malformed
+        assert!(matches!(
+            Message::<u32>::decode(&bytes),
+            Err(DecodeError::TooLarge { limit, .. }) if limit == limits::MAX_MESSAGE_BYTES
+        ));
     }
 }
