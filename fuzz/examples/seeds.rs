@@ -1,5 +1,6 @@
 //! Writes the seed corpus: valid encodings of every structure a target decodes, one file each,
-//! into `fuzz/corpus/<target>/seed-*`. Run `cargo run --example seeds` in `fuzz/`.
+//! into `fuzz/corpus/<target>/seed-*`. Run `cargo run --example seeds --features agent` in
+//! `fuzz/` (without the feature, the `frame` seeds are left out).
 
 use driftless_fuzz::samples;
 use std::path::Path;
@@ -28,6 +29,10 @@ fn main() -> std::io::Result<()> {
     )?;
     write("message", samples::messages().iter().map(|m| m.encode()))?;
     write("status", samples::statuses().iter().map(|s| s.encode()))?;
+    #[cfg(feature = "agent")]
+    write("frame", samples::frames())?;
+    #[cfg(not(feature = "agent"))]
+    println!("frame: not written (run with --features agent)");
     write("marks", samples::marks().iter().map(|m| m.encode()))?;
     Ok(())
 }

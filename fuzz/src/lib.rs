@@ -103,13 +103,18 @@ pub fn allocation_cap(input_len: usize) -> usize {
     64 * input_len + (8 << 20)
 }
 
-/// Decode with the meter running and fail the run when the decoder took more than the cap.
+/// Decode with the meter running and fail the run when the decoder took more than
+/// [`allocation_cap`].
 pub fn within_cap<R>(what: &str, input_len: usize, f: impl FnOnce() -> R) -> R {
+    within(what, input_len, allocation_cap(input_len), f)
+}
+
+/// Decode with the meter running and fail the run when the decoder held more than `cap` bytes.
+pub fn within<R>(what: &str, input_len: usize, cap: usize, f: impl FnOnce() -> R) -> R {
     let (r, peak) = peak_heap(f);
     assert!(
-        peak <= allocation_cap(input_len),
-        "decoding {input_len} bytes as a {what} held {peak} bytes of heap at once (cap {})",
-        allocation_cap(input_len)
+        peak <= cap,
+        "decoding {input_len} bytes as a {what} held {peak} bytes of heap at once (cap {cap})"
     );
     r
 }

@@ -45,7 +45,9 @@ pub fn node_key(i: u8) -> SigningKey {
 pub fn peer(i: u8) -> WirePeer {
     WirePeer {
         key: node_key(i).verifying_key().to_bytes(),
-        addr: i.is_multiple_of(2).then(|| format!("/ip4/10.0.0.{i}/tcp/7400")),
+        addr: i
+            .is_multiple_of(2)
+            .then(|| format!("/ip4/10.0.0.{i}/tcp/7400")),
     }
 }
 
@@ -366,6 +368,42 @@ pub fn messages() -> Vec<Message<WirePeer>> {
         Message::RowSync(vec![(3, CREATED * 1000)]),
         Message::Rows(vec![Arc::new(row())]),
     ]
+}
+
+/// Transport frames as the agent sends them: core messages, a published bundle, answers.
+/// The messages inside are encoded with [`WirePeer`]; the `frame` target decodes them with the
+/// agent's own peer type, so a layout that drifted apart would show there.
+#[cfg(feature = "agent")]
+pub fn frames() -> Vec<Vec<u8>> {
+    use driftless::agent::transport::{Request, Response};
+    let msgs = messages();
+    let mut out: Vec<Vec<u8>> = msgs
+        .iter()
+        .filter(|m| {
+            matches!(
+                m,
+                Message::Digest(_) | Message::Fetch(_) | Message::Bundle(_)
+            )
+        })
+        .map(|m| {
+            Request::Core {
+                listen: Some("/ip4/10.0.0.1/tcp/7400".into()),
+                msg: m.encode(),
+            }
+            .encode()
+        })
+        .collect();
+    out.push(Request::Publish(bundles()[1].encode()).encode());
+    out.push(Response::Ack.encode());
+    out.push(Response::Core(msgs[..4].iter().map(|m| m.encode()).collect()).encode());
+    out.push(
+        Response::Published {
+            ok: false,
+            message: "refused: untrusted".into(),
+        }
+        .encode(),
+    );
+    out
 }
 
 /// High-water marks as a node persists them.
