@@ -393,6 +393,13 @@ pub fn frames() -> Vec<Vec<u8>> {
             .encode()
         })
         .collect();
+    for m in &msgs {
+        let as_agent = driftless_core::proto::Message::<driftless::agent::peer::AgentPeer>::decode(
+            &m.encode(),
+        )
+        .expect("WirePeer has the wire layout of AgentPeer");
+        assert_eq!(as_agent.encode(), m.encode());
+    }
     out.push(Request::Publish(bundles()[1].encode()).encode());
     out.push(Response::Ack.encode());
     out.push(Response::Core(msgs[..4].iter().map(|m| m.encode()).collect()).encode());
