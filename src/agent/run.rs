@@ -28,8 +28,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// Messages carried back in one response, at most (the core answers one message with a few).
-const MAX_REPLIES: usize = 16;
 /// Listen addresses remembered for peers we talk to (the views are far smaller).
 const MAX_ADDRS: usize = 4096;
 
@@ -927,7 +925,7 @@ impl Agent {
             key,
             addr: self.addrs.get(&peer).cloned(),
         };
-        for bytes in msgs.iter().take(MAX_REPLIES) {
+        for bytes in &msgs {
             match Message::<AgentPeer>::decode(bytes) {
                 Ok(m) => {
                     tracing::trace!(from = %peer, kind = m.kind(), "received reply");

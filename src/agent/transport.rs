@@ -69,8 +69,8 @@ pub enum Response {
     Ack,
     /// The receiver's answers to the sender (a bundle for a fetch, a digest for a digest…),
     /// carried on the request's own stream instead of new requests: one stream less per
-    /// exchange.
-    Core(Vec<Vec<u8>>),
+    /// exchange. Decoding keeps the first [`MAX_REPLIES`].
+    Core(#[serde(deserialize_with = "first_replies")] Vec<Vec<u8>>),
     Published {
         ok: bool,
         message: String,
@@ -83,6 +83,35 @@ pub enum Response {
         reason: String,
         hello: bool,
     },
+}
+
+/// Messages carried back in one response that are read, at most (the core answers one
+/// message with a few).
+pub const MAX_REPLIES: usize = 16;
+
+/// The first [`MAX_REPLIES`] answers of a response; the rest are read and dropped one by one.
+/// Collecting them all let a 64 MiB frame of empty answers take 24 bytes of memory per byte.
+fn first_replies<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+    struct First;
+    impl<'de> serde::de::Visitor<'de> for First {
+        type Value = Vec<Vec<u8>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of encoded messages")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(m) = seq.next_element::<Vec<u8>>()? {
+                if out.len() < MAX_REPLIES {
+                    out.push(m);
+                }
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(First)
 }
 
 impl Request {
@@ -207,5 +236,20 @@ pub fn split_peer_addr(addr: &libp2p::Multiaddr) -> (libp2p::Multiaddr, Option<l
             (a, None)
         }
         None => (a, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_response_keeps_its_first_replies_only() {
+        let many = Response::Core((0..1000u32).map(|i| i.to_le_bytes().to_vec()).collect());
+        let Ok(Response::Core(kept)) = Response::decode(&many.encode()) else {
+            panic!("a response with many replies decodes");
+        };
+        assert_eq!(kept.len(), MAX_REPLIES);
+        assert_eq!(kept[3], 3u32.to_le_bytes());
     }
 }

@@ -11,7 +11,7 @@ use crate::template::Renderer;
 use driftless_core::definition::{
     converge_order, CompiledDefinition, HealthCheck, OnFailure, Probe, ResourceKind, RolloutPolicy,
 };
-use driftless_core::value::Value;
+use driftless_core::value::{Value, MAX_VALUE_DEPTH};
 use driftless_core::Targets;
 use fields::Fields;
 use std::collections::{BTreeMap, HashMap};
@@ -80,6 +80,17 @@ pub fn parse(text: &str, base: &Path) -> Result<CompiledDefinition, Vec<String>>
                 .collect::<BTreeMap<_, _>>()
         })
         .unwrap_or_default();
+    for (k, v) in &vars {
+        if v.depth() > MAX_VALUE_DEPTH {
+            f.error(
+                "vars",
+                format!(
+                    "`{k}` nests {} levels deep; agents decode at most {MAX_VALUE_DEPTH}",
+                    v.depth()
+                ),
+            );
+        }
+    }
     let rollout = f.table("rollout").map(|t| parse_rollout(t, f.errors));
     f.string_list_mark("resource");
     f.string_list_mark("check");
@@ -515,6 +526,29 @@ on_failure = "rollback"
         ));
         assert_eq!(d.checks[0].interval_secs, 10);
         assert_eq!(d.rollout.as_ref().unwrap().bake_secs, 300);
+    }
+
+    #[test]
+    fn variables_nested_deeper_than_agents_decode_are_refused() {
+        let keys = |n: usize| {
+            (0..n)
+                .map(|i| format!("k{i}"))
+                .collect::<Vec<_>>()
+                .join(".")
+        };
+        let ok = format!(
+            "name = \"x\"\n[vars.{}]\nleaf = 1\n",
+            keys(MAX_VALUE_DEPTH - 1)
+        );
+        assert!(parse(&ok, Path::new(".")).is_ok());
+        let p = one_problem(&format!(
+            "name = \"x\"\n[vars.{}]\nleaf = 1\n",
+            keys(MAX_VALUE_DEPTH)
+        ));
+        assert!(
+            p.contains("field `vars`") && p.contains("levels deep"),
+            "{p}"
+        );
     }
 
     #[test]

@@ -73,6 +73,15 @@ impl<'de> Deserialize<'de> for WireBundle {
     }
 }
 
+/// postcard writes an enum's variant index first, as a varint: these are the indices of
+/// `Message::Bundle` and `Message::Push` (a test checks them).
+const BUNDLE_VARIANTS: [u32; 2] = [10, 11];
+
+/// Whether a message body is a `Bundle` or a `Push`, from its variant index alone.
+fn carries_bundle(body: &[u8]) -> bool {
+    postcard::take_from_bytes::<u32>(body).is_ok_and(|(v, _)| BUNDLE_VARIANTS.contains(&v))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message<P, S = Arc<SignedStatus<P>>> {
     // --- membership (HyParView) ---
@@ -153,6 +162,16 @@ impl<P: PeerId> Message<P> {
             });
         }
         let (v, body) = encoding::open("message", MESSAGE_MAGIC, MESSAGE_FORMAT, bytes)?;
+        // Only a bundle may be larger than a message; anything else is refused on its variant
+        // alone, before a 64 MiB list of statuses or rows is decoded only to be thrown away.
+        // (The variant tags are the same in formats 1 and 2.)
+        if bytes.len() > limits::MAX_MESSAGE_BYTES && !carries_bundle(body) {
+            return Err(DecodeError::TooLarge {
+                what: "message",
+                len: bytes.len(),
+                limit: limits::MAX_MESSAGE_BYTES,
+            });
+        }
         let msg: Message<P> = if v == 1 {
             upgrade(encoding::body::<Message<P, SignedStatusV1<P>>>(
                 "message", body,
@@ -160,15 +179,6 @@ impl<P: PeerId> Message<P> {
         } else {
             encoding::body("message", body)?
         };
-        if !matches!(msg, Message::Bundle(_) | Message::Push { .. })
-            && bytes.len() > limits::MAX_MESSAGE_BYTES
-        {
-            return Err(DecodeError::TooLarge {
-                what: "message",
-                len: bytes.len(),
-                limit: limits::MAX_MESSAGE_BYTES,
-            });
-        }
         msg.check_limits()?;
         Ok(msg)
     }
@@ -344,5 +354,56 @@ mod tests {
         assert_eq!(SignedStatus::<u32>::decode(&alone).unwrap(), s);
         // A certificate over the cap makes the status fail its limits.
         assert!(!status(Some(vec![0; 5000])).within_limits());
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::bundle::Header;
+    use crate::definition::CompiledDefinition;
+    use crate::time::Timestamp;
+
+    #[test]
+    fn the_bundle_variant_indices_are_those_postcard_writes() {
+        let def = CompiledDefinition {
+            name: "web".into(),
+            targets: Default::default(),
+            vars: Default::default(),
+            resources: vec![],
+            checks: vec![],
+            rollout: None,
+        };
+        let header = Header {
+            fleet: "f".into(),
+            channel: "web".into(),
+            version: 1,
+            created: Timestamp(0),
+            expires: Timestamp(0),
+            content_hash: [0; 32],
+            rollout: None,
+        };
+        let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let b = WireBundle(Arc::new(Bundle::sign(header, &def, &[&key])));
+        for m in [
+            Message::<u32>::Bundle(b.clone()),
+            Message::Push { bundle: b, hops: 1 },
+        ] {
+            assert!(carries_bundle(&m.encode()[6..]), "{}", m.kind());
+        }
+        assert!(!carries_bundle(&Message::<u32>::Prune.encode()[6..]));
+    }
+
+    /// Before, a non-bundle message up to the bundle limit (64 MiB) was decoded in full and
+    /// only then refused as over the message limit.
+    #[test]
+    fn an_oversized_message_that_is_not_a_bundle_is_refused_before_decoding() {
+        let rows = Message::<u32>::RowSync(vec![(1, 1); limits::MAX_MESSAGE_BYTES / 2]);
+        let mut bytes = rows.encode();
+        bytes.push(0); // a trailing byte: decoding the body would call it malformed
+        assert!(matches!(
+            Message::<u32>::decode(&bytes),
+            Err(DecodeError::TooLarge { limit, .. }) if limit == limits::MAX_MESSAGE_BYTES
+        ));
     }
 }

@@ -1,0 +1,63 @@
+//! `Message::decode` for every wire message (membership, announcements, bundles, digests,
+//! statuses, zone rows), with the agent's peer-id layout.
+//! Invariants: only a bundle may exceed the message size cap; every count limit holds; what
+//! decodes re-encodes to no more bytes and decodes to an equal message; no decode holds more
+//! heap than the cap.
+#![no_main]
+
+use driftless_core::proto::config::limits::*;
+use driftless_core::proto::Message;
+use driftless_fuzz::{within_cap, WirePeer};
+use libfuzzer_sys::fuzz_target;
+
+/// The documented limits, restated from the public fields (the decoder checks them itself).
+fn within_limits(msg: &Message<WirePeer>) -> bool {
+    match msg {
+        Message::Shuffle { peers, .. } | Message::ShuffleReply { peers } => {
+            peers.len() <= MAX_PEERS_PER_MESSAGE
+        }
+        Message::Announce(a) => a.len() <= MAX_CHANNELS,
+        Message::Digest(d) => {
+            d.channels.len() <= MAX_CHANNELS
+                && d.rows.len() <= MAX_ROWS
+                && d.notable.len() <= MAX_STATUSES
+                && d.rows.iter().all(|r| r.counts.len() <= MAX_ROW_COUNTS)
+        }
+        Message::Statuses(s) => s.len() <= MAX_STATUSES,
+        Message::ZoneSync {
+            entries: Some(e), ..
+        } => e.len() <= MAX_ZONE_ENTRIES,
+        Message::ZoneWant(w) => w.len() <= MAX_ZONE_ENTRIES,
+        Message::RowSync(r) => r.len() <= MAX_ROWS,
+        Message::Rows(r) => {
+            r.len() <= MAX_ROWS
+                && r.iter().all(|row| {
+                    row.counts.len() <= MAX_ROW_COUNTS
+                        && row.contacts.len() <= MAX_PEERS_PER_MESSAGE
+                })
+        }
+        _ => true,
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let decoded = within_cap("message", data.len(), || Message::<WirePeer>::decode(data));
+    let Ok(msg) = decoded else { return };
+    if !matches!(msg, Message::Bundle(_) | Message::Push { .. }) {
+        assert!(data.len() <= MAX_MESSAGE_BYTES);
+    }
+    assert!(
+        within_limits(&msg),
+        "a {} message over a limit decoded",
+        msg.kind()
+    );
+    let bytes = msg.encode();
+    assert!(
+        bytes.len() <= data.len(),
+        "re-encoding a {} grew it",
+        msg.kind()
+    );
+    let again = Message::<WirePeer>::decode(&bytes).expect("a re-encoded message decodes");
+    assert_eq!(again, msg);
+    assert_eq!(again.encode(), bytes);
+});
