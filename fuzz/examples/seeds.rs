@@ -34,5 +34,14 @@ fn main() -> std::io::Result<()> {
     #[cfg(not(feature = "agent"))]
     println!("frame: not written (run with --features agent)");
     write("marks", samples::marks().iter().map(|m| m.encode()))?;
+    write(
+        "certificate",
+        samples::certificates().iter().map(|c| c.encode()),
+    )?;
+    write(
+        "revocations",
+        samples::revocation_lists().iter().map(|l| l.encode()),
+    )?;
+    write("root", samples::roots().iter().map(|r| r.encode()))?;
     Ok(())
 }

@@ -429,3 +429,69 @@ pub fn marks() -> Vec<Marks> {
     );
     vec![m, one]
 }
+
+/// The admission key of [`admitted_root`].
+pub fn admission_key() -> SigningKey {
+    SigningKey::from_bytes(&[0xad; 32])
+}
+
+/// [`trust_root`] with an admission key: what certificates and revocation lists verify against.
+pub fn admitted_root() -> TrustRoot {
+    trust_root().with_admission_keys(vec![admission_key().verifying_key()], 1)
+}
+
+/// Node certificates: no labels, a few, and one with two signatures.
+pub fn certificates() -> Vec<driftless_core::admission::SignedCertificate> {
+    use driftless_core::admission::{Certificate, SignedCertificate};
+    let cert = |i: u8, labels: &[(&str, &str)]| Certificate {
+        fleet: FLEET.into(),
+        node_key: node_key(i).verifying_key().to_bytes(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        issued: Timestamp(CREATED),
+        expires: Timestamp(CREATED + 365 * 86_400),
+    };
+    let mut two = SignedCertificate::sign(cert(3, &[("role", "db")]), &[&admission_key()]);
+    two.add_signature(&release_key());
+    vec![
+        SignedCertificate::sign(cert(1, &[]), &[&admission_key()]),
+        SignedCertificate::sign(cert(2, &[("role", "web"), ("dc", "a")]), &[&admission_key()]),
+        two,
+    ]
+}
+
+/// Revocation lists: empty, one node, several.
+pub fn revocation_lists() -> Vec<driftless_core::admission::SignedRevocationList> {
+    use driftless_core::admission::{RevocationList, SignedRevocationList};
+    let list = |version: u64, nodes: &[u8]| RevocationList {
+        fleet: FLEET.into(),
+        version,
+        issued: Timestamp(CREATED),
+        revoked: nodes
+            .iter()
+            .map(|i| node_key(*i).verifying_key().to_bytes())
+            .collect(),
+    };
+    [list(1, &[]), list(2, &[4]), list(3, &[1, 2, 5, 7])]
+        .into_iter()
+        .map(|l| SignedRevocationList::sign(l, &[&admission_key()]))
+        .collect()
+}
+
+/// Signed roots: the next version of [`admitted_root`], with and without an expiry, signed
+/// by the current root keys (the release keys double as root keys there).
+pub fn roots() -> Vec<driftless_core::root::SignedRoot> {
+    use driftless_core::root::SignedRoot;
+    let next = admitted_root().with_version(2);
+    [None, Some(Timestamp(CREATED + 86_400))]
+        .into_iter()
+        .map(|exp| {
+            SignedRoot::sign(
+                next.to_root_doc(Timestamp(CREATED), exp),
+                &[&release_key(), &cosigner_key()],
+            )
+        })
+        .collect()
+}
