@@ -55,10 +55,12 @@ pub fn run(a: Args) -> CliResult {
     Ok(0)
 }
 
+/// A new directory of its own (mkdtemp): never one a killed demo left behind.
 fn tempdir() -> anyhow::Result<PathBuf> {
-    let base = std::env::temp_dir().join(format!("driftless-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&base)?;
-    Ok(base)
+    Ok(tempfile::Builder::new()
+        .prefix("driftless-demo-")
+        .tempdir()?
+        .keep())
 }
 
 struct Node {
