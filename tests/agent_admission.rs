@@ -308,6 +308,24 @@ fn only_admitted_nodes_speak_for_the_fleet() {
             })
             .then_some(())
     });
+    // The same root again is fine; another root under the same version is refused.
+    f.publish(&signed_root, &path_str(&f.agents[4].control))
+        .ok()
+        .stdout_has(&["already in force"]);
+    let other = roles_dir(&f, "trust-v2-other", 2, &release, &admission, &root);
+    let other_root = f.ws.path("root-2-other.signed");
+    f.ws.run([
+        "root".to_string(),
+        path_str(&other),
+        "--key".into(),
+        path_str(&root.private),
+        "--out".into(),
+        path_str(&other_root),
+    ])
+    .ok();
+    let out = f.publish(&other_root, &path_str(&f.agents[4].control));
+    assert_eq!(out.code, 1, "a second root v2: {out:?}");
+    assert!(out.stderr.contains("conflicting_content"), "{out:?}");
     // The old release key signs nothing now, wherever it is handed in.
     let stale = f.sign("web", &web(3), 3);
     let out = f.publish(&stale, &path_str(&f.agents[6].control));

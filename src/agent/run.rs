@@ -1152,8 +1152,31 @@ impl Agent {
         match doc {
             TrustDoc::Root(signed) => {
                 let version = signed.doc().version;
-                if version <= self.door.trust.version {
-                    return (true, format!("trust root v{version} is already held here"));
+                let current = self.door.trust.version;
+                if version < current {
+                    return refuse(
+                        self,
+                        "rolled_back",
+                        format!("trust root v{version} is older than v{current}, the one in force"),
+                    );
+                }
+                if version == current {
+                    let same = self
+                        .admission
+                        .roots
+                        .iter()
+                        .any(|(v, b)| *v == version && b.as_slice() == bytes);
+                    if same {
+                        return (
+                            true,
+                            format!("trust root v{version} is already in force here"),
+                        );
+                    }
+                    return refuse(
+                        self,
+                        "conflicting_content",
+                        format!("trust root v{version} differs from the v{current} in force: a signing mistake or a stolen key"),
+                    );
                 }
                 let next = match self.door.trust.verify_next_root(&signed, now, &check) {
                     Ok(n) => n,
