@@ -16,9 +16,8 @@ mod common;
 #[path = "common/fleet.rs"]
 mod fleet;
 
-use common::{path_str, Key};
+use common::path_str;
 use fleet::*;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const NODES: usize = 10;
@@ -33,45 +32,6 @@ fn web(v: u64) -> String {
 
 fn motd(v: u64, n: usize) -> String {
     format!("v{v} on {n}\n")
-}
-
-/// A trust directory with roles: release, admission, root keys and their thresholds.
-fn roles_dir(
-    f: &LocalFleet,
-    rel: &str,
-    version: u64,
-    release: &Key,
-    admission: &Key,
-    root: &Key,
-) -> PathBuf {
-    let name = |k: &Key| k.public.file_name().unwrap().to_string_lossy().into_owned();
-    f.ws.trust_dir(
-        rel,
-        &[release, admission, root],
-        Some(&format!(
-            "fleet = \"{}\"\nversion = {version}\n[release]\nkeys = [\"{}\"]\nthreshold = 1\n[admission]\nkeys = [\"{}\"]\nthreshold = 1\n[root]\nkeys = [\"{}\"]\nthreshold = 1\n",
-            f.fleet_name,
-            name(release),
-            name(admission),
-            name(root)
-        )),
-    )
-}
-
-fn admit(f: &LocalFleet, node_pub: &Path, key: &Key, labels: &str, out: &Path) {
-    f.ws.run([
-        "admit".to_string(),
-        path_str(node_pub),
-        "--key".into(),
-        path_str(&key.private),
-        "--labels".into(),
-        labels.into(),
-        "--fleet".into(),
-        f.fleet_name.clone(),
-        "--out".into(),
-        path_str(out),
-    ])
-    .ok();
 }
 
 fn fleet_ids(a: &Agent) -> Option<Vec<String>> {
@@ -91,7 +51,7 @@ fn only_admitted_nodes_speak_for_the_fleet() {
     let admission = f.ws.keygen("admission");
     let root = f.ws.keygen("root");
     let release = f.release.clone();
-    f.trust = roles_dir(&f, "trust-roles", 1, &release, &admission, &root);
+    f.trust = f.roles_dir("trust-roles", 1, &[&release], 1, &admission, &root);
 
     // --- 1. Start without certificates, admit, picked up without a restart.
     for i in 0..NODES {
@@ -115,13 +75,13 @@ fn only_admitted_nodes_speak_for_the_fleet() {
     assert_eq!(f.agents[3].status()["peers"]["active"], 0);
     for i in 0..NODES {
         let state = f.agents[i].state.clone();
-        admit(
-            &f,
-            &state.join("node.pub"),
+        f.admit(
+            &path_str(&state.join("node.pub")),
             &admission,
             &format!("n={i},role=web"),
             &state.join("node.cert"),
-        );
+        )
+        .ok();
     }
     f.wait("every node to take its certificate on", DEADLINE, || {
         f.agents
@@ -187,13 +147,13 @@ fn only_admitted_nodes_speak_for_the_fleet() {
     forged.labels.clear();
     forged.spawn();
     forged.wait_ready(DEADLINE);
-    admit(
-        &f,
-        &forged.state.join("node.pub"),
+    f.admit(
+        &path_str(&forged.state.join("node.pub")),
         &rogue_admission,
         "n=0,role=web",
         &forged.state.join("node.cert"),
-    );
+    )
+    .ok();
     bare.spawn();
     bare.wait_ready(DEADLINE);
     let (n0, n1) = (&f.agents[0], &f.agents[1]);
@@ -283,19 +243,9 @@ fn only_admitted_nodes_speak_for_the_fleet() {
 
     // --- 4. Rotate the release key out with a new trust root.
     let release2 = f.ws.keygen("release2");
-    let next = roles_dir(&f, "trust-v2", 2, &release2, &admission, &root);
+    let next = f.roles_dir("trust-v2", 2, &[&release2], 1, &admission, &root);
     let signed_root = f.ws.path("root-2.signed");
-    f.ws.run([
-        "root".to_string(),
-        path_str(&next),
-        "--key".into(),
-        path_str(&root.private),
-        "--trust".into(),
-        path_str(&f.trust),
-        "--out".into(),
-        path_str(&signed_root),
-    ])
-    .ok();
+    f.sign_root(&next, &[&root], &signed_root).ok();
     f.publish(&signed_root, &f.agents[1].multiaddr(true))
         .ok()
         .stdout_has(&["trust root v2"]);
@@ -312,17 +262,9 @@ fn only_admitted_nodes_speak_for_the_fleet() {
     f.publish(&signed_root, &path_str(&f.agents[4].control))
         .ok()
         .stdout_has(&["already in force"]);
-    let other = roles_dir(&f, "trust-v2-other", 2, &release, &admission, &root);
+    let other = f.roles_dir("trust-v2-other", 2, &[&release], 1, &admission, &root);
     let other_root = f.ws.path("root-2-other.signed");
-    f.ws.run([
-        "root".to_string(),
-        path_str(&other),
-        "--key".into(),
-        path_str(&root.private),
-        "--out".into(),
-        path_str(&other_root),
-    ])
-    .ok();
+    f.sign_root(&other, &[&root], &other_root).ok();
     let out = f.publish(&other_root, &path_str(&f.agents[4].control));
     assert_eq!(out.code, 1, "a second root v2: {out:?}");
     assert!(out.stderr.contains("conflicting_content"), "{out:?}");

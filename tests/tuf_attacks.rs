@@ -11,7 +11,7 @@ mod common;
 #[path = "common/fleet.rs"]
 mod fleet;
 
-use common::{path_str, read, Fleet, Key, Out};
+use common::{path_str, read, Fleet, Key};
 use driftless::agent::peer::AgentPeer;
 use driftless::agent::transport::{self, Hello, Request, Response};
 use driftless_core::bundle::{Bundle, BundleHash, BundleSignature, Header};
@@ -105,34 +105,6 @@ fn refused_by_cli(node: &Fleet, bundle: &Path, trust: &Path, code: i32, needles:
 // ---------------------------------------------------------------------------------------------
 // Agents.
 
-/// A trust directory with key roles (release keys with their threshold, one admission key,
-/// one root key) for fleet `f`, plus `extra` lines at the top.
-fn roles_dir(
-    f: &LocalFleet,
-    rel: &str,
-    version: u64,
-    release: &[&Key],
-    threshold: usize,
-    admission: &Key,
-    root: &Key,
-) -> PathBuf {
-    let name = |k: &Key| k.public.file_name().unwrap().to_string_lossy().into_owned();
-    let releases: Vec<String> = release.iter().map(|k| format!("\"{}\"", name(k))).collect();
-    let mut keys: Vec<&Key> = release.to_vec();
-    keys.extend([admission, root]);
-    f.ws.trust_dir(
-        rel,
-        &keys,
-        Some(&format!(
-            "fleet = \"{}\"\nversion = {version}\n[release]\nkeys = [{}]\nthreshold = {threshold}\n[admission]\nkeys = [\"{}\"]\nthreshold = 1\n[root]\nkeys = [\"{}\"]\nthreshold = 1\n",
-            f.fleet_name,
-            releases.join(", "),
-            name(admission),
-            name(root)
-        )),
-    )
-}
-
 /// Start agent `i` with metrics, after the ones before it (each joins through node0).
 fn start(f: &mut LocalFleet, peer_node0: bool) -> usize {
     let i = f.add();
@@ -192,22 +164,6 @@ fn wait_refused(f: &LocalFleet, a: usize, reason: &str, n: u64) {
     );
 }
 
-/// `driftless admit PEER_ID|NODE.pub --key KEY --labels ... --fleet F --out OUT`
-fn admit(f: &LocalFleet, node: &str, key: &Key, out: &Path) -> Out {
-    f.ws.run([
-        "admit".to_string(),
-        node.to_string(),
-        "--key".into(),
-        path_str(&key.private),
-        "--labels".into(),
-        "role=web".into(),
-        "--fleet".into(),
-        f.fleet_name.clone(),
-        "--out".into(),
-        path_str(out),
-    ])
-}
-
 /// Give agent `i` (not started) its node key and a certificate before its first start.
 fn pre_admit(f: &mut LocalFleet, i: usize, admission: &Key) {
     let state = f.agents[i].state.clone();
@@ -217,10 +173,10 @@ fn pre_admit(f: &mut LocalFleet, i: usize, admission: &Key) {
         path_str(&state.join("node")),
     ])
     .ok();
-    admit(
-        f,
+    f.admit(
         &path_str(&state.join("node.pub")),
         admission,
+        "role=web",
         &state.join("node.cert"),
     )
     .ok();
@@ -511,7 +467,7 @@ fn rollback() {
     let admission = f.ws.keygen("admission");
     let root = f.ws.keygen("root");
     let release = f.release.clone();
-    f.trust = roles_dir(&f, "trust-roles", 1, &[&release], 1, &admission, &root);
+    f.trust = f.roles_dir("trust-roles", 1, &[&release], 1, &admission, &root);
     let a = start(&mut f, false);
     let v1 = f.sign("web", &web("one"), 1);
     let v2 = f.sign("web", &web("two"), 2);
@@ -796,7 +752,7 @@ fn malicious_peers() {
     let admission = f.ws.keygen("admission");
     let root = f.ws.keygen("root");
     let release = f.release.clone();
-    f.trust = roles_dir(&f, "trust-roles", 1, &[&release], 1, &admission, &root);
+    f.trust = f.roles_dir("trust-roles", 1, &[&release], 1, &admission, &root);
     for i in 0..2 {
         let a = f.add();
         pre_admit(&mut f, a, &admission);
@@ -818,7 +774,8 @@ fn malicious_peers() {
     let rogue_admission = f.ws.keygen("rogue-admission");
     let forger = Hostile::start(&f.fleet_name);
     let cert = f.path("forger.cert");
-    admit(&f, &forger.id.to_string(), &rogue_admission, &cert).ok();
+    f.admit(&forger.id.to_string(), &rogue_admission, "role=web", &cert)
+        .ok();
     let n0 = forger.connect(&f, &f.agents[0]);
     forger.send(n0, hello(&cert));
     wait_refused(&f, 0, "untrusted_certificate", 1);
@@ -830,7 +787,8 @@ fn malicious_peers() {
     // 2. An admitted peer that sends a message that does not decode.
     let noisy = Hostile::start(&f.fleet_name);
     let cert = f.path("noisy.cert");
-    admit(&f, &noisy.id.to_string(), &admission, &cert).ok();
+    f.admit(&noisy.id.to_string(), &admission, "role=web", &cert)
+        .ok();
     noisy.connect(&f, &f.agents[0]);
     noisy.send(n0, hello(&cert));
     f.wait("node0 to admit the noisy peer", DEADLINE, || {
@@ -866,7 +824,8 @@ fn malicious_peers() {
     assert_eq!(forged.hash(), bundle_of(&genuine).hash());
     let liar = Hostile::start(&f.fleet_name);
     let cert = f.path("liar.cert");
-    admit(&f, &liar.id.to_string(), &admission, &cert).ok();
+    f.admit(&liar.id.to_string(), &admission, "role=web", &cert)
+        .ok();
     liar.connect(&f, &f.agents[0]);
     liar.send(n0, hello(&cert));
     f.wait("node0 to admit the liar", DEADLINE, || {
@@ -949,15 +908,7 @@ fn key_compromise() {
     let root = f.ws.keygen("root");
     let release = f.release.clone();
     let release_b = f.ws.keygen("release-b");
-    f.trust = roles_dir(
-        &f,
-        "trust-v1",
-        1,
-        &[&release, &release_b],
-        2,
-        &admission,
-        &root,
-    );
+    f.trust = f.roles_dir("trust-v1", 1, &[&release, &release_b], 2, &admission, &root);
     let a = start(&mut f, false);
     let one = sign_with(&f, "v1-one-key", "one", 1, &[&release], &[]);
     let out = f.publish(&one, &control(&f.agents[a]));
@@ -969,36 +920,19 @@ fn key_compromise() {
     f.wait_applied(&[a], "web", 1, (MOTD, "one\n"), DEADLINE);
 
     // A stolen key cannot sign a new root, however many release keys it has with it.
-    let next_bad = roles_dir(&f, "trust-stolen", 2, &[&release], 1, &admission, &release);
-    let out = f.ws.run([
-        "root".to_string(),
-        path_str(&next_bad),
-        "--key".into(),
-        path_str(&release.private),
-        "--key".into(),
-        path_str(&release_b.private),
-        "--trust".into(),
-        path_str(&f.trust),
-        "--out".into(),
-        path_str(&f.path("root-stolen.signed")),
-    ]);
+    let next_bad = f.roles_dir("trust-stolen", 2, &[&release], 1, &admission, &release);
+    let out = f.sign_root(
+        &next_bad,
+        &[&release, &release_b],
+        &f.path("root-stolen.signed"),
+    );
     assert_ne!(out.code, 0, "release keys signed a root: {out:?}");
 
     // Rotate both release keys out for a new one.
     let release_c = f.ws.keygen("release-c");
-    let next = roles_dir(&f, "trust-v2", 2, &[&release_c], 1, &admission, &root);
+    let next = f.roles_dir("trust-v2", 2, &[&release_c], 1, &admission, &root);
     let signed_root = f.path("root-2.signed");
-    f.ws.run([
-        "root".to_string(),
-        path_str(&next),
-        "--key".into(),
-        path_str(&root.private),
-        "--trust".into(),
-        path_str(&f.trust),
-        "--out".into(),
-        path_str(&signed_root),
-    ])
-    .ok();
+    f.sign_root(&next, &[&root], &signed_root).ok();
     f.publish(&signed_root, &control(&f.agents[a]))
         .ok()
         .stdout_has(&["trust root v2"]);

@@ -503,6 +503,68 @@ impl LocalFleet {
         ])
     }
 
+    /// A trust directory `rel` with key roles for this fleet: `release` keys with their
+    /// threshold, one admission key, one root key, and the root's `version`.
+    pub fn roles_dir(
+        &self,
+        rel: &str,
+        version: u64,
+        release: &[&Key],
+        threshold: usize,
+        admission: &Key,
+        root: &Key,
+    ) -> PathBuf {
+        let name = |k: &Key| k.public.file_name().unwrap().to_string_lossy().into_owned();
+        let releases: Vec<String> = release.iter().map(|k| format!("\"{}\"", name(k))).collect();
+        let mut keys: Vec<&Key> = release.to_vec();
+        keys.extend([admission, root]);
+        self.ws.trust_dir(
+            rel,
+            &keys,
+            Some(&format!(
+                "fleet = \"{}\"\nversion = {version}\n[release]\nkeys = [{}]\nthreshold = {threshold}\n[admission]\nkeys = [\"{}\"]\nthreshold = 1\n[root]\nkeys = [\"{}\"]\nthreshold = 1\n",
+                self.fleet_name,
+                releases.join(", "),
+                name(admission),
+                name(root)
+            )),
+        )
+    }
+
+    /// `driftless admit NODE --key KEY --labels LABELS --fleet F --out OUT`, without judging it
+    /// (NODE: a peer id or a `node.pub` path).
+    pub fn admit(&self, node: &str, key: &Key, labels: &str, out: &Path) -> Out {
+        self.ws.run([
+            "admit".to_string(),
+            node.to_string(),
+            "--key".into(),
+            path_str(&key.private),
+            "--labels".into(),
+            labels.into(),
+            "--fleet".into(),
+            self.fleet_name.clone(),
+            "--out".into(),
+            path_str(out),
+        ])
+    }
+
+    /// `driftless root NEXT --key K... --trust TRUST --out OUT` (the current trust directory),
+    /// without judging it.
+    pub fn sign_root(&self, next: &Path, keys: &[&Key], out: &Path) -> Out {
+        let mut args = vec!["root".to_string(), path_str(next)];
+        for k in keys {
+            args.push("--key".into());
+            args.push(path_str(&k.private));
+        }
+        args.extend([
+            "--trust".into(),
+            path_str(&self.trust),
+            "--out".into(),
+            path_str(out),
+        ]);
+        self.ws.run(args)
+    }
+
     /// The tail of every agent's log, for failure messages.
     pub fn logs(&self) -> String {
         self.agents
