@@ -14,7 +14,9 @@
 use super::peer::AgentPeer;
 use crate::fsutil::write_atomic;
 use crate::state::StateDir;
-use driftless_core::admission::{SignedCertificate, SignedRevocationList, REVOCATIONS_MAGIC};
+use driftless_core::admission::{
+    SignedCertificate, SignedRevocationList, CERTIFICATE_WARNING_SECS, REVOCATIONS_MAGIC,
+};
 use driftless_core::bundle::{Bundle, VerifiedBundle};
 use driftless_core::proto::{Door, SignedStatus};
 use driftless_core::root::{SignedRoot, ROOT_MAGIC};
@@ -39,8 +41,6 @@ pub const BAN: Duration = Duration::from_secs(60);
 const MAX_QUEUED: usize = 64;
 /// Certificate verdicts remembered (by certificate hash); the table is cleared when full.
 const MAX_CACHED: usize = 4096;
-/// A certificate that expires within this long is reported.
-pub const NEAR_EXPIRY: Duration = Duration::from_secs(14 * 86_400);
 
 /// What a verified certificate grants.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +48,14 @@ pub struct Grant {
     pub node_key: [u8; 32],
     pub labels: Labels,
     pub expires: Timestamp,
+}
+
+impl Grant {
+    /// Expiring within the window `driftless admit` and `verify` warn about
+    /// ([`CERTIFICATE_WARNING_SECS`], the core's): time to re-admit the node.
+    pub fn near_expiry(&self, now: Timestamp) -> bool {
+        self.expires <= now.plus(CERTIFICATE_WARNING_SECS)
+    }
 }
 
 /// The door of an agent: the current trust root, the revoked node keys, and a cache of

@@ -39,6 +39,15 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// One more refusal for `reason` (`driftless_refused_messages_total{reason=...}`).
+    pub fn count_refused(&self, reason: &str) {
+        self.refused
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
     pub fn new() -> Metrics {
         let mut r = Registry::with_prefix("driftless");
         let m = Metrics {

@@ -7,7 +7,7 @@ use super::admission::{self, Admission, AgentDoor, OwnCert, TrustDoc};
 use super::config::{AgentConfig, POLL_INTERVAL};
 use super::control::{ControlRequest, Pending};
 use super::health::{CheckResult, Health};
-use super::metrics::{ChannelLabel, Metrics, ReasonLabel, ResultLabel, ViewLabel};
+use super::metrics::{ChannelLabel, Metrics, ResultLabel, ViewLabel};
 use super::peer::{key_of, AgentPeer};
 use super::transport::{self, Hello, Request, Response};
 use super::worker::{drift_of, Done, Watch, Why, Worker};
@@ -269,16 +269,12 @@ pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyho
     }
     adm.cert_mtime = own.as_ref().and_then(|c| c.mtime);
     if let Some(c) = &own {
-        let left = c
-            .grant
-            .expires
-            .0
-            .saturating_sub(now_ms(Instant::now()).wall().0);
-        if left < admission::NEAR_EXPIRY.as_secs() {
+        let now = now_ms(Instant::now()).wall();
+        if c.grant.near_expiry(now) {
             tracing::warn!(
                 "the node certificate {} expires in {} days: ask for a new one (`driftless admit`)",
                 cert_path.display(),
-                left / 86_400
+                c.grant.expires.0.saturating_sub(now.0) / 86_400
             );
         }
     }
@@ -575,12 +571,7 @@ impl Agent {
                     // was revoked): keep it out for a while.
                     self.admission.ban(p.peer_id(), Instant::now());
                     let _ = self.swarm.disconnect_peer_id(p.peer_id());
-                    self.metrics
-                        .refused
-                        .get_or_create(&ReasonLabel {
-                            reason: "bad_peer".into(),
-                        })
-                        .inc();
+                    self.metrics.count_refused("bad_peer");
                     tracing::warn!(peer = %p.peer_id(), "disconnected and kept out for {} s", admission::BAN.as_secs());
                 }
                 Action::Apply { bundle, reason } => {
@@ -611,12 +602,7 @@ impl Agent {
                     reason,
                     detail,
                 } => {
-                    self.metrics
-                        .refused
-                        .get_or_create(&ReasonLabel {
-                            reason: reason.to_string(),
-                        })
-                        .inc();
+                    self.metrics.count_refused(reason);
                     // Honest peers never pass on a bundle whose trusted signature fails, or
                     // one over the fleet's size limit (they verify before forwarding): whoever
                     // does is kept out for a while.
@@ -783,12 +769,7 @@ impl Agent {
         if let SwarmEvent::ConnectionEstablished { peer_id, .. } = &ev {
             if self.admission.is_banned(peer_id, Instant::now()) {
                 let _ = self.swarm.disconnect_peer_id(*peer_id);
-                self.metrics
-                    .refused
-                    .get_or_create(&ReasonLabel {
-                        reason: "kept_out".into(),
-                    })
-                    .inc();
+                self.metrics.count_refused("kept_out");
                 tracing::debug!(peer = %peer_id, "connection from a peer kept out: closed");
                 return;
             }
@@ -1072,12 +1053,7 @@ impl Agent {
     }
 
     fn refused(&mut self, peer: &PeerId, reason: &str, detail: &str) {
-        self.metrics
-            .refused
-            .get_or_create(&ReasonLabel {
-                reason: reason.to_string(),
-            })
-            .inc();
+        self.metrics.count_refused(reason);
         tracing::warn!(from = %peer, reason, "refused: {detail}");
     }
 
@@ -1090,12 +1066,7 @@ impl Agent {
             Ok(b) => b,
             Err(e) => {
                 let reason = driftless_core::Refusal::Malformed(e.clone()).reason();
-                self.metrics
-                    .refused
-                    .get_or_create(&ReasonLabel {
-                        reason: reason.into(),
-                    })
-                    .inc();
+                self.metrics.count_refused(reason);
                 return (false, format!("refused ({reason}): {e}"));
             }
         };
@@ -1127,12 +1098,7 @@ impl Agent {
             match from {
                 Some(p) => this.refused(&p, reason, &detail),
                 None => {
-                    this.metrics
-                        .refused
-                        .get_or_create(&ReasonLabel {
-                            reason: reason.to_string(),
-                        })
-                        .inc();
+                    this.metrics.count_refused(reason);
                     tracing::warn!(from = "local", reason, "refused: {detail}");
                 }
             }
@@ -1535,7 +1501,7 @@ impl Agent {
         json!({
             "node": self.me.peer_id().to_string(),
             "labels": self.cfg.labels,
-            "admission": self.admission_json(),
+            "admission": self.admission_mode(),
             "fleet": self.door.trust.fleet,
             "listen": self.me.addr,
             "channels": channels,
@@ -1571,19 +1537,13 @@ impl Agent {
         }
     }
 
-    fn admission_json(&self) -> serde_json::Value {
-        json!(self.admission_mode())
-    }
-
     fn certificate_json(&self) -> serde_json::Value {
         let Some(c) = &self.admission.own else {
             return serde_json::Value::Null;
         };
-        let now = now_ms(self.start).wall();
-        let left = c.grant.expires.0.saturating_sub(now.0);
         json!({
             "expires": ms_str(c.grant.expires.0 * 1000),
-            "near_expiry": left < admission::NEAR_EXPIRY.as_secs(),
+            "near_expiry": c.grant.near_expiry(now_ms(self.start).wall()),
             "labels": c.grant.labels,
         })
     }
