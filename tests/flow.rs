@@ -687,3 +687,37 @@ path = "/var/gone"
         assert_eq!(read(&z), "replacing a symlink that points out\n");
     }
 }
+
+/// `[rollout]` is validated by `sign`, carried in the signed header and shown by `verify`.
+#[test]
+fn a_rollout_policy_is_validated_signed_and_shown() {
+    let f = Fleet::new();
+    let def = f.write(
+        "app.toml",
+        "name = \"app\"\n[[resource]]\ntype = \"file\"\npath = \"/etc/app.conf\"\ncontent = \"x\\n\"\n\
+         [rollout]\nwaves = [0.1, 0.5, 1.0]\nbake = \"5m\"\nmax_unhealthy = 0.05\non_failure = \"rollback\"\n",
+    );
+    let bundle = f.sign(&def, 1, "app-1.bundle");
+    let out = f.run([
+        "verify".to_string(),
+        path_str(&bundle),
+        "--trust".into(),
+        path_str(&f.trust),
+        "--json".into(),
+    ]);
+    let r = &out.ok().json()["rollout"];
+    assert_eq!(r["waves"], serde_json::json!([0.1, 0.5, 1.0]), "{r:#}");
+    assert_eq!(r["bake_secs"], 300, "{r:#}");
+    assert_eq!(r["max_unhealthy"], 0.05, "{r:#}");
+    assert_eq!(r["on_failure"], "rollback", "{r:#}");
+    f.verify(&bundle)
+        .ok()
+        .stdout_has(&["waves 10% 50% 100%", "on failure rollback"]);
+    let bad = f.write(
+        "bad.toml",
+        "name = \"app\"\n[rollout]\nwaves = [0.5, 0.2]\n",
+    );
+    f.ws.try_sign(&bad, &[&f.release], 1, "bad.bundle", &[])
+        .code(2)
+        .stderr_has(&["bad.toml", "[rollout]", "waves"]);
+}
