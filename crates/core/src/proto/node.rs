@@ -1268,7 +1268,7 @@ impl<P: PeerId> Node<P> {
             ch.state = Some(ApplyState::Applied);
             // A halted version this node does not run is held, not applied.
             if let Some(r) = &ch.rollout {
-                if r.halted.is_some() && r.version != version {
+                if r.halted.is_some() && r.version > version {
                     ch.state = Some(ApplyState::Held);
                 }
             }
@@ -1309,6 +1309,11 @@ impl<P: PeerId> Node<P> {
         let version = v.header().version;
         let Some(policy) = v.header().rollout.clone() else {
             let ch = self.channels.entry(channel.to_string()).or_default();
+            // A newer version without a rollout supersedes an older (halted) rollout.
+            if ch.rollout.as_ref().is_some_and(|r| r.version < version) {
+                ch.rollout = None;
+                self.status_dirty = true;
+            }
             if ch.applied != version || ch.state != Some(ApplyState::Applied) {
                 self.maybe_apply(v, ApplyReason::NewVersion, out);
             }

@@ -536,6 +536,19 @@ fn a_bad_rollout_halts_in_its_first_wave_and_rolls_back() {
             n.id()
         );
     }
+    // A newer signed version supersedes the halted one everywhere.
+    net.publish(40_000, 0, bundle(3, &release_key()));
+    net.run_until(60_000);
+    let v3 = net.applied.iter().filter(|(_, v)| *v == 3).count();
+    assert_eq!(v3, 40, "each node applies v3 once, not over and over");
+    for n in &net.nodes {
+        assert_eq!(
+            n.applied("web"),
+            Some((3, ApplyState::Applied)),
+            "node {} moved on to v3",
+            n.id()
+        );
+    }
 }
 
 #[test]
