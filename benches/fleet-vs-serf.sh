@@ -5,13 +5,18 @@
 # the simulator's prediction for the same N. Also: idle resident memory and CPU per agent and
 # idle bytes per node per second. Prints figures; asserts nothing about speed.
 #
-#   benches/fleet-vs-serf.sh [N]        (default 100; SKIP_SERF=1 to skip Serf)
+#   benches/fleet-vs-serf.sh [N]        (default 100; SKIP_SERF=1 to skip Serf;
+#                                       DRIFTLESS=path to use that binary, no build)
 set -euo pipefail
 N=${1:-100}
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/driftless-target}"
-cargo build --release --quiet -p driftless
-BIN="$CARGO_TARGET_DIR/release/driftless"
+if [ -n "${DRIFTLESS:-}" ]; then
+  BIN=$DRIFTLESS
+else
+  cargo build --release --quiet -p driftless
+  BIN="$CARGO_TARGET_DIR/release/driftless"
+fi
 W=$(mktemp -d /var/tmp/driftless-fleetbench.XXXXXX)
 cleanup() {
   pkill -P $$ 2>/dev/null || true
@@ -57,20 +62,29 @@ t0=$(date +%s.%N)
 deadline=$(( $(date +%s) + 60 ))
 for i in $(seq 1 "$N"); do
   until grep -q "why=NewVersion" "$W/n$i/log"; do
-    [ "$(date +%s)" -gt "$deadline" ] && { log "node $i never applied"; exit 1; }
+    if [ "$(date +%s)" -gt "$deadline" ]; then
+      log "node $i never applied; the end of its log:"
+      tail -n 30 "$W/n$i/log" >&2
+      exit 1
+    fi
     sleep 0.05
   done
 done
-mapfile -t dl < <(python3 - "$W" "$N" "$t0" <<'PY'
+# seconds from publish to each node's first line holding $1 in its log
+times() {
+  python3 - "$W" "$N" "$t0" "$1" <<'PY'
 import sys, datetime
-w, n, t0 = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+w, n, t0, what = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 for i in range(1, n + 1):
     for l in open(f"{w}/n{i}/log"):
-        if "why=NewVersion" in l:
+        if what in l:
             print(datetime.datetime.fromisoformat(l.split()[0].replace("Z", "+00:00")).timestamp() - t0)
             break
 PY
-)
+}
+mapfile -t dl < <(times "why=NewVersion")
+mapfile -t acc < <(times "accepted a new version")
+acc_p50=$(pct 0.5 "${acc[@]}"); acc_p99=$(pct 0.99 "${acc[@]}")
 dl_p50=$(pct 0.5 "${dl[@]}"); dl_p99=$(pct 0.99 "${dl[@]}"); dl_max=$(pct 1.0 "${dl[@]}")
 
 log "measuring idle cost for 10 s"
@@ -130,6 +144,7 @@ fi
 echo
 echo "spread to $N agents on one machine (ms from publish/event)      p50     p99     max"
 printf "  driftless: publish -> applied (%5d B bundle)            %6s  %6s  %6s\n" "$bundle_bytes" "$dl_p50" "$dl_p99" "$dl_max"
+printf "    of which publish -> accepted (verified, forwarded)       %6s  %6s\n" "$acc_p50" "$acc_p99"
 printf "  serf: event -> handler ran (400 B payload)                %6s  %6s  %6s\n" "$serf_p50" "$serf_p99" "$serf_max"
 printf "  simulator prediction (driftless, same N, loopback model)           %6s  %6s (99%% / 100%%)\n" "${sim_p99:--}" "${sim_all:--}"
 echo "  targets: driftless p99 <= 1/2 of serf's p99; <= 2x gossipsub's p99 (29-58 ms at 100 processes, PEERS.md)"

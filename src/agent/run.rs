@@ -21,7 +21,7 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use rand::SeedableRng;
 use serde_json::json;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -188,7 +188,11 @@ pub struct Agent {
     swarm: Swarm<transport::Behaviour>,
     rng: rand::rngs::StdRng,
     start: Instant,
-    state: StateDir,
+    state: Arc<StateDir>,
+    /// The writes of Persist actions in progress on a blocking thread, and the actions that
+    /// wait for them (see [`Agent::carry_out`]).
+    persisting: Option<tokio::task::JoinHandle<()>>,
+    deferred: VecDeque<Action<AgentPeer>>,
     me: AgentPeer,
     worker: Worker,
     watch: Watch,
@@ -203,6 +207,52 @@ pub struct Agent {
     dial_backoff: Duration,
     next_poll: Instant,
     warnings: Vec<String>,
+}
+
+/// Carry out a run of Persist actions, in order. A new version's marks and bundle are written
+/// side by side: their fsyncs overlap (the file system commits them together).
+fn persist(state: &StateDir, writes: Vec<Action<AgentPeer>>) {
+    let mut writes = writes.into_iter().peekable();
+    while let Some(w) = writes.next() {
+        match w {
+            Action::PersistMarks(m) => {
+                let bundle = match writes.peek() {
+                    Some(Action::PersistBundle(b)) => Some(Arc::clone(b)),
+                    _ => None,
+                };
+                let (marks, stored) = std::thread::scope(|sc| {
+                    let marks = sc.spawn(|| state.save_marks(&m));
+                    let stored = bundle
+                        .as_ref()
+                        .map(|b| state.store_bundle(&b.header().channel, &b.encode()));
+                    (
+                        marks.join().expect("the marks writer does not panic"),
+                        stored,
+                    )
+                });
+                if let Err(e) = marks {
+                    tracing::error!("persisting marks: {e:#}");
+                }
+                if let Some(stored) = stored {
+                    writes.next();
+                    if let Err(e) = stored {
+                        tracing::error!("persisting bundle: {e:#}");
+                    }
+                }
+            }
+            Action::PersistBundle(b) => {
+                if let Err(e) = state.store_bundle(&b.header().channel, &b.encode()) {
+                    tracing::error!("persisting bundle: {e:#}");
+                }
+            }
+            Action::PersistStatus(s) => {
+                if let Err(e) = super::files::save_status(state, &s) {
+                    tracing::error!("persisting status: {e:#}");
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 fn now_ms(start: Instant) -> Now {
@@ -409,7 +459,9 @@ pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyho
         swarm,
         rng,
         start,
-        state,
+        state: Arc::new(state),
+        persisting: None,
+        deferred: VecDeque::new(),
         me,
         watch,
         metrics,
@@ -451,6 +503,9 @@ pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyho
         }
         tokio::select! {
             ev = agent.swarm.select_next_some() => agent.on_swarm(ev),
+            r = async { agent.persisting.as_mut().expect("guarded").await }, if agent.persisting.is_some() => {
+                agent.on_persisted(r)
+            }
             Some(done) = done_rx.recv() => {
                 agent.on_done(done);
                 notifier.notify(&format!("STATUS={}", agent.summary_line()));
@@ -478,6 +533,7 @@ pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyho
     }
     tracing::info!("stopping");
     notifier.notify("STOPPING=1");
+    agent.flush_writes().await;
     let _ = super::files::save_peers(&agent.state, &agent.node.active_peers());
     Ok(())
 }
@@ -518,114 +574,135 @@ impl Agent {
         summary
     }
 
-    fn carry_out(&mut self, mut actions: Vec<Action<AgentPeer>>) {
-        // Messages go out before the writes of the same batch: a new version is forwarded
-        // (pushed, announced) while its marks and bundle are being made durable, not after,
-        // so each hop of the spread does not wait for an fsync. That is safe: a peer verifies
-        // what it receives itself, and a crash before the write only means this node fetches
-        // the version again. Applies and statuses still come after the writes.
-        if actions
-            .iter()
-            .any(|a| matches!(a, Action::PersistMarks(_) | Action::PersistBundle(_)))
-        {
-            let (sends, rest): (Vec<_>, Vec<_>) = actions
-                .into_iter()
-                .partition(|a| matches!(a, Action::Send { .. }));
-            for a in sends {
-                if let Action::Send { to, msg } = a {
-                    self.send(to, msg);
-                }
+    /// Carry out the core's actions. Messages, disconnects, wake-ups and log lines take
+    /// effect at once; the Persist actions are written on a blocking thread, and the actions
+    /// after a write (an apply, a later write) wait for it, in order, as the core requires.
+    ///
+    /// So the event loop never waits for an fsync: a new version is forwarded (pushed,
+    /// announced) and the swarm keeps answering fetches while its marks and bundle are made
+    /// durable. With a write inline, each hop of a spread waited for that hop's fsync before
+    /// its messages left the swarm, and on a busy file system an fsync takes tens to hundreds
+    /// of milliseconds. Sending before the write is safe: a peer verifies what it receives
+    /// itself, and a crash before the write only means this node fetches the version again.
+    fn carry_out(&mut self, actions: Vec<Action<AgentPeer>>) {
+        for a in actions {
+            match a {
+                Action::Apply { .. }
+                | Action::PersistMarks(_)
+                | Action::PersistBundle(_)
+                | Action::PersistStatus(_) => self.deferred.push_back(a),
+                a => self.act(a),
             }
-            actions = rest;
         }
-        let mut actions = actions.into_iter().peekable();
-        while let Some(a) = actions.next() {
-            // A new version's marks and bundle are made durable side by side: their fsyncs
-            // overlap (the file system commits them together), halving that wait on the
-            // gossip path. Both are done before any later action, as the core requires.
-            if let Action::PersistMarks(m) = &a {
-                if let Some(Action::PersistBundle(b)) = actions.peek() {
-                    let state = &self.state;
-                    let (marks, bundle) = std::thread::scope(|sc| {
-                        let marks = sc.spawn(|| state.save_marks(m));
-                        let bundle = state.store_bundle(&b.header().channel, &b.encode());
-                        (
-                            marks.join().expect("the marks writer does not panic"),
-                            bundle,
+        self.run_deferred();
+        self.update_peer_gauges();
+    }
+
+    /// Run the waiting actions up to the next write, and start that write.
+    fn run_deferred(&mut self) {
+        while self.persisting.is_none() {
+            let Some(a) = self.deferred.pop_front() else {
+                return;
+            };
+            let mut writes = Vec::new();
+            match a {
+                Action::PersistMarks(_) | Action::PersistBundle(_) | Action::PersistStatus(_) => {
+                    writes.push(a);
+                    while matches!(
+                        self.deferred.front(),
+                        Some(
+                            Action::PersistMarks(_)
+                                | Action::PersistBundle(_)
+                                | Action::PersistStatus(_)
                         )
-                    });
-                    if let Err(e) = marks {
-                        tracing::error!("persisting marks: {e:#}");
+                    ) {
+                        writes.extend(self.deferred.pop_front());
                     }
-                    if let Err(e) = bundle {
-                        tracing::error!("persisting bundle: {e:#}");
-                    }
-                    actions.next();
+                }
+                a => {
+                    self.act(a);
                     continue;
                 }
             }
-            match a {
-                Action::Send { to, msg } => self.send(to, msg),
-                Action::Disconnect(p) => {
-                    // The core gave up on a peer that kept sending what it refuses (or that
-                    // was revoked): keep it out for a while.
+            let state = Arc::clone(&self.state);
+            self.persisting = Some(tokio::task::spawn_blocking(move || persist(&state, writes)));
+        }
+    }
+
+    /// The writes are done: go on with what waited for them.
+    fn on_persisted(&mut self, r: Result<(), tokio::task::JoinError>) {
+        self.persisting = None;
+        if let Err(e) = r {
+            tracing::error!("the state writer failed: {e}");
+        }
+        self.run_deferred();
+    }
+
+    /// Finish every write (at shutdown), without starting applies.
+    async fn flush_writes(&mut self) {
+        if let Some(h) = self.persisting.take() {
+            let _ = h.await;
+        }
+        let writes: Vec<_> = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .filter(|a| !matches!(a, Action::Apply { .. }))
+            .collect();
+        let state = Arc::clone(&self.state);
+        let _ = tokio::task::spawn_blocking(move || persist(&state, writes)).await;
+    }
+
+    fn act(&mut self, a: Action<AgentPeer>) {
+        match a {
+            Action::Send { to, msg } => self.send(to, msg),
+            Action::Disconnect(p) => {
+                // The core gave up on a peer that kept sending what it refuses (or that
+                // was revoked): keep it out for a while.
+                self.admission.ban(p.peer_id(), Instant::now());
+                let _ = self.swarm.disconnect_peer_id(p.peer_id());
+                self.metrics.count_refused("bad_peer");
+                tracing::warn!(peer = %p.peer_id(), "disconnected and kept out for {} s", admission::BAN.as_secs());
+            }
+            Action::Apply { bundle, reason } => {
+                let why = match reason {
+                    ApplyReason::NewVersion | ApplyReason::Rollback => Why::NewVersion,
+                    ApplyReason::Reapply => Why::Recheck,
+                };
+                self.worker.request(bundle, why);
+            }
+            Action::PersistMarks(_) | Action::PersistBundle(_) | Action::PersistStatus(_) => {
+                unreachable!("writes go through run_deferred")
+            }
+            Action::WakeAt(t) => self.wake = Some(t),
+            Action::Refused {
+                from,
+                reason,
+                detail,
+            } => {
+                self.metrics.count_refused(reason);
+                // Honest peers never pass on a bundle whose trusted signature fails, or
+                // one over the fleet's size limit (they verify before forwarding): whoever
+                // does is kept out for a while.
+                if let (Some(p), "bad_signature" | "malformed" | "oversized") = (&from, reason) {
                     self.admission.ban(p.peer_id(), Instant::now());
                     let _ = self.swarm.disconnect_peer_id(p.peer_id());
-                    self.metrics.count_refused("bad_peer");
-                    tracing::warn!(peer = %p.peer_id(), "disconnected and kept out for {} s", admission::BAN.as_secs());
                 }
-                Action::Apply { bundle, reason } => {
-                    let why = match reason {
-                        ApplyReason::NewVersion | ApplyReason::Rollback => Why::NewVersion,
-                        ApplyReason::Reapply => Why::Recheck,
-                    };
-                    self.worker.request(bundle, why);
-                }
-                Action::PersistMarks(m) => {
-                    if let Err(e) = self.state.save_marks(&m) {
-                        tracing::error!("persisting marks: {e:#}");
-                    }
-                }
-                Action::PersistBundle(b) => {
-                    if let Err(e) = self.state.store_bundle(&b.header().channel, &b.encode()) {
-                        tracing::error!("persisting bundle: {e:#}");
-                    }
-                }
-                Action::PersistStatus(s) => {
-                    if let Err(e) = super::files::save_status(&self.state, &s) {
-                        tracing::error!("persisting status: {e:#}");
-                    }
-                }
-                Action::WakeAt(t) => self.wake = Some(t),
-                Action::Refused {
-                    from,
-                    reason,
-                    detail,
-                } => {
-                    self.metrics.count_refused(reason);
-                    // Honest peers never pass on a bundle whose trusted signature fails, or
-                    // one over the fleet's size limit (they verify before forwarding): whoever
-                    // does is kept out for a while.
-                    if let (Some(p), "bad_signature" | "malformed" | "oversized") = (&from, reason)
-                    {
-                        self.admission.ban(p.peer_id(), Instant::now());
-                        let _ = self.swarm.disconnect_peer_id(p.peer_id());
-                    }
-                    let from = from
-                        .map(|p| p.peer_id().to_string())
-                        .unwrap_or_else(|| "local".into());
-                    tracing::warn!(%from, reason, "refused: {detail}");
-                }
-                Action::Accepted {
-                    channel,
-                    version,
-                    hash,
-                    hops,
-                } => {
-                    tracing::info!(%channel, version, bundle = %hash.short(), hops, "accepted a new version");
-                }
+                let from = from
+                    .map(|p| p.peer_id().to_string())
+                    .unwrap_or_else(|| "local".into());
+                tracing::warn!(%from, reason, "refused: {detail}");
+            }
+            Action::Accepted {
+                channel,
+                version,
+                hash,
+                hops,
+            } => {
+                tracing::info!(%channel, version, bundle = %hash.short(), hops, "accepted a new version");
             }
         }
+    }
+
+    fn update_peer_gauges(&mut self) {
         self.metrics
             .peers
             .get_or_create(&ViewLabel {
