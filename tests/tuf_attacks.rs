@@ -191,6 +191,8 @@ enum Cmd {
     Send(PeerId, Vec<u8>),
     /// Send this frame every 250 ms.
     Repeat(PeerId, Vec<u8>),
+    /// Answer every fetch with this response frame (written as a trickle, see [`HostileCodec`]).
+    AnswerFetches(Vec<u8>),
     Stop,
 }
 
@@ -201,6 +203,131 @@ enum Seen {
     /// A request the peer was sent (and will never answer).
     Request(Vec<u8>),
     Response(Vec<u8>),
+    /// This peer began to answer a fetch (a trickle).
+    Answering,
+}
+
+/// The hostile peer's framing is the agent's (a 4-byte big-endian length, then the frame),
+/// except that some of what it writes trickles out, [`TRICKLE_BYTES`] bytes every
+/// [`TRICKLE_EVERY`]: every response, and the requests the hostile marked with a first byte
+/// [`TRICKLED`] (stripped before writing; unmarked requests start with [`AT_ONCE`]).
+#[derive(Debug, Clone, Default)]
+struct HostileCodec;
+
+const TRICKLE_BYTES: usize = 4;
+const TRICKLE_EVERY: Duration = Duration::from_millis(100);
+const AT_ONCE: u8 = 0;
+const TRICKLED: u8 = 1;
+
+async fn write_frame<T: futures::AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    frame: &[u8],
+    trickle: bool,
+) -> std::io::Result<()> {
+    use futures::AsyncWriteExt;
+    let mut bytes = (frame.len() as u32).to_be_bytes().to_vec();
+    bytes.extend_from_slice(frame);
+    if trickle {
+        for piece in bytes.chunks(TRICKLE_BYTES) {
+            io.write_all(piece).await?;
+            io.flush().await?;
+            tokio::time::sleep(TRICKLE_EVERY).await;
+        }
+    } else {
+        io.write_all(&bytes).await?;
+    }
+    io.close().await
+}
+
+async fn read_frame<T: futures::AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<Vec<u8>> {
+    use futures::AsyncReadExt;
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let mut buf = vec![0u8; (u32::from_be_bytes(len) as usize).min(transport::MAX_FRAME_BYTES)];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+#[async_trait::async_trait]
+impl rr::Codec for HostileCodec {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: futures::AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        read_frame(io).await
+    }
+    async fn read_response<T: futures::AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        read_frame(io).await
+    }
+    async fn write_request<T: futures::AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> std::io::Result<()> {
+        write_frame(io, &req[1..], req[0] == TRICKLED).await
+    }
+    async fn write_response<T: futures::AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> std::io::Result<()> {
+        write_frame(io, &res, true).await
+    }
+}
+
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct HostileBehaviour {
+    rr: rr::Behaviour<HostileCodec>,
+}
+
+/// A swarm set up as the agent's (`transport::swarm`), with the hostile codec.
+fn hostile_swarm(key: libp2p::identity::Keypair, fleet: &str) -> libp2p::Swarm<HostileBehaviour> {
+    let proto = transport::protocol(fleet).unwrap();
+    libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| HostileBehaviour {
+            rr: rr::Behaviour::with_codec(
+                HostileCodec,
+                [(proto, rr::ProtocolSupport::Full)],
+                rr::Config::default().with_request_timeout(Duration::from_secs(30)),
+            ),
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
+fn at_once(frame: Vec<u8>) -> Vec<u8> {
+    let mut marked = vec![AT_ONCE];
+    marked.extend(frame);
+    marked
+}
+
+fn holds_fetch(response: &[u8]) -> bool {
+    matches!(Response::decode(response), Ok(Response::Core(msgs))
+        if msgs.iter().any(|m| matches!(Message::<AgentPeer>::decode(m), Ok(Message::Fetch(_)))))
+}
+
+fn is_fetch(request: &[u8]) -> bool {
+    matches!(Request::decode(request), Ok(Request::Core { msg, .. })
+        if matches!(Message::<AgentPeer>::decode(&msg), Ok(Message::Fetch(_))))
 }
 
 struct Hostile {
@@ -224,8 +351,9 @@ impl Hostile {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let mut swarm = transport::swarm(key, &fleet).unwrap();
+                let mut swarm = hostile_swarm(key, &fleet);
                 let mut unanswered = Vec::new();
+                let mut answer: Option<Vec<u8>> = None;
                 let mut repeat: Vec<(PeerId, Vec<u8>)> = Vec::new();
                 let mut tick = tokio::time::interval(Duration::from_millis(250));
                 loop {
@@ -234,13 +362,14 @@ impl Hostile {
                             None | Some(Cmd::Stop) => break,
                             Some(Cmd::Dial(a)) => { let _ = swarm.dial(a); }
                             Some(Cmd::Send(p, frame)) => {
-                                swarm.behaviour_mut().rr.send_request(&p, frame);
+                                swarm.behaviour_mut().rr.send_request(&p, at_once(frame));
                             }
                             Some(Cmd::Repeat(p, frame)) => repeat.push((p, frame)),
+                            Some(Cmd::AnswerFetches(frame)) => answer = Some(frame),
                         },
                         _ = tick.tick() => {
                             for (p, frame) in &repeat {
-                                swarm.behaviour_mut().rr.send_request(p, frame.clone());
+                                swarm.behaviour_mut().rr.send_request(p, at_once(frame.clone()));
                             }
                         }
                         ev = swarm.select_next_some() => {
@@ -251,18 +380,42 @@ impl Hostile {
                                 SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                                     Some(Seen::Closed(peer_id))
                                 }
-                                SwarmEvent::Behaviour(transport::BehaviourEvent::Rr(e)) => match e {
+                                SwarmEvent::Behaviour(HostileBehaviourEvent::Rr(e)) => match e {
                                     rr::Event::Message {
                                         message: rr::Message::Request { request, channel, .. },
                                         ..
                                     } => {
-                                        unanswered.push(channel);
+                                        match &answer {
+                                            Some(frame) if is_fetch(&request) => {
+                                                let _ = swarm
+                                                    .behaviour_mut()
+                                                    .rr
+                                                    .send_response(channel, frame.clone());
+                                                log.lock().unwrap().push(Seen::Answering);
+                                            }
+                                            _ => unanswered.push(channel),
+                                        }
                                         Some(Seen::Request(request))
                                     }
                                     rr::Event::Message {
+                                        peer,
                                         message: rr::Message::Response { response, .. },
                                         ..
-                                    } => Some(Seen::Response(response)),
+                                    } => {
+                                        // A fetch may come back on the announce's own stream:
+                                        // the bundle then goes out as a request, trickled.
+                                        if let (Some(frame), true) = (&answer, holds_fetch(&response)) {
+                                            let Ok(Response::Core(msgs)) = Response::decode(frame) else {
+                                                unreachable!("the hostile's own answer")
+                                            };
+                                            let req = Request::Core { listen: None, msg: msgs[0].clone() };
+                                            let mut marked = vec![TRICKLED];
+                                            marked.extend(req.encode());
+                                            swarm.behaviour_mut().rr.send_request(&peer, marked);
+                                            log.lock().unwrap().push(Seen::Answering);
+                                        }
+                                        Some(Seen::Response(response))
+                                    }
                                     _ => None,
                                 },
                                 _ => None,
@@ -317,6 +470,13 @@ impl Hostile {
 
     fn repeat(&self, to: PeerId, req: Request) {
         self.cmds.send(Cmd::Repeat(to, req.encode())).unwrap();
+    }
+
+    /// From now on, answer fetches with this bundle, a trickle of bytes.
+    fn trickle(&self, bundle: &Bundle) {
+        let msg = Message::<AgentPeer>::Bundle(WireBundle(Arc::new(bundle.clone())));
+        let frame = Response::Core(vec![msg.encode()]).encode();
+        self.cmds.send(Cmd::AnswerFetches(frame)).unwrap();
     }
 
     fn closed_by(&self, peer: PeerId) -> bool {
@@ -869,12 +1029,19 @@ fn malicious_peers() {
     }
 }
 
-/// Slow retrieval: a peer that announces a version and never hands it over does not hold a
-/// node back; the node asks another peer that announced it, well before the transport's own
-/// 10 s request timeout.
+/// Slow retrieval: a peer that announces a version and then never hands it over, or hands
+/// it over as a trickle of bytes, does not hold a node back; the node asks another peer that
+/// announced it, well before the transport's own 10 s request timeout.
 #[test]
 fn slow_retrieval() {
-    let mut f = LocalFleet::new("tuf-slow");
+    for trickle in [false, true] {
+        slow_retrieval_by(trickle);
+    }
+}
+
+fn slow_retrieval_by(trickle: bool) {
+    let how = if trickle { "trickling" } else { "withholding" };
+    let mut f = LocalFleet::new(&format!("tuf-slow-{how}"));
     let a = start(&mut f, false);
     let b = start(&mut f, true);
     f.wait("the two nodes to meet", DEADLINE, || {
@@ -883,9 +1050,23 @@ fn slow_retrieval() {
     let v1 = f.sign("web", &web("v1"), 1);
     let bundle = bundle_of(&v1);
     let h = Hostile::start(&f.fleet_name);
+    if trickle {
+        // The whole answer would take this long to arrive:
+        let frame = Response::Core(vec![Message::<AgentPeer>::Bundle(WireBundle(Arc::new(
+            bundle.clone(),
+        )))
+        .encode()])
+        .encode();
+        let secs = (frame.len() + 4).div_ceil(TRICKLE_BYTES) as f64 * TRICKLE_EVERY.as_secs_f64();
+        assert!(
+            secs > 5.0,
+            "the trickle must outlast the test's bound ({secs} s)"
+        );
+        h.trickle(&bundle);
+    }
     let to = h.connect(&f, &f.agents[a]);
     h.repeat(to, announce(&bundle));
-    f.wait("node0 to ask the withholding peer", DEADLINE, || {
+    f.wait(&format!("node0 to ask the {how} peer"), DEADLINE, || {
         (h.fetches_of(bundle.hash()) >= 1).then_some(())
     });
     let t = Instant::now();
@@ -893,10 +1074,16 @@ fn slow_retrieval() {
     f.wait_applied(&[a, b], "web", 1, (MOTD, "v1\n"), DEADLINE);
     let took = t.elapsed();
     assert!(
-        took < Duration::from_secs(8),
-        "node0 took {took:?} to get the bundle past the withholding peer"
+        took < Duration::from_secs(5),
+        "node0 took {took:?} to get the bundle past the {how} peer"
     );
     assert!(h.fetches_of(bundle.hash()) >= 1);
+    if trickle {
+        assert!(
+            h.seen().iter().any(|s| matches!(s, Seen::Answering)),
+            "the trickling peer never began an answer"
+        );
+    }
 }
 
 /// Key compromise: one stolen key of a 2-of-n release role cannot publish; after a root
