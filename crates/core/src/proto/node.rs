@@ -222,7 +222,13 @@ pub struct Node<P> {
     healthy: bool,
     failing: Vec<String>,
     last_apply: Option<LastApply>,
+    /// The status changed in a way others should hear of at once.
     status_dirty: bool,
+    /// The status changed only to `pending` (an apply began), at this time (mono ms): it is
+    /// signed a round later, and usually never, because the apply ends first and its result
+    /// is signed at once. A release then costs one signed status per node, not two, and every
+    /// node of a zone verifies one signature per node, not two.
+    status_lazy: Option<u64>,
     round: u64,
     /// The round in which the status was last signed.
     round_signed: u64,
@@ -263,6 +269,7 @@ impl<P: PeerId> Node<P> {
             failing: Vec::new(),
             last_apply: None,
             status_dirty: true,
+            status_lazy: None,
             round: 0,
             round_signed: 0,
             next_round: 0,
@@ -505,9 +512,13 @@ impl<P: PeerId> Node<P> {
             };
             self.send(p, Message::Digest(d), now, out);
         }
-        // A changed status is signed at most once per round (the first one at once), so a
-        // quick pending → applied costs one signature, not two.
-        if self.status_dirty && (self.own.is_none() || self.round_signed < self.round) {
+        // A changed status is signed at most once per round (the first one at once); a change
+        // to `pending` alone waits for the next round (see `status_lazy`).
+        let due = self.status_dirty
+            || self
+                .status_lazy
+                .is_some_and(|t| now.mono_ms >= t + self.cfg.round_ms);
+        if due && (self.own.is_none() || self.round_signed < self.round) {
             self.round_signed = self.round;
             self.issue_status(now, rng, out);
         }
@@ -569,7 +580,7 @@ impl<P: PeerId> Node<P> {
             if held.header().rollout.is_none() {
                 // No rollout: the newest held bundle is what must run (after a crash the
                 // last signed status may lag behind what was applied).
-                self.maybe_apply(held, ApplyReason::Reapply, out);
+                self.maybe_apply(held, ApplyReason::Reapply, now, out);
                 continue;
             }
             // A rollout may hold this node on an older version: re-apply what runs.
@@ -579,7 +590,7 @@ impl<P: PeerId> Node<P> {
                     .filter(|b| b.header().version == c.applied)
             });
             if let Some(b) = current {
-                self.maybe_apply(b, ApplyReason::Reapply, out);
+                self.maybe_apply(b, ApplyReason::Reapply, now, out);
             }
             self.consider_rollout(&name, now, out);
         }
@@ -1213,6 +1224,7 @@ impl<P: PeerId> Node<P> {
         &mut self,
         v: Arc<VerifiedBundle>,
         reason: ApplyReason,
+        now: Now,
         out: &mut Vec<Action<P>>,
     ) {
         if !v.definition().targets.matches(&self.labels) {
@@ -1225,7 +1237,7 @@ impl<P: PeerId> Node<P> {
         }
         if reason == ApplyReason::NewVersion || ch.applied != version {
             ch.state = Some(ApplyState::Pending);
-            self.status_dirty = true;
+            self.status_lazy.get_or_insert(now.mono_ms);
         }
         ch.applying = Some(version);
         if reason == ApplyReason::NewVersion {
@@ -1315,7 +1327,7 @@ impl<P: PeerId> Node<P> {
                 self.status_dirty = true;
             }
             if ch.applied != version || ch.state != Some(ApplyState::Applied) {
-                self.maybe_apply(v, ApplyReason::NewVersion, out);
+                self.maybe_apply(v, ApplyReason::NewVersion, now, out);
             }
             return;
         };
@@ -1389,7 +1401,7 @@ impl<P: PeerId> Node<P> {
             {
                 if let Some(prev) = ch.previous.clone() {
                     ch.state = Some(ApplyState::Held);
-                    self.maybe_apply(prev, ApplyReason::Rollback, out);
+                    self.maybe_apply(prev, ApplyReason::Rollback, now, out);
                 }
             }
         }
@@ -1428,7 +1440,7 @@ impl<P: PeerId> Node<P> {
                 r.waiting = None;
                 let failed_here = ch.state == Some(ApplyState::Failed) && ch.attempted == version;
                 if ch.applied != version && ch.applying != Some(version) && !failed_here {
-                    self.maybe_apply(v, ApplyReason::NewVersion, out);
+                    self.maybe_apply(v, ApplyReason::NewVersion, now, out);
                 }
             }
             Some(Decision::Wait { wave: w, why }) => {
@@ -1437,7 +1449,7 @@ impl<P: PeerId> Node<P> {
                 }
                 if ch.applied != version && ch.state != Some(ApplyState::Pending) {
                     ch.state = Some(ApplyState::Pending);
-                    self.status_dirty = true;
+                    self.status_lazy.get_or_insert(now.mono_ms);
                 }
             }
             Some(Decision::Halt {
@@ -1460,7 +1472,7 @@ impl<P: PeerId> Node<P> {
                 match (&policy.on_failure, runs_it, ch.previous.clone()) {
                     (OnFailure::Rollback, true, Some(prev)) => {
                         ch.state = Some(ApplyState::Held);
-                        self.maybe_apply(prev, ApplyReason::Rollback, out);
+                        self.maybe_apply(prev, ApplyReason::Rollback, now, out);
                     }
                     _ => {
                         if ch.applied != version {
@@ -1533,6 +1545,7 @@ impl<P: PeerId> Node<P> {
 
     fn issue_status(&mut self, now: Now, rng: &mut dyn RngCore, out: &mut Vec<Action<P>>) {
         self.status_dirty = false;
+        self.status_lazy = None;
         let issued_ms = match &self.own {
             Some(s) if s.body.issued_ms >= now.wall_ms => s.body.issued_ms + 1,
             _ => now.wall_ms,

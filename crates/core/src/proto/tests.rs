@@ -238,6 +238,26 @@ fn a_version_reaches_every_node_and_each_fetches_it_once() {
 }
 
 #[test]
+fn a_quick_apply_costs_one_signed_status_per_node() {
+    // Pending alone waits for the next round; the apply (50 ms here) ends first, so each node
+    // signs (and every other node verifies) one status for the release, not two.
+    let mut net = Net::new(10, Config::default());
+    net.run_until(5_000);
+    let before: Vec<u64> = net.nodes.iter().map(|n| n.stats.statuses_signed).collect();
+    net.publish(5_000, 3, bundle(1, &release_key()));
+    net.run_until(9_000);
+    for (n, b) in net.nodes.iter().zip(before) {
+        assert_eq!(n.applied("web"), Some((1, ApplyState::Applied)));
+        assert_eq!(
+            n.stats.statuses_signed - b,
+            1,
+            "node {} signed more than one status for one release",
+            n.id()
+        );
+    }
+}
+
+#[test]
 fn a_small_fleet_sees_every_node() {
     let mut net = Net::new(30, Config::default());
     net.run_until(3_000);
