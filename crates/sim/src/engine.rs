@@ -13,8 +13,8 @@ use driftless_core::definition::{
     CompiledDefinition, Ownership, Resource, ResourceKind, RolloutPolicy,
 };
 use driftless_core::labels::{Labels, Targets};
-use driftless_core::proto::rollout::wave_of;
 use driftless_core::proto::fleet::{zone_of, Count};
+use driftless_core::proto::rollout::wave_of;
 use driftless_core::proto::{
     Action, ApplyState, ChannelStatus, Config, Event, Message, Node, Now, PeerId, Persisted,
     SignedStatus, WireBundle, ZoneRow,
@@ -525,7 +525,11 @@ impl<'a> Engine<'a> {
     /// The liar's own status, forged from the one its core last signed (re-signed only when
     /// that changes).
     fn own_status_lie(&mut self, liar: u32, latest: u64) -> Option<Arc<SignedStatus<u32>>> {
-        let real = self.nodes[liar as usize].node.as_ref()?.own_status()?.clone();
+        let real = self.nodes[liar as usize]
+            .node
+            .as_ref()?
+            .own_status()?
+            .clone();
         if let Some((issued, forged)) = self.forged.get(&liar) {
             if *issued == real.body.issued_ms {
                 return Some(forged.clone());

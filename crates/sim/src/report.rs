@@ -487,25 +487,25 @@ pub fn run_protocol(sc: &Scenario, seed: u64) -> Report {
                     )
                 }
             },
-            Expectation::WavesInOrder { version } | Expectation::WavesInOrderPerZone { version } => match m.rollouts.get(version) {
+            Expectation::WavesInOrder { version }
+            | Expectation::WavesInOrderPerZone { version } => match m.rollouts.get(version) {
                 None => (false, not_a_rollout(*version)),
                 Some(r) => {
-                    let bad: Vec<String> =
-                        if matches!(x, Expectation::WavesInOrderPerZone { .. }) {
-                            let mut zones: Vec<u32> = r.zone.clone();
-                            zones.sort_unstable();
-                            zones.dedup();
-                            zones
-                                .iter()
-                                .flat_map(|z| {
-                                    r.order_violations(&|i| r.zone[i] == *z)
-                                        .into_iter()
-                                        .map(move |v| format!("zone {z}: {v}"))
-                                })
-                                .collect()
-                        } else {
-                            r.order_violations(&|_| true)
-                        };
+                    let bad: Vec<String> = if matches!(x, Expectation::WavesInOrderPerZone { .. }) {
+                        let mut zones: Vec<u32> = r.zone.clone();
+                        zones.sort_unstable();
+                        zones.dedup();
+                        zones
+                            .iter()
+                            .flat_map(|z| {
+                                r.order_violations(&|i| r.zone[i] == *z)
+                                    .into_iter()
+                                    .map(move |v| format!("zone {z}: {v}"))
+                            })
+                            .collect()
+                    } else {
+                        r.order_violations(&|_| true)
+                    };
                     let started: Vec<Value> = (0..r.sizes.len())
                         .map(|w| ms_or_never(r.wave_started(w).map(|t| t - r.published_at)))
                         .collect();

@@ -194,9 +194,9 @@ impl Expectation {
             Expectation::WavesInOrder { version } => {
                 format!("waves of version {version} started in order after each bake")
             }
-            Expectation::WavesInOrderPerZone { version } => format!(
-                "waves of version {version} started in order after each bake in every zone"
-            ),
+            Expectation::WavesInOrderPerZone { version } => {
+                format!("waves of version {version} started in order after each bake in every zone")
+            }
             Expectation::WaveNotBefore {
                 wave,
                 version,

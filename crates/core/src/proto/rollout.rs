@@ -446,10 +446,7 @@ mod tests {
             exact: false,
             ..seen(true)
         };
-        assert_eq!(
-            decide(&p, 1, &sole, multi, &mut |_| true),
-            Decision::Apply
-        );
+        assert_eq!(decide(&p, 1, &sole, multi, &mut |_| true), Decision::Apply);
         assert_eq!(
             decide(&p, 1, &[t(1, 1, 1), t(90, 0, 0)], multi, &mut |_| true),
             Decision::Apply
