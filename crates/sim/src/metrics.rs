@@ -131,8 +131,8 @@ impl RolloutStats {
             };
         }
         let mut bad = Vec::new();
-        for k in 1..waves {
-            let Some(start) = started[k] else { continue };
+        for (k, start) in started.iter().enumerate().skip(1) {
+            let Some(start) = *start else { continue };
             for j in (0..k).filter(|j| size[*j] > 0) {
                 match done[j] {
                     Some(d) if d + bake <= start => {}
