@@ -13,9 +13,11 @@ use driftless_core::definition::{
     CompiledDefinition, Ownership, Resource, ResourceKind, RolloutPolicy,
 };
 use driftless_core::labels::{Labels, Targets};
+use driftless_core::proto::fleet::{zone_of, Count};
 use driftless_core::proto::rollout::wave_of;
 use driftless_core::proto::{
-    Action, Config, Event, Message, Node, Now, PeerId, Persisted, WireBundle,
+    Action, ApplyState, ChannelStatus, Config, Event, Message, Node, Now, PeerId, Persisted,
+    SignedStatus, WireBundle, ZoneRow,
 };
 use driftless_core::trust::TrustRoot;
 use driftless_core::Timestamp;
@@ -94,6 +96,10 @@ pub struct Engine<'a> {
     pub nodes: Vec<SimNode>,
     pub door: SimDoor,
     keys: Vec<SigningKey>,
+    /// Admitted but compromised nodes: what they send is rewritten by [`Engine::lie`].
+    pub liars: Vec<u32>,
+    /// Per liar: the status it last signed and the forged one sent in its place.
+    forged: BTreeMap<u32, (u64, Arc<SignedStatus<u32>>)>,
     release_key: SigningKey,
     rogue_key: SigningKey,
     /// The rogue node and the bundle it serves.
@@ -161,6 +167,16 @@ impl<'a> Engine<'a> {
                 SigningKey::from_bytes(&seed32)
             })
             .collect();
+        // Liars: the leader (lowest id hash) of zone 0, of zone 1, ...: the worst place for
+        // one, since its row is its zone's row everywhere.
+        let liars: Vec<u32> = (0..1u32 << cfg.zone_bits.min(16))
+            .filter_map(|z| {
+                (0..n as u32)
+                    .filter(|i| zone_of(cfg.zone_bits, i) == z)
+                    .min_by_key(|i| i.stable_hash())
+            })
+            .take(sc.fleet.liars)
+            .collect();
         let door = SimDoor::new(
             TrustRoot::new(FLEET, vec![release_key.verifying_key()], 1),
             keys.iter().map(|k| k.verifying_key()).collect(),
@@ -212,6 +228,8 @@ impl<'a> Engine<'a> {
             nodes,
             door,
             keys,
+            liars,
+            forged: BTreeMap::new(),
             release_key,
             rogue_key,
             rogue: None,
@@ -430,7 +448,113 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// What a compromised node sends instead of `msg`, once a version is out. It lies in every
+    /// zone row it sends, of any zone (rows are unsigned: it can rewrite those it relays and
+    /// make up its own): one node in the zone, running the newest version, healthy, in the
+    /// last wave. So every earlier wave of those zones looks empty (done, a hurry), and the
+    /// fleet looks small (a wave of a few nodes, a share that one sick status passes). Its
+    /// own status (signed with its genuine key: it is admitted) says it runs the newest
+    /// version in wave 0 and is unhealthy, and it hands that to every peer as a notable
+    /// status: one node's word for a halt.
+    fn lie(&mut self, from: u32, msg: &mut Message<u32>) {
+        let Some((&latest, _)) = self.releases.iter().next_back() else {
+            return;
+        };
+        let last_wave = self
+            .m
+            .rollouts
+            .get(&latest)
+            .map_or(0, |r| r.policy.waves.len().saturating_sub(1) as u8);
+        let channel = self.sc.fleet.channel.clone();
+        let wall = WALL0_MS + self.now;
+        let forge_row = |r: &ZoneRow<u32>| {
+            Arc::new(ZoneRow {
+                zone: r.zone,
+                issued_ms: wall.max(r.issued_ms + 1),
+                issuer: r.issuer,
+                members: r.members,
+                counts: vec![Count {
+                    channel: channel.clone(),
+                    version: latest,
+                    state: ApplyState::Applied,
+                    healthy: true,
+                    target: latest,
+                    wave: last_wave,
+                    n: 1,
+                }],
+                contacts: r.contacts.clone(),
+            })
+        };
+        let own = self.own_status_lie(from, latest);
+        let own_row = self.nodes[from as usize].node.as_ref().and_then(|n| {
+            let f = n.fleet();
+            f.rows.get(&f.my_zone).cloned()
+        });
+        match msg {
+            Message::Digest(d) => {
+                // Its own zone's row goes into every digest, whether it changed or not.
+                if let Some(r) = own_row {
+                    if !d.rows.iter().any(|x| x.zone == r.zone) {
+                        d.rows.push(r);
+                    }
+                }
+                for r in d.rows.iter_mut() {
+                    *r = forge_row(r);
+                }
+                if let Some(own) = own {
+                    d.notable.retain(|s| s.body.node != from);
+                    d.notable.push(own);
+                }
+            }
+            Message::Rows(rows) => {
+                for r in rows.iter_mut() {
+                    *r = forge_row(r);
+                }
+            }
+            Message::Statuses(list) => {
+                if let Some(own) = own {
+                    for s in list.iter_mut().filter(|s| s.body.node == from) {
+                        *s = own.clone();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The liar's own status, forged from the one its core last signed (re-signed only when
+    /// that changes).
+    fn own_status_lie(&mut self, liar: u32, latest: u64) -> Option<Arc<SignedStatus<u32>>> {
+        let real = self.nodes[liar as usize]
+            .node
+            .as_ref()?
+            .own_status()?
+            .clone();
+        if let Some((issued, forged)) = self.forged.get(&liar) {
+            if *issued == real.body.issued_ms {
+                return Some(forged.clone());
+            }
+        }
+        let mut body = real.body.clone();
+        body.channels = vec![ChannelStatus {
+            channel: self.sc.fleet.channel.clone(),
+            version: latest,
+            state: ApplyState::Applied,
+            target: latest,
+            wave: 0,
+        }];
+        body.healthy = false;
+        body.failing_checks = vec!["lie".into()];
+        let forged = Arc::new(body.sign(&self.keys[liar as usize]));
+        self.forged
+            .insert(liar, (real.body.issued_ms, forged.clone()));
+        Some(forged)
+    }
+
     fn send(&mut self, from: u32, to: u32, mut msg: Message<u32>) {
+        if !self.liars.is_empty() && self.liars.contains(&from) {
+            self.lie(from, &mut msg);
+        }
         // The envelope (magic + format version) plus the postcard body, counted, not built.
         let bytes = 6 + self.wire.of(&mut msg) as u64;
         let is_bundle = matches!(msg, Message::Bundle(_) | Message::Push { .. });
@@ -645,6 +769,9 @@ impl<'a> Engine<'a> {
                         .map(|i| wave_of(i.stable_hash(), version, &policy.waves))
                         .collect();
                     let mut r = RolloutStats::new(policy, self.now, waves);
+                    r.zone = (0..self.nodes.len() as u32)
+                        .map(|i| zone_of(self.cfg.zone_bits, &i))
+                        .collect();
                     for (i, sn) in self.nodes.iter().enumerate() {
                         if sn.applied == version {
                             r.running[r.wave[i] as usize] += 1;

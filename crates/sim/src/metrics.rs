@@ -63,6 +63,8 @@ pub struct RolloutStats {
     pub first_applied: Vec<Option<u64>>,
     /// Per node: when it first judged the rollout halted, and in which wave.
     pub halted: Vec<Option<(u64, u8)>>,
+    /// Per node: its zone of the fleet view (all 0 unless set).
+    pub zone: Vec<u32>,
 }
 
 impl RolloutStats {
@@ -80,6 +82,7 @@ impl RolloutStats {
             sizes,
             first_applied: vec![None; n],
             halted: vec![None; n],
+            zone: vec![0; n],
         }
     }
 
@@ -105,6 +108,50 @@ impl RolloutStats {
         self.in_wave(k)
             .map(|i| self.first_applied[i])
             .try_fold(0u64, |acc, t| t.map(|t| acc.max(t)))
+    }
+
+    /// Wave order among the nodes `keep` selects: for each wave k that started, each earlier
+    /// wave with nodes among them must have completed (every such node ran the version) at
+    /// least the bake time before. One line per violation.
+    pub fn order_violations(&self, keep: &dyn Fn(usize) -> bool) -> Vec<String> {
+        let bake = self.policy.bake_secs * 1000;
+        let waves = self.sizes.len();
+        let mut started = vec![None::<u64>; waves];
+        let mut done = vec![Some(0u64); waves];
+        let mut size = vec![0u64; waves];
+        for i in (0..self.wave.len()).filter(|i| keep(*i)) {
+            let w = self.wave[i] as usize;
+            size[w] += 1;
+            if let Some(t) = self.first_applied[i] {
+                started[w] = Some(started[w].map_or(t, |s: u64| s.min(t)));
+            }
+            done[w] = match (done[w], self.first_applied[i]) {
+                (Some(d), Some(t)) => Some(d.max(t)),
+                _ => None,
+            };
+        }
+        let mut bad = Vec::new();
+        for (k, start) in started.iter().enumerate().skip(1) {
+            let Some(start) = *start else { continue };
+            for j in (0..k).filter(|j| size[*j] > 0) {
+                match done[j] {
+                    Some(d) if d + bake <= start => {}
+                    d => bad.push(format!(
+                        "wave {k} started at {} but wave {j} {}",
+                        crate::scenario::fmt_ms(start),
+                        match d {
+                            Some(d) => format!(
+                                "was complete only at {} (bake {})",
+                                crate::scenario::fmt_ms(d),
+                                crate::scenario::fmt_ms(bake)
+                            ),
+                            None => "never completed".into(),
+                        }
+                    )),
+                }
+            }
+        }
+        bad
     }
 
     /// Per wave: nodes that ever ran the version.

@@ -61,6 +61,10 @@ pub struct Fleet {
     pub release_every_ms: u64,
     /// Models mode, ad hoc: share of servers someone applies a release to by hand.
     pub adhoc_share: f64,
+    /// Admitted but compromised nodes (the leader of zone 0, then of zone 1, ...): each lies
+    /// in every zone row it sends and signs statuses that claim it is sick on the newest
+    /// version (`engine.rs`, `Engine::lie`).
+    pub liars: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -137,6 +141,10 @@ pub enum Expectation {
     /// "waves of version 3 started in order after each bake": no node of wave k applied V
     /// before every node of the earlier waves had, plus the bake time.
     WavesInOrder { version: u64 },
+    /// "waves of version 3 started in order after each bake in every zone": the same, among
+    /// the nodes of each zone of the fleet view (what the own zone's signed statuses vouch
+    /// for, whatever the summaries of other zones say).
+    WavesInOrderPerZone { version: u64 },
     /// "no node of wave 2 applied version 3 before 25s"
     WaveNotBefore {
         wave: u8,
@@ -185,6 +193,9 @@ impl Expectation {
             }
             Expectation::WavesInOrder { version } => {
                 format!("waves of version {version} started in order after each bake")
+            }
+            Expectation::WavesInOrderPerZone { version } => {
+                format!("waves of version {version} started in order after each bake in every zone")
             }
             Expectation::WaveNotBefore {
                 wave,
@@ -254,6 +265,7 @@ struct RawFleet {
     reapply: Option<String>,
     release_every: Option<String>,
     adhoc_share: Option<f64>,
+    liars: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -416,6 +428,7 @@ impl Scenario {
             },
             release_every_ms: dur("release_every", &f.release_every, 7 * 86_400_000)?,
             adhoc_share: share("adhoc_share", f.adhoc_share.unwrap_or(0.5))?,
+            liars: f.liars.unwrap_or(0),
         };
         let protocol = Protocol {
             round_ms: match &raw.protocol.round {
@@ -620,7 +633,7 @@ fn parse_expectation(text: &str) -> Result<Expectation, String> {
 `bundle bytes per node at most Fx`, `fleet view exact by T`, `idle bytes per node per second at most B`, \
 `configuration synchronization leaves the least drift`, `rollout of version V halted in wave K`, \
 `rollout of version V passed every wave by T`, `at most wave K ever applied version V`, \
-`no node of wave K or later applied version V`, `no node of wave K applied version V before T`, `waves of version V started in order after each bake`, \
+`no node of wave K or later applied version V`, `no node of wave K applied version V before T`, `waves of version V started in order after each bake [in every zone]`, \
 `P% back at version V by T`";
     let num = |w: &str, what: &str| -> Result<u64, String> {
         w.parse().map_err(|_| format!("`{w}` is not a {what}"))
@@ -709,6 +722,11 @@ fn parse_expectation(text: &str) -> Result<Expectation, String> {
         }
         ["waves", "of", "version", v, "started", "in", "order", "after", "each", "bake"] => {
             Ok(Expectation::WavesInOrder {
+                version: num(v, "version number")?,
+            })
+        }
+        ["waves", "of", "version", v, "started", "in", "order", "after", "each", "bake", "in", "every", "zone"] => {
+            Ok(Expectation::WavesInOrderPerZone {
                 version: num(v, "version number")?,
             })
         }

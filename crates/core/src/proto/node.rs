@@ -1422,6 +1422,7 @@ impl<P: PeerId> Node<P> {
                 rollout::View {
                     all_received,
                     whole,
+                    exact: whole && self.cfg.zone_bits == 0,
                 },
                 &mut baked,
             ))
@@ -1499,6 +1500,32 @@ impl<P: PeerId> Node<P> {
                 }
             }
         }
+        let policy = self
+            .held
+            .get(channel)
+            .and_then(|h| h.verified.header().rollout.clone());
+        // A node's wave for v is drawn from its id, which its signature vouches for: recompute
+        // it rather than take the wave a status claims (a compromised node could claim any).
+        let wave_of = |p: &P| {
+            policy
+                .as_ref()
+                .map(|pol| rollout::wave_of(p.stable_hash(), version, &pol.waves))
+        };
+        // The own zone, from signed statuses: per wave, its members that report the channel
+        // (whatever version they hold), and those that run v. (Their health is the halt
+        // rule's: one sick member below the threshold must not hold the zone back forever.)
+        for (p, s) in &self.fleet.zone {
+            let Some(c) = s.body.channels.iter().find(|c| c.channel == channel) else {
+                continue;
+            };
+            let Some(w) = wave_of(p) else { break };
+            if let Some(x) = t.get_mut(w as usize) {
+                x.own_nodes += 1;
+                if c.version == version && c.state == ApplyState::Applied {
+                    x.own_ready += 1;
+                }
+            }
+        }
         // Each node counts once: its current status, or the evidence kept from an older one
         // (sick on v, then rolled back: still a reason to halt v).
         let mut sick_on: BTreeMap<&P, u8> = BTreeMap::new();
@@ -1514,7 +1541,7 @@ impl<P: PeerId> Node<P> {
             }
             for c in s.body.channels.iter().filter(|c| c.channel == channel) {
                 if c.target == version && c.version == version {
-                    sick_on.entry(p).or_insert(c.wave);
+                    sick_on.entry(p).or_insert(wave_of(p).unwrap_or(c.wave));
                 }
             }
         }
@@ -1528,11 +1555,7 @@ impl<P: PeerId> Node<P> {
             .get(channel)
             .map_or(0, |m| m.values().sum());
         let holding: u64 = t.iter().map(|x| x.nodes).sum();
-        if let Some(policy) = self
-            .held
-            .get(channel)
-            .and_then(|h| h.verified.header().rollout.clone())
-        {
+        if let Some(policy) = policy {
             let mut below = 0.0;
             for (k, x) in t.iter_mut().enumerate() {
                 let upto = policy.waves.get(k).copied().unwrap_or(1.0);

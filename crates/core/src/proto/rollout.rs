@@ -22,10 +22,20 @@
 //!   slower, never earlier.
 //! - Waves are judged on the nodes the view sees: a node that vanishes mid-bake ages out of
 //!   the view and no longer holds its wave back.
+//! - **Advances need the own zone's word too.** Summaries (zone rows) can be forged by an
+//!   admitted but compromised node, signed statuses cannot. Waves are drawn by hash, so every
+//!   zone holds members of every wave of some size, and a node holds its own zone's statuses
+//!   in full: a wave counts as complete only when the summaries say so *and* every member of
+//!   the own zone in that wave (its wave recomputed from its id) runs v. The bake clock runs
+//!   on that, so the own zone's members must also keep running it for the bake; their health
+//!   is the halt rule's (one sick member below the threshold holds nothing back).
 //! - **Halts rest on evidence**: a wave whose *signed* unhealthy statuses (running v) exceed
-//!   `max_unhealthy` of the wave's size halts the rollout. Sizes and applied counts are
-//!   summaries (advances rest on them); the unhealthy numerator is counted only from signed
-//!   statuses a node holds, never from a number another node added up. A sick status stays
+//!   `max_unhealthy` of the wave's size halts the rollout, and only when they come from at
+//!   least two distinct nodes (one, for a one-node wave), each counted in the wave its id
+//!   draws, not the one it claims. Sizes and applied counts are summaries (advances rest on
+//!   them); the unhealthy numerator is counted only from signed statuses a node holds, never
+//!   from a number another node added up, and the size is never taken below the own zone's
+//!   members of the wave, so a forged count cannot shrink it to one liar's status. A sick status stays
 //!   evidence after its node recovers (rolled back, healthy again): it is kept apart and
 //!   spread with the notable statuses (`FleetView::evidence`), so the halt still reaches
 //!   nodes that never saw the sick ones sick.
@@ -57,16 +67,48 @@ pub struct WaveTally {
     /// rollout few nodes have reported the version yet; judging the unhealthy share against
     /// the expected size keeps one early unhealthy status from halting a large wave.
     pub expected: u64,
+    /// Members of the judging node's own zone in this wave, from their signed statuses (the
+    /// wave recomputed from each node's id, never taken from what it claims), whatever
+    /// version they hold: evidence, not a summary.
+    pub own_nodes: u64,
+    /// Of those, members that run the version.
+    pub own_ready: u64,
 }
 
+/// Signed unhealthy statuses of distinct nodes a halt needs, unless the wave is known, from
+/// signed statuses alone, to hold a single node: one node's word alone halts nothing.
+pub const MIN_HALT_EVIDENCE: u64 = 2;
+
 impl WaveTally {
+    /// The size the unhealthy share is taken over: the largest of the nodes the summaries
+    /// show, the expected size and the own zone's members (a forged count can shrink the
+    /// first two, never the last).
+    pub fn size(&self) -> u64 {
+        self.nodes.max(self.expected).max(self.own_nodes)
+    }
+
     pub fn unhealthy_share(&self) -> f64 {
-        let size = self.nodes.max(self.expected);
+        let size = self.size();
         if size == 0 {
             0.0
         } else {
             self.unhealthy_evidence as f64 / size as f64
         }
+    }
+
+    /// Halt evidence: the unhealthy share passes `max_unhealthy`, and it rests on the signed
+    /// statuses of at least [`MIN_HALT_EVIDENCE`] distinct nodes. One is enough only for a
+    /// wave of one node, and only when `exact` (the own zone is the whole fleet and the view
+    /// looks whole): elsewhere the size rests on summaries, and a liar that shrinks a wave
+    /// to one node in its rows (to a node that just restarted, say, whose own table is still
+    /// empty) would halt it on its own status.
+    pub fn halts(&self, max_unhealthy: f64, exact: bool) -> bool {
+        let need = if exact && self.own_nodes <= 1 && self.size() <= 1 {
+            1
+        } else {
+            MIN_HALT_EVIDENCE
+        };
+        self.unhealthy_evidence >= need && self.unhealthy_share() > max_unhealthy
     }
 }
 
@@ -111,6 +153,9 @@ pub struct View {
     pub all_received: bool,
     /// The view looks whole (`FleetView::partial` found nothing missing).
     pub whole: bool,
+    /// The own zone is the whole fleet (one zone) and the view looks whole: the own zone's
+    /// signed statuses show every node, so a wave's size is known without summaries.
+    pub exact: bool,
 }
 
 /// Judge the rollout of one version for a node of `my_wave`.
@@ -127,11 +172,11 @@ pub fn decide(
     baked: &mut dyn FnMut(u8) -> bool,
 ) -> Decision {
     for (k, t) in tallies.iter().enumerate() {
-        if t.nodes > 0 && t.unhealthy_share() > policy.max_unhealthy {
+        if (t.nodes > 0 || t.own_nodes > 0) && t.halts(policy.max_unhealthy, view.exact) {
             return Decision::Halt {
                 wave: k as u8,
                 unhealthy: t.unhealthy_evidence,
-                of: t.nodes,
+                of: t.nodes.max(t.own_nodes),
             };
         }
     }
@@ -168,9 +213,15 @@ pub fn decide(
     Decision::Apply
 }
 
-/// Every node of the wave runs the version (its unhealthy share is judged by the halt rule).
+/// The wave is done as far as this node can tell: the summaries say every node of the wave
+/// runs the version (its unhealthy share is judged by the halt rule), **and** the signed
+/// statuses of the own zone agree: each of its members in the wave runs the version. A
+/// summary can be forged by an admitted but compromised node; the own zone's
+/// statuses cannot, and since waves are drawn by hash, every zone holds members of every
+/// wave of some size: a lie that a wave is done does not move a node whose own zone shows
+/// otherwise. (A wave with no member in the own zone rests on the summaries alone.)
 pub fn complete(t: &WaveTally) -> bool {
-    t.applied >= t.nodes
+    t.applied >= t.nodes && t.own_ready >= t.own_nodes
 }
 
 /// What one judgement does to a wave's bake clock.
@@ -215,6 +266,7 @@ mod tests {
         View {
             all_received,
             whole: true,
+            exact: true,
         }
     }
 
@@ -224,7 +276,7 @@ mod tests {
             applied,
             healthy: applied - unhealthy,
             unhealthy_evidence: unhealthy,
-            expected: 0,
+            ..WaveTally::default()
         }
     }
 
@@ -282,6 +334,44 @@ mod tests {
     }
 
     #[test]
+    fn summaries_saying_a_wave_is_done_do_not_move_a_node_whose_own_zone_disagrees() {
+        let p = policy();
+        // The summaries (forgeable) say wave 0 is done; the own zone's signed statuses show
+        // one of its 3 wave-0 members not running v yet.
+        let lie = [
+            WaveTally {
+                own_nodes: 3,
+                own_ready: 2,
+                ..t(10, 10, 0)
+            },
+            t(90, 0, 0),
+        ];
+        assert!(!complete(&lie[0]));
+        assert_eq!(bake_clock(&lie[0], true), Clock::Reset);
+        assert_eq!(
+            decide(&p, 1, &lie, seen(true), &mut |_| true),
+            Decision::Wait {
+                wave: 0,
+                why: Wait::NotApplied
+            }
+        );
+        // Once the own zone agrees, the wave bakes and the node goes.
+        let agreed = [
+            WaveTally {
+                own_nodes: 3,
+                own_ready: 3,
+                ..t(10, 10, 0)
+            },
+            t(90, 0, 0),
+        ];
+        assert_eq!(bake_clock(&agreed[0], true), Clock::Run);
+        assert_eq!(
+            decide(&p, 1, &agreed, seen(true), &mut |_| true),
+            Decision::Apply
+        );
+    }
+
+    #[test]
     fn a_bake_starts_only_once_every_node_seen_holds_the_version() {
         // Wave 0 looks empty (or complete) while some nodes seen have not received v: its
         // members' statuses may not have arrived, so its clock does not start yet.
@@ -319,18 +409,62 @@ mod tests {
     #[test]
     fn halts_rest_on_signed_unhealthy_statuses_past_the_threshold() {
         let p = policy();
-        // 1 of 10 unhealthy = 10% > 5%: halt, whatever wave the node is in.
-        let tallies = [t(10, 10, 1), t(90, 0, 0)];
+        // 2 of 10 unhealthy = 20% > 5%: halt, whatever wave the node is in.
+        let tallies = [t(10, 10, 2), t(90, 0, 0)];
         for w in 0..4 {
             assert_eq!(
                 decide(&p, w, &tallies, seen(true), &mut |_| true),
                 Decision::Halt {
                     wave: 0,
-                    unhealthy: 1,
+                    unhealthy: 2,
                     of: 10
                 }
             );
         }
+        // 1 of 10 is 10% too, but one node's word alone halts nothing.
+        let one = [t(10, 10, 1), t(90, 0, 0)];
+        assert_eq!(
+            decide(&p, 1, &one, seen(true), &mut |_| true),
+            Decision::Apply
+        );
+        // Unless the wave is that one node, as the signed statuses of a one-zone fleet show.
+        let sole = [
+            WaveTally {
+                own_nodes: 1,
+                own_ready: 1,
+                ..t(1, 1, 1)
+            },
+            t(90, 0, 0),
+        ];
+        assert!(matches!(
+            decide(&p, 1, &sole, seen(true), &mut |_| true),
+            Decision::Halt { wave: 0, .. }
+        ));
+        // Not when the size of one comes from summaries (a liar's rows can shrink a wave,
+        // and a node that just restarted has no own members to set against them).
+        let multi = View {
+            exact: false,
+            ..seen(true)
+        };
+        assert_eq!(decide(&p, 1, &sole, multi, &mut |_| true), Decision::Apply);
+        assert_eq!(
+            decide(&p, 1, &[t(1, 1, 1), t(90, 0, 0)], multi, &mut |_| true),
+            Decision::Apply
+        );
+        // Forged counts that shrink the wave do not shrink it below the own zone's members
+        // (signed statuses): 2 sick of a wave of 60 in the own zone is 3%, no halt.
+        let shrunk = [
+            WaveTally {
+                own_nodes: 60,
+                own_ready: 60,
+                ..t(2, 2, 2)
+            },
+            t(90, 0, 0),
+        ];
+        assert_eq!(
+            decide(&p, 1, &shrunk, seen(true), &mut |_| true),
+            Decision::Apply
+        );
         // 1 of 100 = 1%: within the threshold, the rollout goes on.
         let ok = [t(100, 100, 1)];
         assert_eq!(
@@ -356,6 +490,7 @@ mod tests {
         let partial = View {
             all_received: true,
             whole: false,
+            exact: false,
         };
         assert_eq!(
             decide(&p, 2, &done, partial, &mut |_| true),

@@ -78,6 +78,12 @@ struct Net {
     applied: Vec<(u32, u64)>,
     /// Which (node, version) turns the node unhealthy once applied.
     sick: Box<dyn Fn(u32, u64) -> bool>,
+    /// Which (node, version) fails to apply.
+    fail: Box<dyn Fn(u32, u64) -> bool>,
+    /// A compromised node and its lie: every zone row it sends, of any zone, says the zone
+    /// holds one node, running `version`, healthy, in `wave` (so every earlier wave of the
+    /// zone looks empty, hence done).
+    liar: Option<(u32, u64, u8)>,
 }
 
 impl Net {
@@ -107,6 +113,8 @@ impl Net {
             delivered: Vec::new(),
             applied: Vec::new(),
             sick: Box::new(|_, _| false),
+            fail: Box::new(|_, _| false),
+            liar: None,
         };
         for i in 0..n {
             let bootstrap = if i == 0 {
@@ -177,6 +185,10 @@ impl Net {
                         } else {
                             msg
                         };
+                        let msg = match self.liar {
+                            Some((liar, version, wave)) if liar == to => lie(msg, version, wave),
+                            _ => msg,
+                        };
                         // Every message crosses the wire as bytes.
                         let bytes = msg.encode();
                         let msg = Message::<u32>::decode(&bytes).expect("own messages decode");
@@ -189,7 +201,7 @@ impl Net {
                         let ev = Event::ApplyFinished {
                             channel: bundle.header().channel.clone(),
                             version,
-                            ok: true,
+                            ok: !(self.fail)(to, version),
                         };
                         self.push(at + 50, to, ev);
                         let sick = (self.sick)(to, version);
@@ -208,6 +220,37 @@ impl Net {
 
     fn publish(&mut self, at: u64, node: u32, b: Arc<Bundle>) {
         self.push(at, node, Event::Publish(b));
+    }
+}
+
+/// A liar's rewrite of a message it sends (see `Net::liar`).
+fn lie(msg: Message<u32>, version: u64, wave: u8) -> Message<u32> {
+    let forge = |rows: Vec<Arc<fleet::ZoneRow<u32>>>| -> Vec<Arc<fleet::ZoneRow<u32>>> {
+        rows.into_iter()
+            .map(|r| {
+                Arc::new(fleet::ZoneRow {
+                    issued_ms: r.issued_ms + 1,
+                    counts: vec![fleet::Count {
+                        channel: "web".into(),
+                        version,
+                        state: ApplyState::Applied,
+                        healthy: true,
+                        target: version,
+                        wave,
+                        n: 1,
+                    }],
+                    ..(*r).clone()
+                })
+            })
+            .collect()
+    };
+    match msg {
+        Message::Digest(mut d) => {
+            d.rows = forge(d.rows);
+            Message::Digest(d)
+        }
+        Message::Rows(rows) => Message::Rows(forge(rows)),
+        m => m,
     }
 }
 
@@ -832,5 +875,99 @@ fn nodes_with_partial_views_do_not_jump_waves() {
     net.run_until(200_000);
     for i in 0..40u32 {
         assert!(net.applied.contains(&(i, 2)), "node {i} never applied v2");
+    }
+}
+
+#[test]
+fn one_sick_node_does_not_halt_a_rollout_two_do() {
+    // 40 nodes, one zone: wave 0 holds about 20. One sick node of 20 is 5%, over the 4%
+    // threshold, but one node's signed status alone halts nothing; two do.
+    let waves = vec![0.5, 1.0];
+    let in_wave0: Vec<u32> = (0..40).filter(|n| wave(*n, 2, &waves) == 0).collect();
+    assert!(in_wave0.len() >= 10, "{in_wave0:?}");
+    for sick_nodes in [1usize, 2] {
+        let mut net = Net::new(40, Config::default());
+        let sick: BTreeSet<u32> = in_wave0.iter().copied().take(sick_nodes).collect();
+        net.sick = Box::new(move |n, v| v == 2 && sick.contains(&n));
+        net.run_until(3_000);
+        net.publish(3_000, 0, bundle(1, &release_key()));
+        net.run_until(8_000);
+        net.publish(8_000, 0, rollout_bundle(2, waves.clone(), 2, 0.04));
+        net.run_until(30_000);
+        for n in &net.nodes {
+            let r = n.rollout("web").expect("the rollout is known everywhere");
+            if sick_nodes == 1 {
+                assert_eq!(r.halted, None, "node {} halted on one sick node", n.id());
+                assert_eq!(n.applied("web"), Some((2, ApplyState::Applied)));
+            } else {
+                assert_eq!(
+                    r.halted.map(|h| (h.0, h.1)),
+                    Some((0, 2)),
+                    "node {} did not halt on two sick nodes",
+                    n.id()
+                );
+                assert_ne!(n.applied("web").map(|a| a.0), Some(2), "node {}", n.id());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_liars_rows_do_not_advance_a_node_whose_own_zone_disagrees() {
+    // Four zones. The wave-0 members of one zone fail to apply v2, so that zone's wave 0
+    // never completes. A liar elsewhere rewrites every row it sends to say each zone holds
+    // one node running v2 in the last wave: every earlier wave looks empty, hence done. No
+    // node of the stuck zone may move past wave 0 on that word: its own members' signed
+    // statuses show wave 0 unfinished. (Nodes of other zones may: a liar's rows can
+    // misstate other zones, which is the residual risk ARCHITECTURE.md states.)
+    let cfg = Config {
+        zone_bits: 2,
+        ..Config::default()
+    };
+    let waves = vec![0.2, 0.6, 1.0];
+    let mut net = Net::new(80, cfg);
+    let zone_of = |n: u32| fleet::zone_of(2, &n);
+    let stuck_zone = (0..4u32)
+        .max_by_key(|z| {
+            (0..80u32)
+                .filter(|n| zone_of(*n) == *z && wave(*n, 2, &waves) == 0)
+                .count()
+        })
+        .unwrap();
+    let liar = (0..80u32).find(|n| zone_of(*n) != stuck_zone).unwrap();
+    net.fail = Box::new(move |n, v| {
+        v == 2 && fleet::zone_of(2, &n) == stuck_zone && wave(n, 2, &[0.2, 0.6, 1.0]) == 0
+    });
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(8_000);
+    net.liar = Some((liar, 2, 2));
+    net.publish(8_000, 0, rollout_bundle(2, waves.clone(), 2, 0.5));
+    net.run_until(40_000);
+    // The lie was in force: the stuck zone's row, as other nodes hold it, hides its wave 0.
+    let fooled = net.nodes.iter().filter(|n| {
+        zone_of(*n.id()) != stuck_zone
+            && n.fleet()
+                .rows
+                .get(&stuck_zone)
+                .is_some_and(|r| r.counts.iter().all(|c| c.wave == 2))
+    });
+    assert!(fooled.count() > 0, "the liar's rows never took hold");
+    for n in &net.nodes {
+        if zone_of(*n.id()) == stuck_zone && wave(*n.id(), 2, &waves) > 0 {
+            assert_ne!(
+                n.applied("web").map(|a| a.0),
+                Some(2),
+                "node {} of wave {} applied v2 on the liar's word",
+                n.id(),
+                wave(*n.id(), 2, &waves)
+            );
+            assert!(
+                matches!(n.rollout("web").and_then(|r| r.waiting), Some((0, _))),
+                "node {} waits for wave 0: {:?}",
+                n.id(),
+                n.rollout("web")
+            );
+        }
     }
 }
