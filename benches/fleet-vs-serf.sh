@@ -136,9 +136,17 @@ EOF2
   done
   sleep 2
   for i in $(seq 2 "$N"); do
-    serf join -rpc-addr="127.0.0.1:$((sbase + 2 * i + 1))" "127.0.0.1:$((sbase + 2))" >/dev/null
+    # an agent not yet listening: try again a few times rather than end the run
+    for _ in 1 2 3 4 5; do
+      serf join -rpc-addr="127.0.0.1:$((sbase + 2 * i + 1))" "127.0.0.1:$((sbase + 2))" >/dev/null 2>&1 && break
+      sleep 0.5
+    done
   done
-  until [ "$(serf members -rpc-addr="127.0.0.1:$((sbase + 3))" | grep -c alive)" -ge "$N" ]; do sleep 0.2; done
+  deadline=$(( $(date +%s) + 60 ))
+  until [ "$(serf members -rpc-addr="127.0.0.1:$((sbase + 3))" 2>/dev/null | grep -c alive || true)" -ge "$N" ]; do
+    [ "$(date +%s)" -gt "$deadline" ] && { log "serf: not every agent joined within 60 s"; exit 1; }
+    sleep 0.2
+  done
   sleep 3
   s0=$(date +%s.%N)
   serf event -coalesce=false -rpc-addr="127.0.0.1:$((sbase + 3))" deploy "$(head -c 400 /dev/zero | tr '\0' x)" >/dev/null

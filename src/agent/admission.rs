@@ -67,7 +67,13 @@ pub struct AgentDoor {
     /// Wall clock of the event being handled, for certificate expiry.
     pub now: Cell<Timestamp>,
     cache: RefCell<HashMap<[u8; 32], Result<Grant, &'static str>>>,
+    /// Node keys already decompressed (a curve point square root each: about a fifth of the
+    /// cost of checking a status signature, paid again for every status without this).
+    keys: RefCell<HashMap<[u8; 32], VerifyingKey>>,
 }
+
+/// At most this many node keys are kept decompressed; past it the cache starts over.
+const KEY_CACHE: usize = 4096;
 
 impl AgentDoor {
     pub fn new(trust: TrustRoot, revoked: BTreeSet<[u8; 32]>) -> Self {
@@ -77,6 +83,7 @@ impl AgentDoor {
             check: Ed25519Check,
             now: Cell::new(Timestamp(0)),
             cache: RefCell::new(HashMap::new()),
+            keys: RefCell::new(HashMap::new()),
         }
     }
 
@@ -167,7 +174,16 @@ impl Door<AgentPeer> for AgentDoor {
         if self.revoked.contains(&peer.key) {
             return None;
         }
-        VerifyingKey::from_bytes(&peer.key).ok()
+        if let Some(k) = self.keys.borrow().get(&peer.key) {
+            return Some(*k);
+        }
+        let k = VerifyingKey::from_bytes(&peer.key).ok()?;
+        let mut keys = self.keys.borrow_mut();
+        if keys.len() >= KEY_CACHE {
+            keys.clear();
+        }
+        keys.insert(peer.key, k);
+        Some(k)
     }
     fn verify_status(&self, status: &Arc<SignedStatus<AgentPeer>>, key: &VerifyingKey) -> bool {
         if !status.verify(key, &self.check) {
