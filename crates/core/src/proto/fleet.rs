@@ -110,7 +110,13 @@ pub struct FleetView<P> {
     zone_ids: Vec<P>,
     /// The lowest id hash among the keys of `zone` (u64::MAX when empty): who leads it.
     min_hash: u64,
+    /// Members of the own zone seen on the network (as senders or in peer lists) whose status
+    /// the table may still lack: zone syncs go to them until the table knows the zone.
+    mates: Vec<P>,
 }
+
+/// Zone mates remembered beside the table (a newcomer needs one to start its zone syncs).
+const MATES_CAP: usize = 8;
 
 /// A row counting twice the members outranks one issued up to 16 steps later.
 pub const ROW_FULLNESS_STEP_MS: u64 = 10_000;
@@ -171,6 +177,7 @@ impl<P: PeerId> FleetView<P> {
             zone_ids: Vec::new(),
             rows_print: 0,
             min_hash: u64::MAX,
+            mates: Vec::new(),
         }
     }
 
@@ -236,6 +243,7 @@ impl<P: PeerId> FleetView<P> {
             self.fingerprint ^= entry_print(&node, issued);
             self.min_hash = self.min_hash.min(node.stable_hash());
             if self.zone.insert(node.clone(), s).is_none() && node != self.me {
+                self.mates.retain(|q| *q != node);
                 self.zone_ids.push(node);
             }
             return true;
@@ -266,6 +274,7 @@ impl<P: PeerId> FleetView<P> {
 
     /// Drop everything held about `p` (its admission was revoked); true when something was.
     pub fn forget(&mut self, p: &P) -> bool {
+        self.mates.retain(|q| q != p);
         let mut found = self.notable.remove(p).is_some();
         if *p != self.me {
             if let Some(old) = self.zone.remove(p) {
@@ -334,10 +343,27 @@ impl<P: PeerId> FleetView<P> {
         (push, want)
     }
 
-    /// Members to sync with besides the zone table: the contacts of the own zone's row, and
-    /// those of `neighbours` (the membership views) that fall in the own zone.
+    /// `p` was seen on the network: remember it when it is a member of the own zone that the
+    /// table lacks (at most [`MATES_CAP`], the newest kept).
+    pub fn learn(&mut self, p: &P) {
+        if *p == self.me
+            || self.zone_of(p) != self.my_zone
+            || self.zone.contains_key(p)
+            || self.mates.contains(p)
+        {
+            return;
+        }
+        if self.mates.len() >= MATES_CAP {
+            self.mates.remove(0);
+        }
+        self.mates.push(p.clone());
+    }
+
+    /// Members to sync with besides the zone table: the contacts of the own zone's row, the
+    /// zone mates seen on the network, and those of `neighbours` (the membership views) that
+    /// fall in the own zone.
     pub fn zone_contacts<'a>(&self, neighbours: impl Iterator<Item = &'a P>) -> Vec<P> {
-        let mut v: Vec<P> = Vec::new();
+        let mut v: Vec<P> = self.mates.clone();
         for p in neighbours {
             if *p != self.me && self.zone_of(p) == self.my_zone && !v.contains(p) {
                 v.push(p.clone());
@@ -351,6 +377,38 @@ impl<P: PeerId> FleetView<P> {
             }
         }
         v
+    }
+
+    /// Peers of zone `z` this node knows of: the contacts of its row, and those of `known`
+    /// (the membership views) in it. For a node of that zone that asks (a zone sync sent to
+    /// a node of another zone).
+    pub fn contacts_in<'a>(&self, z: u32, known: impl Iterator<Item = &'a P>) -> Vec<P>
+    where
+        P: 'a,
+    {
+        let mut v: Vec<P> = Vec::new();
+        if let Some(row) = self.rows.get(&z) {
+            v.extend(row.contacts.iter().cloned());
+        }
+        for p in known {
+            if v.len() >= MATES_CAP {
+                break;
+            }
+            if self.zone_of(p) == z && !v.contains(p) {
+                v.push(p.clone());
+            }
+        }
+        v.truncate(MATES_CAP);
+        v
+    }
+
+    /// One random zone mate seen on the network whose status the table lacks.
+    pub fn random_mate(&self, rng: &mut dyn rand_core::RngCore) -> Option<P> {
+        (!self.mates.is_empty()).then(|| self.mates[super::below(rng, self.mates.len())].clone())
+    }
+
+    pub fn zone_bits(&self) -> u8 {
+        self.zone_bits
     }
 
     /// One random member of the own zone other than self, without building a list.
@@ -533,6 +591,11 @@ impl<P: PeerId> FleetView<P> {
             }
         }
         out
+    }
+
+    /// No row rumor is being spread.
+    pub fn hot_is_empty(&self) -> bool {
+        self.hot.is_empty()
     }
 
     /// Rows to push this round (each hot row for `row_hot_rounds` rounds).
@@ -731,6 +794,35 @@ mod tests {
         assert_eq!(fullness_steps(2), 16);
         assert_eq!(fullness_steps(256), 128);
         assert_eq!(fullness_steps(128) + 16, fullness_steps(256));
+    }
+
+    #[test]
+    fn zone_mates_seen_on_the_network_are_contacts_until_their_status_arrives() {
+        let cfg = Config {
+            zone_bits: 3,
+            ..Config::default()
+        };
+        let mut v = FleetView::new(&cfg, 0u32);
+        let mates: Vec<u32> = (1..5000u32)
+            .filter(|p| v.zone_of(p) == v.my_zone)
+            .take(MATES_CAP + 2)
+            .collect();
+        let stranger = (1..5000u32).find(|p| v.zone_of(p) != v.my_zone).unwrap();
+        v.learn(&0);
+        v.learn(&stranger);
+        assert!(v.zone_contacts(std::iter::empty()).is_empty());
+        for p in &mates {
+            v.learn(p);
+        }
+        let c = v.zone_contacts(std::iter::empty());
+        assert_eq!(c, mates[2..].to_vec(), "the newest {MATES_CAP} kept");
+        // Once its status is in the table, a mate is a member, no longer a contact.
+        v.insert(&cfg, sick_status(mates[2], 1_000, true, 3));
+        assert!(!v.zone_contacts(std::iter::empty()).contains(&mates[2]));
+        // Asked by a node of another zone, a node names the peers it knows there.
+        let z = v.zone_of(&stranger);
+        let known = [stranger, mates[0], 0];
+        assert_eq!(v.contacts_in(z, known.iter()), vec![stranger]);
     }
 
     #[test]

@@ -44,6 +44,9 @@ const PASSIVE_DIGEST_EVERY: u64 = 4;
 const ROW_SYNC_EVERY: u64 = 1;
 /// `rows_print` value meaning "do not compare".
 const NO_PRINT: u64 = 0;
+/// A zone table smaller than this (zones are sized to hold 128 or more) asks random peers
+/// for members of its zone every round.
+const PROBE_BELOW: usize = 16;
 /// Expire statuses every this many rounds (it walks the zone table).
 const EXPIRE_EVERY: u64 = 10;
 
@@ -623,7 +626,8 @@ impl<P: PeerId> Node<P> {
         let rows = self.fleet.take_hot(&self.cfg);
         if let Some(p) = peer {
             // Rumors spread row changes within a few rounds; the fingerprint is the slower
-            // repair, compared every few rounds so a rumor in flight does not trigger it.
+            // repair, compared every few rounds, so that the prints that differ only because
+            // a rumor is on its way do not each cost a RowSync (R entries) and its answer.
             let rows_print = if self.round.is_multiple_of(ROW_SYNC_EVERY) {
                 self.fleet.rows_print()
             } else {
@@ -642,7 +646,11 @@ impl<P: PeerId> Node<P> {
         // any, else from the neighbours and the zone row's contacts).
         // One round in four, a neighbour or a contact from the zone's row, so that groups
         // of members that only know each other do not stay apart.
-        let from_table = if below(rng, 4) == 0 {
+        // Zone mates seen on the network whose status the table lacks come first: they join
+        // groups of members that only know each other.
+        let from_table = if let Some(m) = self.fleet.random_mate(rng) {
+            Some(m)
+        } else if below(rng, 4) == 0 {
             None
         } else {
             self.fleet.random_member(rng)
@@ -654,6 +662,29 @@ impl<P: PeerId> Node<P> {
                 (!c.is_empty()).then(|| c[below(rng, c.len())].clone())
             }
         };
+        // Knowing few members of its zone (zones hold over a hundred), a node asks a random
+        // peer for some: its zone sync, sent to a node of another zone, is answered with the
+        // members of this zone that one knows.
+        let probe = if self.fleet.zone_bits() > 0 && self.fleet.zone.len() < PROBE_BELOW {
+            let known = self.members.active.len() + self.members.passive.len();
+            (known > 0).then(|| {
+                let k = below(rng, known);
+                match self.members.active.get(k) {
+                    Some(a) => a.id.clone(),
+                    None => self.members.passive[k - self.members.active.len()].clone(),
+                }
+            })
+        } else {
+            None
+        };
+        if let Some(p) = probe {
+            let msg = Message::ZoneSync {
+                zone: self.fleet.my_zone,
+                fingerprint: self.fleet.fingerprint(),
+                entries: None,
+            };
+            self.send(p, msg, now, out);
+        }
         if let Some(p) = contact.clone() {
             let msg = Message::ZoneSync {
                 zone: self.fleet.my_zone,
@@ -776,6 +807,17 @@ impl<P: PeerId> Node<P> {
             return;
         }
         self.members.heard(&from, now.mono_ms);
+        // Every peer id seen may be a member of the own zone that a newcomer needs.
+        self.fleet.learn(&from);
+        match &msg {
+            Message::ForwardJoin { joiner, .. } => self.fleet.learn(joiner),
+            Message::Shuffle { origin, peers, .. } => {
+                self.fleet.learn(origin);
+                peers.iter().for_each(|p| self.fleet.learn(p));
+            }
+            Message::ShuffleReply { peers } => peers.iter().for_each(|p| self.fleet.learn(p)),
+            _ => {}
+        }
         if self
             .members
             .handle(&self.cfg, &from, &msg, now.mono_ms, rng, out)
@@ -871,7 +913,12 @@ impl<P: PeerId> Node<P> {
                         rows,
                         notable: self.notable_sample(rng),
                         reply: false,
-                        rows_print: self.fleet.rows_print(),
+                        // Compared both ways in the rounds the sender compares.
+                        rows_print: if d.rows_print == NO_PRINT {
+                            NO_PRINT
+                        } else {
+                            self.fleet.rows_print()
+                        },
                     };
                     self.send(from, Message::Digest(reply), now, out);
                 }
@@ -887,6 +934,18 @@ impl<P: PeerId> Node<P> {
                 entries,
             } => {
                 if zone != self.fleet.my_zone {
+                    // A node of another zone looking for its own: name the members of its
+                    // zone we know (as a shuffle reply: every version takes those in).
+                    if entries.is_none() {
+                        let mut peers = self.fleet.contacts_in(
+                            zone,
+                            self.members.active_ids().chain(self.members.passive.iter()),
+                        );
+                        peers.retain(|p| *p != from);
+                        if !peers.is_empty() {
+                            self.send(from, Message::ShuffleReply { peers }, now, out);
+                        }
+                    }
                     return;
                 }
                 match entries {
