@@ -382,7 +382,14 @@ impl<'a> Engine<'a> {
                 saved.bundles.retain(|x| x.header().channel != ch);
                 saved.bundles.push(b);
             }
-            Action::PersistStatus(s) => self.nodes[i as usize].saved.status = Some(s),
+            Action::PersistStatus(s) => {
+                // The node signed it just now with its own key (the core signs only its own
+                // status): the door knows the verdict.
+                if s.body.node == i {
+                    self.door.signed(&s, self.keys[i as usize].verifying_key());
+                }
+                self.nodes[i as usize].saved.status = Some(s)
+            }
             Action::Accepted { version, hops, .. } => {
                 if self.rogue_hashes.iter().any(|h| {
                     self.nodes[i as usize]
