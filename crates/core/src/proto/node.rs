@@ -47,6 +47,8 @@ const NO_PRINT: u64 = 0;
 /// A zone table smaller than this (zones are sized to hold 128 or more) asks random peers
 /// for members of its zone every round.
 const PROBE_BELOW: usize = 16;
+/// Members named in answer to such a probe, at most.
+const PROBE_ANSWER: usize = 8;
 /// Expire statuses every this many rounds (it walks the zone table).
 const EXPIRE_EVERY: u64 = 10;
 
@@ -662,28 +664,20 @@ impl<P: PeerId> Node<P> {
                 (!c.is_empty()).then(|| c[below(rng, c.len())].clone())
             }
         };
-        // Knowing few members of its zone (zones hold over a hundred), a node asks a random
-        // peer for some: its zone sync, sent to a node of another zone, is answered with the
-        // members of this zone that one knows.
-        let probe = if self.fleet.zone_bits() > 0 && self.fleet.zone.len() < PROBE_BELOW {
-            let known = self.members.active.len() + self.members.passive.len();
-            (known > 0).then(|| {
-                let k = below(rng, known);
-                match self.members.active.get(k) {
-                    Some(a) => a.id.clone(),
-                    None => self.members.passive[k - self.members.active.len()].clone(),
-                }
-            })
-        } else {
-            None
-        };
-        if let Some(p) = probe {
-            let msg = Message::ZoneSync {
-                zone: self.fleet.my_zone,
-                fingerprint: self.fleet.fingerprint(),
-                entries: None,
-            };
-            self.send(p, msg, now, out);
+        // Knowing few members of its zone (zones hold over a hundred), a node asks for some
+        // with a probe: a shuffle that carries only itself, on a random walk that ends at the
+        // first node that knows members of the prober's zone (it names them in a shuffle
+        // reply), or else as a shuffle does, its end answering with a sample of its peers.
+        // Nodes of older versions take it for a shuffle.
+        if self.fleet.zone_bits() > 0 && self.fleet.zone.len() < PROBE_BELOW {
+            if let Some(to) = self.members.random_active(rng) {
+                let probe = Message::Shuffle {
+                    origin: self.me.clone(),
+                    peers: vec![self.me.clone()],
+                    ttl: self.cfg.active_walk,
+                };
+                self.send(to, probe, now, out);
+            }
         }
         if let Some(p) = contact.clone() {
             let msg = Message::ZoneSync {
@@ -818,6 +812,27 @@ impl<P: PeerId> Node<P> {
             Message::ShuffleReply { peers } => peers.iter().for_each(|p| self.fleet.learn(p)),
             _ => {}
         }
+        if let Message::Shuffle { origin, peers, .. } = &msg {
+            if peers.len() == 1 && peers[0] == *origin && *origin != self.me {
+                // A zone probe (see on_round): answer it here if we know members of the
+                // prober's zone, else let it walk on as a shuffle.
+                let zone = self.fleet.zone_of(origin);
+                let mut found = self.fleet.contacts_in(
+                    zone,
+                    self.members.active_ids().chain(self.members.passive.iter()),
+                );
+                if zone == self.fleet.my_zone {
+                    found.insert(0, self.me.clone());
+                }
+                found.retain(|p| p != origin);
+                if !found.is_empty() {
+                    found.truncate(PROBE_ANSWER);
+                    let to = origin.clone();
+                    self.send(to, Message::ShuffleReply { peers: found }, now, out);
+                    return;
+                }
+            }
+        }
         if self
             .members
             .handle(&self.cfg, &from, &msg, now.mono_ms, rng, out)
@@ -934,18 +949,6 @@ impl<P: PeerId> Node<P> {
                 entries,
             } => {
                 if zone != self.fleet.my_zone {
-                    // A node of another zone looking for its own: name the members of its
-                    // zone we know (as a shuffle reply: every version takes those in).
-                    if entries.is_none() {
-                        let mut peers = self.fleet.contacts_in(
-                            zone,
-                            self.members.active_ids().chain(self.members.passive.iter()),
-                        );
-                        peers.retain(|p| *p != from);
-                        if !peers.is_empty() {
-                            self.send(from, Message::ShuffleReply { peers }, now, out);
-                        }
-                    }
                     return;
                 }
                 match entries {
