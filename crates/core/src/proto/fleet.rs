@@ -99,8 +99,13 @@ pub struct FleetView<P> {
     /// again after a rollback) replaces it, and spread with the notable ones, so that a halt
     /// reaches nodes that never saw the sick ones sick. At most `notable_cap`.
     pub evidence: BTreeMap<P, Arc<SignedStatus<P>>>,
-    /// One summary per zone (the own zone's too, as issued by its leader).
+    /// One summary per zone (the own zone's too, as issued by its leader). Change it only
+    /// through the methods here, which keep `ranks` and `rows_print` in step.
     pub rows: BTreeMap<u32, Arc<ZoneRow<P>>>,
+    /// The rank + 1 of the row held per zone (0: none), when there are at most 2^16 zones: a
+    /// row received is compared here, in one array read, and nearly every row received is a
+    /// copy of one held (rumors reach each node several times).
+    ranks: Vec<u64>,
     /// Rows learned recently, pushed along with each round's digest: (row, rounds left).
     hot: BTreeMap<u32, (Arc<ZoneRow<P>>, u8)>,
     fingerprint: u64,
@@ -172,6 +177,7 @@ impl<P: PeerId> FleetView<P> {
             notable: BTreeMap::new(),
             evidence: BTreeMap::new(),
             rows: BTreeMap::new(),
+            ranks: Vec::new(),
             hot: BTreeMap::new(),
             fingerprint: 0,
             zone_ids: Vec::new(),
@@ -449,6 +455,9 @@ impl<P: PeerId> FleetView<P> {
         for z in stale {
             if let Some(r) = self.rows.remove(&z) {
                 self.rows_print ^= row_print(r.zone, row_rank(&r));
+                if let Some(k) = self.ranks.get_mut(z as usize) {
+                    *k = 0;
+                }
             }
         }
     }
@@ -537,18 +546,33 @@ impl<P: PeerId> FleetView<P> {
         if (row.zone as u64) >> self.zone_bits != 0 && self.zone_bits < 32 {
             return false; // no such zone
         }
-        match self.rows.get(&row.zone) {
-            Some(old) if row_rank(old) >= row_rank(row) => false,
-            _ => {
-                self.put_row(row.clone());
-                self.hot.insert(row.zone, (row.clone(), cfg.row_hot_rounds));
-                true
-            }
+        if self.held_rank(row.zone).is_some_and(|r| r >= row_rank(row)) {
+            return false;
+        }
+        self.put_row(row.clone());
+        self.hot.insert(row.zone, (row.clone(), cfg.row_hot_rounds));
+        true
+    }
+
+    /// The rank of the row held for zone `z`.
+    fn held_rank(&self, z: u32) -> Option<u64> {
+        if self.zone_bits <= 16 {
+            self.ranks.get(z as usize).and_then(|r| r.checked_sub(1))
+        } else {
+            self.rows.get(&z).map(|r| row_rank(r))
         }
     }
 
     fn put_row(&mut self, row: Arc<ZoneRow<P>>) {
-        self.rows_print ^= row_print(row.zone, row_rank(&row));
+        let rank = row_rank(&row);
+        if self.zone_bits <= 16 {
+            if self.ranks.is_empty() {
+                self.ranks = vec![0; 1 << self.zone_bits];
+            }
+            // Kept as rank + 1, so that 0 means "none".
+            self.ranks[row.zone as usize] = rank.saturating_add(1);
+        }
+        self.rows_print ^= row_print(row.zone, rank);
         if let Some(old) = self.rows.insert(row.zone, row) {
             self.rows_print ^= row_print(old.zone, row_rank(&old));
         }
@@ -558,8 +582,17 @@ impl<P: PeerId> FleetView<P> {
         self.rows_print
     }
 
-    /// (zone, rank) of every row held, for a row sync.
+    /// (zone, rank) of every row held, in zone order, for a row sync.
     pub fn row_versions(&self) -> Vec<(u32, u64)> {
+        if self.zone_bits <= 16 {
+            return self
+                .ranks
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| **r != 0)
+                .map(|(z, r)| (z as u32, *r - 1))
+                .collect();
+        }
         self.rows.values().map(|r| (r.zone, row_rank(r))).collect()
     }
 
@@ -575,19 +608,23 @@ impl<P: PeerId> FleetView<P> {
                 .cloned()
                 .collect();
         }
-        // Both lists in zone order: one merge walk.
+        // Both lists in zone order: one merge walk over (zone, rank), and the rows themselves
+        // only for those that are newer.
+        let mine = self.row_versions();
         let mut out = Vec::new();
         let mut j = 0;
-        for r in self.rows.values() {
-            while j < theirs.len() && theirs[j].0 < r.zone {
+        for (zone, rank) in mine {
+            while j < theirs.len() && theirs[j].0 < zone {
                 j += 1;
             }
             let newer = match theirs.get(j) {
-                Some((z, t)) if *z == r.zone => *t < row_rank(r),
+                Some((z, t)) if *z == zone => *t < rank,
                 _ => true,
             };
             if newer {
-                out.push(r.clone());
+                if let Some(r) = self.rows.get(&zone) {
+                    out.push(r.clone());
+                }
             }
         }
         out
@@ -718,7 +755,10 @@ impl<P: PeerId> FleetView<P> {
 
     /// Rough bytes held, for the simulator's memory figures.
     pub fn approx_bytes(&self) -> usize {
-        (self.zone.len() + self.notable.len()) * 48 + self.rows.len() * 40 + self.hot.len() * 16
+        (self.zone.len() + self.notable.len()) * 48
+            + self.rows.len() * 40
+            + self.hot.len() * 16
+            + self.ranks.len() * 8
     }
 }
 
