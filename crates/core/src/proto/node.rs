@@ -239,6 +239,8 @@ pub struct Node<P> {
     /// (channel, version, wave) → when this node first saw the wave complete (mono ms), and
     /// how many nodes its fleet view showed then.
     complete_since: BTreeMap<(String, u64, u8), (u64, u64)>,
+    /// This node's rows fingerprint when a peer's last differed from it.
+    mismatch_print: Option<u64>,
     pub stats: Stats,
 }
 
@@ -275,6 +277,7 @@ impl<P: PeerId> Node<P> {
             wake: None,
             started_ms: None,
             complete_since: BTreeMap::new(),
+            mismatch_print: None,
             stats: Stats::default(),
         }
     }
@@ -918,8 +921,16 @@ impl<P: PeerId> Node<P> {
                     self.take_status(&from, s, door, out);
                 }
                 if d.rows_print != NO_PRINT && d.rows_print != self.fleet.rows_print() {
-                    let mine = self.fleet.row_versions();
-                    self.send(from.clone(), Message::RowSync(mine), now, out);
+                    // Prints differ while row rumors are still arriving (ours changed since
+                    // the last mismatch): those will most likely bring what differs, and a
+                    // RowSync (R entries) and its answer would repeat them. Only a mismatch
+                    // that outlasts the rumors asks.
+                    let print = self.fleet.rows_print();
+                    if self.mismatch_print == Some(print) {
+                        let mine = self.fleet.row_versions();
+                        self.send(from.clone(), Message::RowSync(mine), now, out);
+                    }
+                    self.mismatch_print = Some(print);
                 }
                 if d.reply {
                     let rows = self.fleet.take_hot(&self.cfg);
