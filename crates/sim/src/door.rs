@@ -27,7 +27,7 @@ pub struct SimDoor {
     /// Status verdicts per shared value: a status crosses the virtual network as one `Arc`,
     /// received by every member of its zone. The `Arc` is kept, so the address cannot be
     /// reused for other bytes; the key is compared too.
-    statuses: RefCell<HashMap<usize, StatusVerdict>>,
+    statuses: RefCell<HashMap<usize, StatusVerdict, crate::wire::FastHash>>,
     /// Statuses whose verdict was known when their node signed them (see [`SimDoor::signed`]).
     pub signed_here: std::cell::Cell<u64>,
 }
@@ -39,7 +39,7 @@ impl SimDoor {
             node_keys,
             check: MemoCheck::new(Ed25519Check),
             verdicts: RefCell::new(HashMap::new()),
-            statuses: RefCell::new(HashMap::new()),
+            statuses: RefCell::new(HashMap::default()),
             signed_here: Default::default(),
         }
     }
