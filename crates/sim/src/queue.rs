@@ -14,6 +14,8 @@ use std::collections::{BinaryHeap, VecDeque};
 
 /// Milliseconds covered by the buckets (a power of two).
 const WINDOW: u64 = 4096;
+/// A drained bucket keeps at most this many slots.
+const KEEP: usize = 64;
 
 pub struct Queue<T> {
     buckets: Vec<VecDeque<(u64, T)>>,
@@ -101,7 +103,14 @@ impl<T> Queue<T> {
     pub fn pop(&mut self) -> Option<(u64, T)> {
         self.settle()?;
         self.near -= 1;
-        self.buckets[(self.base % WINDOW) as usize].pop_front()
+        let bucket = &mut self.buckets[(self.base % WINDOW) as usize];
+        let e = bucket.pop_front();
+        if bucket.is_empty() && bucket.capacity() > KEEP {
+            // A burst (a fleet starting, a release) would otherwise leave every bucket it
+            // passed through holding its peak size: 100,000 nodes, hundreds of MB.
+            *bucket = VecDeque::new();
+        }
+        e
     }
 
     /// Move `base` to the first non-empty bucket, bringing far events into the window as it
