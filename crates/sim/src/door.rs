@@ -27,7 +27,9 @@ pub struct SimDoor {
     /// Status verdicts per shared value: a status crosses the virtual network as one `Arc`,
     /// received by every member of its zone. The `Arc` is kept, so the address cannot be
     /// reused for other bytes; the key is compared too.
-    statuses: RefCell<HashMap<usize, StatusVerdict>>,
+    statuses: RefCell<HashMap<usize, StatusVerdict, crate::wire::FastHash>>,
+    /// Statuses whose verdict was known when their node signed them (see [`SimDoor::signed`]).
+    pub signed_here: std::cell::Cell<u64>,
 }
 
 impl SimDoor {
@@ -37,8 +39,23 @@ impl SimDoor {
             node_keys,
             check: MemoCheck::new(Ed25519Check),
             verdicts: RefCell::new(HashMap::new()),
-            statuses: RefCell::new(HashMap::new()),
+            statuses: RefCell::new(HashMap::default()),
+            signed_here: Default::default(),
         }
+    }
+
+    /// Node `key` just signed `status` itself: an ed25519 signature made with the key that
+    /// checks it always verifies, so the verdict is known without the check (~50 µs, once per
+    /// status; at 100,000 nodes over half a million). The rest of what `verify` looks at
+    /// (signature length, list sizes) is checked here as it would be there. Statuses that
+    /// arrive any other way, or are asked about with another key, are checked as before.
+    pub fn signed(&self, status: &Arc<SignedStatus<u32>>, key: VerifyingKey) {
+        let ok = status.sig.len() == 64 && status.within_limits();
+        let at = Arc::as_ptr(status) as usize;
+        self.statuses
+            .borrow_mut()
+            .insert(at, (status.clone(), key, ok));
+        self.signed_here.set(self.signed_here.get() + 1);
     }
 }
 

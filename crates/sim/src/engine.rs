@@ -1,12 +1,13 @@
 //! The event loop: N copies of the protocol core on a virtual network and clock.
 //!
-//! One binary heap of events keyed by (virtual time, sequence number), one seeded ChaCha
+//! One event queue ordered by (virtual time, push order) (`queue.rs`), one seeded ChaCha
 //! random source for everything (network and nodes), so the same seed gives the same run.
 //! Messages are moved between nodes as values sharing their bytes (`Arc`); each is encoded
 //! once to count its bytes on the wire.
 
 use crate::door::SimDoor;
 use crate::metrics::{Metrics, RolloutStats, Sample};
+use crate::queue::Queue;
 use crate::scenario::{Action as Step, Scenario};
 use driftless_core::bundle::{Bundle, BundleHash, Header};
 use driftless_core::definition::{
@@ -25,8 +26,7 @@ use ed25519_dalek::SigningKey;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Virtual wall clock at time 0 (2024-01-01): statuses and expiry need a plausible date.
@@ -49,30 +49,6 @@ enum Ev {
     Churn(usize),
 }
 
-struct Entry {
-    at: u64,
-    seq: u64,
-    to: u32,
-    ev: Ev,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Entry {
-    fn cmp(&self, o: &Self) -> Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq)) // min-heap
-    }
-}
-
 pub struct SimNode {
     pub node: Option<Node<u32>>,
     saved: Persisted<u32>,
@@ -90,7 +66,8 @@ pub struct Engine<'a> {
     sc: &'a Scenario,
     pub cfg: Config,
     rng: ChaCha8Rng,
-    queue: BinaryHeap<Entry>,
+    queue: Queue<(u32, Ev)>,
+    /// Events queued so far.
     seq: u64,
     pub now: u64,
     pub nodes: Vec<SimNode>,
@@ -114,6 +91,8 @@ pub struct Engine<'a> {
     /// Times at which to check every sampled node's fleet view against the truth.
     pub checks_at: Vec<u64>,
     wire: crate::wire::WireSize,
+    /// `DRIFTLESS_SIM_PROFILE` set: print wall time and message counts every virtual second.
+    profile: Option<std::time::Instant>,
 }
 
 fn uniform(rng: &mut ChaCha8Rng, lo: u64, hi: u64) -> u64 {
@@ -222,7 +201,7 @@ impl<'a> Engine<'a> {
             sc,
             cfg,
             rng,
-            queue: BinaryHeap::with_capacity(n * 8),
+            queue: Queue::new(),
             seq: 0,
             now: 0,
             nodes,
@@ -241,17 +220,13 @@ impl<'a> Engine<'a> {
             progress,
             checks_at: Vec::new(),
             wire: Default::default(),
+            profile: std::env::var_os("DRIFTLESS_SIM_PROFILE").map(|_| std::time::Instant::now()),
         }
     }
 
     fn push(&mut self, at: u64, to: u32, ev: Ev) {
         self.seq += 1;
-        self.queue.push(Entry {
-            at,
-            seq: self.seq,
-            to,
-            ev,
-        });
+        self.queue.push(at, (to, ev));
     }
 
     fn now_of(&self, at: u64) -> Now {
@@ -330,19 +305,19 @@ impl<'a> Engine<'a> {
         let mut checks = std::mem::take(&mut self.checks_at);
         checks.sort_unstable();
         checks.reverse();
-        while let Some(e) = self.queue.pop() {
-            if e.at > end {
-                self.queue.push(e);
+        while let Some(at) = self.queue.next_at() {
+            if at > end {
                 break;
             }
-            while checks.last().is_some_and(|c| *c < e.at) {
+            let (at, (to, ev)) = self.queue.pop().expect("an event is due");
+            while checks.last().is_some_and(|c| *c < at) {
                 let c = checks.pop().expect("checked");
                 self.now = c;
                 let (ok, total) = self.fleet_view_exact();
                 self.m.fleet_checks.push((c, ok, total));
             }
-            self.now = e.at;
-            self.dispatch(e);
+            self.now = at;
+            self.dispatch(at, to, ev);
         }
         for c in checks.into_iter().rev() {
             self.now = c.min(end);
@@ -425,7 +400,14 @@ impl<'a> Engine<'a> {
                 saved.bundles.retain(|x| x.header().channel != ch);
                 saved.bundles.push(b);
             }
-            Action::PersistStatus(s) => self.nodes[i as usize].saved.status = Some(s),
+            Action::PersistStatus(s) => {
+                // The node signed it just now with its own key (the core signs only its own
+                // status): the door knows the verdict.
+                if s.body.node == i {
+                    self.door.signed(&s, self.keys[i as usize].verifying_key());
+                }
+                self.nodes[i as usize].saved.status = Some(s)
+            }
             Action::Accepted { version, hops, .. } => {
                 if self.rogue_hashes.iter().any(|h| {
                     self.nodes[i as usize]
@@ -584,9 +566,8 @@ impl<'a> Engine<'a> {
         );
     }
 
-    fn dispatch(&mut self, e: Entry) {
-        let i = e.to;
-        match e.ev {
+    fn dispatch(&mut self, at: u64, i: u32, ev: Ev) {
+        match ev {
             Ev::Deliver { from, msg } => {
                 // The rogue node answers fetches of its bundle itself.
                 if let Some((r, b)) = &self.rogue {
@@ -604,7 +585,7 @@ impl<'a> Engine<'a> {
             }
             Ev::Tick => {
                 let sn = &mut self.nodes[i as usize];
-                if sn.wake != e.at {
+                if sn.wake != at {
                     return; // superseded
                 }
                 sn.wake = u64::MAX;
@@ -928,6 +909,19 @@ impl<'a> Engine<'a> {
     }
 
     fn sample(&mut self) {
+        if let Some(t0) = self.profile {
+            if self.now.is_multiple_of(1000) {
+                // Wall time goes to the terminal only, never to --out.
+                eprintln!(
+                    "virtual {} s: wall {:.2} s, {} events queued, {} so far, messages {:?}",
+                    self.now / 1000,
+                    t0.elapsed().as_secs_f64(),
+                    self.queue.len(),
+                    self.seq,
+                    self.m.count_by_kind
+                );
+            }
+        }
         let alive = self.nodes.iter().filter(|n| n.node.is_some()).count();
         let unhealthy = self.nodes.iter().filter(|n| n.unhealthy).count();
         self.m.push_sample(Sample {

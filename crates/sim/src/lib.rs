@@ -10,6 +10,7 @@ pub mod engine;
 pub mod metrics;
 pub mod models;
 pub mod plot;
+pub mod queue;
 pub mod report;
 pub mod scenario;
 pub mod wire;

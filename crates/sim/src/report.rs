@@ -312,6 +312,7 @@ pub fn run_protocol(sc: &Scenario, seed: u64) -> Report {
         "distinct_signatures_checked".into(),
         json!(e.door.check.len()),
     ));
+    figures.push(("statuses_signed".into(), json!(e.door.signed_here.get())));
     figures.push(("crashes".into(), json!(m.crashes)));
     figures.push(("drift_events".into(), json!(m.drift_events)));
     figures.push(("untrusted_applied".into(), json!(m.untrusted_applied)));

@@ -99,8 +99,13 @@ pub struct FleetView<P> {
     /// again after a rollback) replaces it, and spread with the notable ones, so that a halt
     /// reaches nodes that never saw the sick ones sick. At most `notable_cap`.
     pub evidence: BTreeMap<P, Arc<SignedStatus<P>>>,
-    /// One summary per zone (the own zone's too, as issued by its leader).
+    /// One summary per zone (the own zone's too, as issued by its leader). Change it only
+    /// through the methods here, which keep `ranks` and `rows_print` in step.
     pub rows: BTreeMap<u32, Arc<ZoneRow<P>>>,
+    /// The rank + 1 of the row held per zone (0: none), when there are at most 2^16 zones: a
+    /// row received is compared here, in one array read, and nearly every row received is a
+    /// copy of one held (rumors reach each node several times).
+    ranks: Vec<u64>,
     /// Rows learned recently, pushed along with each round's digest: (row, rounds left).
     hot: BTreeMap<u32, (Arc<ZoneRow<P>>, u8)>,
     fingerprint: u64,
@@ -110,7 +115,13 @@ pub struct FleetView<P> {
     zone_ids: Vec<P>,
     /// The lowest id hash among the keys of `zone` (u64::MAX when empty): who leads it.
     min_hash: u64,
+    /// Members of the own zone seen on the network (as senders or in peer lists) whose status
+    /// the table may still lack: zone syncs go to them until the table knows the zone.
+    mates: Vec<P>,
 }
+
+/// Zone mates remembered beside the table (a newcomer needs one to start its zone syncs).
+const MATES_CAP: usize = 8;
 
 /// A row counting twice the members outranks one issued up to 16 steps later.
 pub const ROW_FULLNESS_STEP_MS: u64 = 10_000;
@@ -166,11 +177,13 @@ impl<P: PeerId> FleetView<P> {
             notable: BTreeMap::new(),
             evidence: BTreeMap::new(),
             rows: BTreeMap::new(),
+            ranks: Vec::new(),
             hot: BTreeMap::new(),
             fingerprint: 0,
             zone_ids: Vec::new(),
             rows_print: 0,
             min_hash: u64::MAX,
+            mates: Vec::new(),
         }
     }
 
@@ -236,6 +249,7 @@ impl<P: PeerId> FleetView<P> {
             self.fingerprint ^= entry_print(&node, issued);
             self.min_hash = self.min_hash.min(node.stable_hash());
             if self.zone.insert(node.clone(), s).is_none() && node != self.me {
+                self.mates.retain(|q| *q != node);
                 self.zone_ids.push(node);
             }
             return true;
@@ -266,6 +280,7 @@ impl<P: PeerId> FleetView<P> {
 
     /// Drop everything held about `p` (its admission was revoked); true when something was.
     pub fn forget(&mut self, p: &P) -> bool {
+        self.mates.retain(|q| q != p);
         let mut found = self.notable.remove(p).is_some();
         if *p != self.me {
             if let Some(old) = self.zone.remove(p) {
@@ -334,10 +349,27 @@ impl<P: PeerId> FleetView<P> {
         (push, want)
     }
 
-    /// Members to sync with besides the zone table: the contacts of the own zone's row, and
-    /// those of `neighbours` (the membership views) that fall in the own zone.
+    /// `p` was seen on the network: remember it when it is a member of the own zone that the
+    /// table lacks (at most [`MATES_CAP`], the newest kept).
+    pub fn learn(&mut self, p: &P) {
+        if *p == self.me
+            || self.zone_of(p) != self.my_zone
+            || self.zone.contains_key(p)
+            || self.mates.contains(p)
+        {
+            return;
+        }
+        if self.mates.len() >= MATES_CAP {
+            self.mates.remove(0);
+        }
+        self.mates.push(p.clone());
+    }
+
+    /// Members to sync with besides the zone table: the contacts of the own zone's row, the
+    /// zone mates seen on the network, and those of `neighbours` (the membership views) that
+    /// fall in the own zone.
     pub fn zone_contacts<'a>(&self, neighbours: impl Iterator<Item = &'a P>) -> Vec<P> {
-        let mut v: Vec<P> = Vec::new();
+        let mut v: Vec<P> = self.mates.clone();
         for p in neighbours {
             if *p != self.me && self.zone_of(p) == self.my_zone && !v.contains(p) {
                 v.push(p.clone());
@@ -351,6 +383,38 @@ impl<P: PeerId> FleetView<P> {
             }
         }
         v
+    }
+
+    /// Peers of zone `z` this node knows of: the contacts of its row, and those of `known`
+    /// (the membership views) in it. For a node of that zone that asks (a zone sync sent to
+    /// a node of another zone).
+    pub fn contacts_in<'a>(&self, z: u32, known: impl Iterator<Item = &'a P>) -> Vec<P>
+    where
+        P: 'a,
+    {
+        let mut v: Vec<P> = Vec::new();
+        if let Some(row) = self.rows.get(&z) {
+            v.extend(row.contacts.iter().cloned());
+        }
+        for p in known {
+            if v.len() >= MATES_CAP {
+                break;
+            }
+            if self.zone_of(p) == z && !v.contains(p) {
+                v.push(p.clone());
+            }
+        }
+        v.truncate(MATES_CAP);
+        v
+    }
+
+    /// One random zone mate seen on the network whose status the table lacks.
+    pub fn random_mate(&self, rng: &mut dyn rand_core::RngCore) -> Option<P> {
+        (!self.mates.is_empty()).then(|| self.mates[super::below(rng, self.mates.len())].clone())
+    }
+
+    pub fn zone_bits(&self) -> u8 {
+        self.zone_bits
     }
 
     /// One random member of the own zone other than self, without building a list.
@@ -391,6 +455,9 @@ impl<P: PeerId> FleetView<P> {
         for z in stale {
             if let Some(r) = self.rows.remove(&z) {
                 self.rows_print ^= row_print(r.zone, row_rank(&r));
+                if let Some(k) = self.ranks.get_mut(z as usize) {
+                    *k = 0;
+                }
             }
         }
     }
@@ -479,18 +546,33 @@ impl<P: PeerId> FleetView<P> {
         if (row.zone as u64) >> self.zone_bits != 0 && self.zone_bits < 32 {
             return false; // no such zone
         }
-        match self.rows.get(&row.zone) {
-            Some(old) if row_rank(old) >= row_rank(row) => false,
-            _ => {
-                self.put_row(row.clone());
-                self.hot.insert(row.zone, (row.clone(), cfg.row_hot_rounds));
-                true
-            }
+        if self.held_rank(row.zone).is_some_and(|r| r >= row_rank(row)) {
+            return false;
+        }
+        self.put_row(row.clone());
+        self.hot.insert(row.zone, (row.clone(), cfg.row_hot_rounds));
+        true
+    }
+
+    /// The rank of the row held for zone `z`.
+    fn held_rank(&self, z: u32) -> Option<u64> {
+        if self.zone_bits <= 16 {
+            self.ranks.get(z as usize).and_then(|r| r.checked_sub(1))
+        } else {
+            self.rows.get(&z).map(|r| row_rank(r))
         }
     }
 
     fn put_row(&mut self, row: Arc<ZoneRow<P>>) {
-        self.rows_print ^= row_print(row.zone, row_rank(&row));
+        let rank = row_rank(&row);
+        if self.zone_bits <= 16 {
+            if self.ranks.is_empty() {
+                self.ranks = vec![0; 1 << self.zone_bits];
+            }
+            // Kept as rank + 1, so that 0 means "none".
+            self.ranks[row.zone as usize] = rank.saturating_add(1);
+        }
+        self.rows_print ^= row_print(row.zone, rank);
         if let Some(old) = self.rows.insert(row.zone, row) {
             self.rows_print ^= row_print(old.zone, row_rank(&old));
         }
@@ -500,8 +582,17 @@ impl<P: PeerId> FleetView<P> {
         self.rows_print
     }
 
-    /// (zone, rank) of every row held, for a row sync.
+    /// (zone, rank) of every row held, in zone order, for a row sync.
     pub fn row_versions(&self) -> Vec<(u32, u64)> {
+        if self.zone_bits <= 16 {
+            return self
+                .ranks
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| **r != 0)
+                .map(|(z, r)| (z as u32, *r - 1))
+                .collect();
+        }
         self.rows.values().map(|r| (r.zone, row_rank(r))).collect()
     }
 
@@ -517,22 +608,31 @@ impl<P: PeerId> FleetView<P> {
                 .cloned()
                 .collect();
         }
-        // Both lists in zone order: one merge walk.
+        // Both lists in zone order: one merge walk over (zone, rank), and the rows themselves
+        // only for those that are newer.
+        let mine = self.row_versions();
         let mut out = Vec::new();
         let mut j = 0;
-        for r in self.rows.values() {
-            while j < theirs.len() && theirs[j].0 < r.zone {
+        for (zone, rank) in mine {
+            while j < theirs.len() && theirs[j].0 < zone {
                 j += 1;
             }
             let newer = match theirs.get(j) {
-                Some((z, t)) if *z == r.zone => *t < row_rank(r),
+                Some((z, t)) if *z == zone => *t < rank,
                 _ => true,
             };
             if newer {
-                out.push(r.clone());
+                if let Some(r) = self.rows.get(&zone) {
+                    out.push(r.clone());
+                }
             }
         }
         out
+    }
+
+    /// No row rumor is being spread.
+    pub fn hot_is_empty(&self) -> bool {
+        self.hot.is_empty()
     }
 
     /// Rows to push this round (each hot row for `row_hot_rounds` rounds).
@@ -655,7 +755,10 @@ impl<P: PeerId> FleetView<P> {
 
     /// Rough bytes held, for the simulator's memory figures.
     pub fn approx_bytes(&self) -> usize {
-        (self.zone.len() + self.notable.len()) * 48 + self.rows.len() * 40 + self.hot.len() * 16
+        (self.zone.len() + self.notable.len()) * 48
+            + self.rows.len() * 40
+            + self.hot.len() * 16
+            + self.ranks.len() * 8
     }
 }
 
@@ -731,6 +834,35 @@ mod tests {
         assert_eq!(fullness_steps(2), 16);
         assert_eq!(fullness_steps(256), 128);
         assert_eq!(fullness_steps(128) + 16, fullness_steps(256));
+    }
+
+    #[test]
+    fn zone_mates_seen_on_the_network_are_contacts_until_their_status_arrives() {
+        let cfg = Config {
+            zone_bits: 3,
+            ..Config::default()
+        };
+        let mut v = FleetView::new(&cfg, 0u32);
+        let mates: Vec<u32> = (1..5000u32)
+            .filter(|p| v.zone_of(p) == v.my_zone)
+            .take(MATES_CAP + 2)
+            .collect();
+        let stranger = (1..5000u32).find(|p| v.zone_of(p) != v.my_zone).unwrap();
+        v.learn(&0);
+        v.learn(&stranger);
+        assert!(v.zone_contacts(std::iter::empty()).is_empty());
+        for p in &mates {
+            v.learn(p);
+        }
+        let c = v.zone_contacts(std::iter::empty());
+        assert_eq!(c, mates[2..].to_vec(), "the newest {MATES_CAP} kept");
+        // Once its status is in the table, a mate is a member, no longer a contact.
+        v.insert(&cfg, sick_status(mates[2], 1_000, true, 3));
+        assert!(!v.zone_contacts(std::iter::empty()).contains(&mates[2]));
+        // Asked by a node of another zone, a node names the peers it knows there.
+        let z = v.zone_of(&stranger);
+        let known = [stranger, mates[0], 0];
+        assert_eq!(v.contacts_in(z, known.iter()), vec![stranger]);
     }
 
     #[test]

@@ -44,6 +44,11 @@ const PASSIVE_DIGEST_EVERY: u64 = 4;
 const ROW_SYNC_EVERY: u64 = 1;
 /// `rows_print` value meaning "do not compare".
 const NO_PRINT: u64 = 0;
+/// A zone table smaller than this (zones are sized to hold 128 or more) asks random peers
+/// for members of its zone every round.
+const PROBE_BELOW: usize = 16;
+/// Members named in answer to such a probe, at most.
+const PROBE_ANSWER: usize = 8;
 /// Expire statuses every this many rounds (it walks the zone table).
 const EXPIRE_EVERY: u64 = 10;
 
@@ -240,6 +245,8 @@ pub struct Node<P> {
     /// (channel, version, wave) → when this node first saw the wave complete (mono ms), and
     /// how many nodes its fleet view showed then.
     complete_since: BTreeMap<(String, u64, u8), (u64, u64)>,
+    /// This node's rows fingerprint when a peer's last differed from it.
+    mismatch_print: Option<u64>,
     pub stats: Stats,
 }
 
@@ -277,6 +284,7 @@ impl<P: PeerId> Node<P> {
             wake: None,
             started_ms: None,
             complete_since: BTreeMap::new(),
+            mismatch_print: None,
             stats: Stats::default(),
         }
     }
@@ -634,7 +642,8 @@ impl<P: PeerId> Node<P> {
         let rows = self.fleet.take_hot(&self.cfg);
         if let Some(p) = peer {
             // Rumors spread row changes within a few rounds; the fingerprint is the slower
-            // repair, compared every few rounds so a rumor in flight does not trigger it.
+            // repair, compared every few rounds, so that the prints that differ only because
+            // a rumor is on its way do not each cost a RowSync (R entries) and its answer.
             let rows_print = if self.round.is_multiple_of(ROW_SYNC_EVERY) {
                 self.fleet.rows_print()
             } else {
@@ -653,7 +662,11 @@ impl<P: PeerId> Node<P> {
         // any, else from the neighbours and the zone row's contacts).
         // One round in four, a neighbour or a contact from the zone's row, so that groups
         // of members that only know each other do not stay apart.
-        let from_table = if below(rng, 4) == 0 {
+        // Zone mates seen on the network whose status the table lacks come first: they join
+        // groups of members that only know each other.
+        let from_table = if let Some(m) = self.fleet.random_mate(rng) {
+            Some(m)
+        } else if below(rng, 4) == 0 {
             None
         } else {
             self.fleet.random_member(rng)
@@ -665,6 +678,21 @@ impl<P: PeerId> Node<P> {
                 (!c.is_empty()).then(|| c[below(rng, c.len())].clone())
             }
         };
+        // Knowing few members of its zone (zones hold over a hundred), a node asks for some
+        // with a probe: a shuffle that carries only itself, on a random walk that ends at the
+        // first node that knows members of the prober's zone (it names them in a shuffle
+        // reply), or else as a shuffle does, its end answering with a sample of its peers.
+        // Nodes of older versions take it for a shuffle.
+        if self.fleet.zone_bits() > 0 && self.fleet.zone.len() < PROBE_BELOW {
+            if let Some(to) = self.members.random_active(rng) {
+                let probe = Message::Shuffle {
+                    origin: self.me.clone(),
+                    peers: vec![self.me.clone()],
+                    ttl: self.cfg.active_walk,
+                };
+                self.send(to, probe, now, out);
+            }
+        }
         if let Some(p) = contact.clone() {
             let msg = Message::ZoneSync {
                 zone: self.fleet.my_zone,
@@ -787,6 +815,38 @@ impl<P: PeerId> Node<P> {
             return;
         }
         self.members.heard(&from, now.mono_ms);
+        // Every peer id seen may be a member of the own zone that a newcomer needs.
+        self.fleet.learn(&from);
+        match &msg {
+            Message::ForwardJoin { joiner, .. } => self.fleet.learn(joiner),
+            Message::Shuffle { origin, peers, .. } => {
+                self.fleet.learn(origin);
+                peers.iter().for_each(|p| self.fleet.learn(p));
+            }
+            Message::ShuffleReply { peers } => peers.iter().for_each(|p| self.fleet.learn(p)),
+            _ => {}
+        }
+        if let Message::Shuffle { origin, peers, .. } = &msg {
+            if peers.len() == 1 && peers[0] == *origin && *origin != self.me {
+                // A zone probe (see on_round): answer it here if we know members of the
+                // prober's zone, else let it walk on as a shuffle.
+                let zone = self.fleet.zone_of(origin);
+                let mut found = self.fleet.contacts_in(
+                    zone,
+                    self.members.active_ids().chain(self.members.passive.iter()),
+                );
+                if zone == self.fleet.my_zone {
+                    found.insert(0, self.me.clone());
+                }
+                found.retain(|p| p != origin);
+                if !found.is_empty() {
+                    found.truncate(PROBE_ANSWER);
+                    let to = origin.clone();
+                    self.send(to, Message::ShuffleReply { peers: found }, now, out);
+                    return;
+                }
+            }
+        }
         if self
             .members
             .handle(&self.cfg, &from, &msg, now.mono_ms, rng, out)
@@ -872,8 +932,16 @@ impl<P: PeerId> Node<P> {
                     self.take_status(&from, s, door, out);
                 }
                 if d.rows_print != NO_PRINT && d.rows_print != self.fleet.rows_print() {
-                    let mine = self.fleet.row_versions();
-                    self.send(from.clone(), Message::RowSync(mine), now, out);
+                    // Prints differ while row rumors are still arriving (ours changed since
+                    // the last mismatch): those will most likely bring what differs, and a
+                    // RowSync (R entries) and its answer would repeat them. Only a mismatch
+                    // that outlasts the rumors asks.
+                    let print = self.fleet.rows_print();
+                    if self.mismatch_print == Some(print) {
+                        let mine = self.fleet.row_versions();
+                        self.send(from.clone(), Message::RowSync(mine), now, out);
+                    }
+                    self.mismatch_print = Some(print);
                 }
                 if d.reply {
                     let rows = self.fleet.take_hot(&self.cfg);
@@ -882,7 +950,12 @@ impl<P: PeerId> Node<P> {
                         rows,
                         notable: self.notable_sample(rng),
                         reply: false,
-                        rows_print: self.fleet.rows_print(),
+                        // Compared both ways in the rounds the sender compares.
+                        rows_print: if d.rows_print == NO_PRINT {
+                            NO_PRINT
+                        } else {
+                            self.fleet.rows_print()
+                        },
                     };
                     self.send(from, Message::Digest(reply), now, out);
                 }
