@@ -205,6 +205,10 @@ pub struct Agent {
     wake: Option<u64>,
     dial_at: Instant,
     dial_backoff: Duration,
+    /// This run joined the fleet through one of its bootstrap peers. Until it has, it keeps
+    /// dialling them even when it has neighbours: nodes that bootstrap through this one may
+    /// have connected first, and joining only through them would make an island.
+    joined: bool,
     next_poll: Instant,
     warnings: Vec<String>,
 }
@@ -472,6 +476,7 @@ pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyho
         wake: None,
         dial_at: Instant::now(),
         dial_backoff: DIAL_BACKOFF_MIN,
+        joined: false,
         next_poll: Instant::now() + POLL_INTERVAL,
         warnings,
     };
@@ -889,13 +894,14 @@ impl Agent {
                     .peers
                     .iter()
                     .any(|b| transport::split_peer_addr(b).0 == addr);
-                if is_bootstrap && self.node.active_peers().is_empty() {
+                if is_bootstrap && (!self.joined || self.node.active_peers().is_empty()) {
                     if let Some(key) = key_of(&peer_id) {
                         let p = AgentPeer {
                             key,
                             addr: Some(addr.to_string()),
                         };
                         tracing::info!(peer = %peer_id, %addr, "joining the fleet through a bootstrap peer");
+                        self.joined = true;
                         self.dial_backoff = DIAL_BACKOFF_MIN;
                         self.event(Event::Start { bootstrap: vec![p] });
                     }
@@ -1471,7 +1477,7 @@ impl Agent {
             self.event(Event::Tick);
         }
         if self.dial_at <= now {
-            if self.node.active_peers().is_empty() && !self.cfg.peers.is_empty() {
+            if (!self.joined || self.node.active_peers().is_empty()) && !self.cfg.peers.is_empty() {
                 for addr in self.cfg.peers.clone() {
                     if let Err(e) = self.swarm.dial(addr.clone()) {
                         tracing::debug!(%addr, "dial: {e}");
