@@ -721,3 +721,68 @@ fn a_rollout_policy_is_validated_signed_and_shown() {
         .code(2)
         .stderr_has(&["bad.toml", "[rollout]", "waves"]);
 }
+
+/// `exec` guards: `creates` (a path under the root), `unless` and `onlyif` (commands run
+/// with the root as working directory) decide whether the command runs, on every apply.
+#[test]
+fn exec_runs_only_as_its_guards_allow() {
+    let f = Fleet::new();
+    f.seed("/etc/present", "x\n");
+    let def = f.write(
+        "defs/guards.toml",
+        r#"name = "guards"
+[[resource]]
+type = "exec"
+name = "created-already"
+command = "echo ran >> log-created"
+creates = "/etc/present"
+[[resource]]
+type = "exec"
+name = "creates-missing"
+command = "echo ran >> log-missing"
+creates = "/etc/absent"
+[[resource]]
+type = "exec"
+name = "unless-true"
+command = "echo ran >> log-unless-true"
+unless = "true"
+[[resource]]
+type = "exec"
+name = "unless-false"
+command = "echo ran >> log-unless-false"
+unless = "false"
+[[resource]]
+type = "exec"
+name = "onlyif-true"
+command = "echo ran >> log-onlyif-true"
+onlyif = "true"
+[[resource]]
+type = "exec"
+name = "onlyif-false"
+command = "echo ran >> log-onlyif-false"
+onlyif = "false"
+"#,
+    );
+    let bundle = f.sign(&def, 1, "guards-1.bundle");
+    f.apply(&bundle, &[]).code(0);
+    let runs = |name: &str| {
+        std::fs::read_to_string(f.in_root(&format!("/{name}")))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    assert_eq!(runs("log-created"), 0, "creates: the path exists");
+    assert_eq!(runs("log-missing"), 1, "creates: the path is missing");
+    assert_eq!(runs("log-unless-true"), 0, "unless: the guard succeeded");
+    assert_eq!(runs("log-unless-false"), 1, "unless: the guard failed");
+    assert_eq!(runs("log-onlyif-true"), 1, "onlyif: the guard succeeded");
+    assert_eq!(runs("log-onlyif-false"), 0, "onlyif: the guard failed");
+    // Guards are judged again on every apply: the unguarded-by-path ones run again.
+    f.apply(&bundle, &[]).code(0);
+    assert_eq!(runs("log-missing"), 2);
+    assert_eq!(runs("log-unless-false"), 2);
+    assert_eq!(runs("log-onlyif-true"), 2);
+    assert_eq!(
+        runs("log-created") + runs("log-unless-true") + runs("log-onlyif-false"),
+        0
+    );
+}
