@@ -786,3 +786,45 @@ onlyif = "false"
         0
     );
 }
+
+/// `package` on the real system: `plan` reads dpkg's database (`dpkg-query`) and changes
+/// nothing. Compared with what `dpkg-query` itself says about coreutils.
+#[test]
+fn plan_of_packages_reads_the_real_dpkg_state() {
+    let ws = Workspace::new();
+    let def = ws.write(
+        "pkgs.toml",
+        r#"name = "pkgs"
+[[resource]]
+type = "package"
+name = "dpkg"
+[[resource]]
+type = "package"
+name = "coreutils"
+ensure = "absent"
+[[resource]]
+type = "package"
+name = "driftless-no-such-package"
+ensure = "absent"
+[[resource]]
+type = "package"
+name = "driftless-no-such-package-2"
+"#,
+    );
+    let version = std::process::Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", "coreutils"])
+        .output()
+        .expect("dpkg-query");
+    let version = String::from_utf8_lossy(&version.stdout).to_string();
+    assert!(!version.is_empty(), "coreutils is installed here");
+    ws.run(["plan", def.to_str().unwrap()]).ok().stdout_has(&[
+        &format!("package:coreutils: would change: remove (version {version})"),
+        "package:driftless-no-such-package-2: would change: install",
+        "2 to change, 2 unchanged, 0 failed",
+    ]);
+    let still = std::process::Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", "coreutils"])
+        .output()
+        .expect("dpkg-query");
+    assert_eq!(String::from_utf8_lossy(&still.stdout), version);
+}
