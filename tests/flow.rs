@@ -828,3 +828,25 @@ name = "driftless-no-such-package-2"
         .expect("dpkg-query");
     assert_eq!(String::from_utf8_lossy(&still.stdout), version);
 }
+
+/// `service` with no systemd as PID 1 (this test machine; the booted hosts of
+/// `tests/hosts/run.sh` cover the rest): a named failure of that resource, exit 1. Where
+/// systemd does run, the made-up unit is a named "not found" instead.
+#[test]
+fn a_service_without_systemd_is_a_named_failure() {
+    let ws = Workspace::new();
+    let def = ws.write(
+        "svc.toml",
+        "name = \"svc\"\n[[resource]]\ntype = \"service\"\nname = \"driftless-test-nothing\"\nensure = \"running\"\n",
+    );
+    let out = ws.run(["plan", def.to_str().unwrap()]);
+    let out = out.code(1);
+    if std::path::Path::new("/run/systemd/system").exists() {
+        out.stdout_has(&["service:driftless-test-nothing", "not found"]);
+    } else {
+        out.stdout_has(&[
+            "service:driftless-test-nothing: FAILED: systemd is not running on this machine",
+            "0 to change, 0 unchanged, 1 failed",
+        ]);
+    }
+}
