@@ -850,3 +850,86 @@ fn a_service_without_systemd_is_a_named_failure() {
         ]);
     }
 }
+
+/// `package` with `ensure = "absent"` on the real system removes the package with apt-get:
+/// a throw-away package built here with dpkg-deb and installed with dpkg, then removed by
+/// `apply` (and already absent on the next apply).
+#[test]
+fn apply_removes_a_package_with_apt_get() {
+    let ws = Workspace::new();
+    let pkg = ws.path("pkg");
+    std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(pkg.join("usr/share/doc/driftless-test-remove")).unwrap();
+    std::fs::write(
+        pkg.join("DEBIAN/control"),
+        "Package: driftless-test-remove\nVersion: 1.0\nArchitecture: all\nMaintainer: driftless tests <tests@localhost>\nDescription: removed by a driftless test\n",
+    )
+    .unwrap();
+    std::fs::write(
+        pkg.join("usr/share/doc/driftless-test-remove/README"),
+        "x\n",
+    )
+    .unwrap();
+    let deb = ws.path("remove.deb");
+    let sh = |cmd: &mut std::process::Command| {
+        let out = cmd.output().expect("run");
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sh(std::process::Command::new("dpkg-deb")
+        .arg("-b")
+        .arg(&pkg)
+        .arg(&deb));
+    sh(std::process::Command::new("dpkg").arg("-i").arg(&deb));
+    let status = || {
+        std::process::Command::new("dpkg-query")
+            .args(["-W", "-f", "${Status}", "driftless-test-remove"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(status(), "install ok installed");
+    let release = ws.keygen("release");
+    let trust = ws.trust_dir("trust", &[&release], None);
+    let def = ws.write(
+        "rm.toml",
+        "name = \"rm\"\n[[resource]]\ntype = \"package\"\nname = \"driftless-test-remove\"\nensure = \"absent\"\n",
+    );
+    let bundle = ws.path("rm.bundle");
+    ws.run([
+        "sign",
+        def.to_str().unwrap(),
+        "--key",
+        release.private.to_str().unwrap(),
+        "--version",
+        "1",
+        "--out",
+        bundle.to_str().unwrap(),
+    ])
+    .ok();
+    let state = ws.path("state");
+    let apply = || {
+        ws.run([
+            "apply",
+            bundle.to_str().unwrap(),
+            "--trust",
+            trust.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ])
+    };
+    apply()
+        .ok()
+        .stdout_has(&["package:driftless-test-remove: changed: remove (version 1.0)"]);
+    assert!(
+        !status().contains("installed"),
+        "still installed: {}",
+        status()
+    );
+    apply()
+        .ok()
+        .stdout_has(&["0 changed, 1 unchanged, 0 failed"]);
+}
