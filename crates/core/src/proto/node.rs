@@ -1681,10 +1681,27 @@ impl<P: PeerId> Node<P> {
         self.own = Some(signed.clone());
         self.fleet.insert(&self.cfg, signed.clone());
         out.push(Action::PersistStatus(signed.clone()));
-        for _ in 0..self.cfg.status_fanout {
+        // Zone mates among the active peers first: they are connected already (in the
+        // agent a new connection costs a Noise handshake, most of what a spread costs on
+        // one machine), and in a fleet of one zone every active peer is one. Random members
+        // of the zone make up the rest; zone syncs carry the status on from there.
+        let fanout = self.cfg.status_fanout;
+        let mates: Vec<P> = self
+            .members
+            .active_ids()
+            .filter(|p| self.fleet.zone_of(p) == self.fleet.my_zone)
+            .cloned()
+            .collect();
+        let mut to = super::sample(rng, &mates, fanout);
+        for _ in to.len()..fanout {
             let Some(p) = self.fleet.random_member(rng) else {
                 break;
             };
+            if !to.contains(&p) {
+                to.push(p);
+            }
+        }
+        for p in to {
             self.send(p, Message::Statuses(vec![signed.clone()]), now, out);
         }
     }

@@ -301,6 +301,43 @@ fn a_quick_apply_costs_one_signed_status_per_node() {
 }
 
 #[test]
+fn a_new_status_goes_to_connected_zone_mates_first() {
+    // In a fleet of one zone every active peer is a zone mate: a changed status is pushed
+    // over those links (open connections in the agent), not to random members that would
+    // each cost a new connection.
+    let mut net = Net::new(30, Config::default());
+    net.run_until(5_000);
+    let k = 7;
+    let active = net.nodes[k].active_peers();
+    assert!(active.len() >= 3, "node {k} has {} active peers", active.len());
+    let now = Now {
+        mono_ms: 5_001,
+        wall_ms: WALL0 + 5_001,
+    };
+    let mut out = Vec::new();
+    let ev = Event::Health {
+        healthy: false,
+        failing: vec!["app".into()],
+    };
+    net.nodes[k].handle(ev, now, &mut net.rng, &net.door, &mut out);
+    let to: Vec<u32> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                to,
+                msg: Message::Statuses(list),
+            } if list.iter().any(|s| s.body.node == k as u32 && !s.body.healthy) => Some(*to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(to.len(), Config::default().status_fanout, "pushed to {to:?}");
+    assert!(
+        to.iter().all(|p| active.contains(p)),
+        "pushed to {to:?}, active peers {active:?}"
+    );
+}
+
+#[test]
 fn a_small_fleet_sees_every_node() {
     let mut net = Net::new(30, Config::default());
     net.run_until(3_000);
