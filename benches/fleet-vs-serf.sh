@@ -7,7 +7,9 @@
 #
 #   benches/fleet-vs-serf.sh [N]        (default 100; SKIP_SERF=1 to skip Serf;
 #                                       DRIFTLESS=path to use that binary, no build;
-#                                       WORKDIR=dir for the agents' files, default /var/tmp)
+#                                       WORKDIR=dir for the agents' files, default /var/tmp;
+#                                       PERF=file to record a system-wide profile of the spread;
+#                                       KEEP=1 to keep the agents' logs and files)
 set -euo pipefail
 N=${1:-100}
 cd "$(dirname "$0")/.."
@@ -27,10 +29,33 @@ cleanup() {
   pkill -P $$ 2>/dev/null || true
   [ -n "${SERF_PIDS:-}" ] && kill $SERF_PIDS 2>/dev/null || true
   wait 2>/dev/null || true
-  rm -rf "$W"
+  if [ -n "${KEEP:-}" ]; then log "kept $W"; else rm -rf "$W"; fi
 }
 trap cleanup EXIT
 log() { echo "[fleet-vs-serf] $*" >&2; }
+# Wait (up to $4 s) until every node's log $1/n1..n$2/log holds $3. One process polling every
+# 20 ms and reading only what was appended: a loop of grep and sleep processes would take
+# CPU from the agents being measured (on 2 cores, ~10% of it during a spread).
+wait_logs() {
+  python3 - "$@" <<'PY'
+import os, sys, time
+w, n, what, limit = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), float(sys.argv[4])
+left = {i: 0 for i in range(1, n + 1)}
+end = time.monotonic() + limit
+while left and time.monotonic() < end:
+    for i, off in list(left.items()):
+        start = max(0, off - len(what))  # a match may straddle two reads
+        with open(f"{w}/n{i}/log", "rb") as f:
+            f.seek(start)
+            data = f.read()
+        if what in data:
+            del left[i]
+        else:
+            left[i] = start + len(data)
+    time.sleep(0.02)
+sys.exit(1 if left else 0)
+PY
+}
 pct() { python3 -c "
 import sys; v=sorted(float(x) for x in sys.argv[2:]); q=float(sys.argv[1])
 print(f'{v[min(len(v)-1,int(q*len(v)))]*1000:.0f}')" "$@"; }
@@ -52,7 +77,7 @@ for i in $(seq 1 "$N"); do
 done
 for i in $(seq 1 "$N"); do until [ -S "$W/n$i/ctl.sock" ]; do sleep 0.05; done; done
 # let the overlay settle (HyParView joins, shuffles) before measuring
-sleep 8
+sleep "${SETTLE:-8}"
 python3 - "$W/def.toml" <<'PY'
 import sys
 lines = ['name = "bench"']
@@ -62,24 +87,29 @@ open(sys.argv[1], "w").write("\n".join(lines) + "\n")
 PY
 "$BIN" sign "$W/def.toml" --key "$W/keys/release.key" --version 1 --out "$W/b.bundle" >/dev/null
 bundle_bytes=$(stat -c %s "$W/b.bundle")
-pids=$(pgrep -P $$ -f "driftless agent" || true)
+pids=$(pgrep -P $$ -f "$BIN agent" || true)
 ticks() { for p in $pids; do awk '{print $14+$15}' /proc/$p/stat; done | awk '{s+=$1} END{print s}'; }
 hz=$(getconf CLK_TCK)
+if [ -n "${PERF:-}" ]; then
+  perf record -a ${PERF_OPTS:--g} -o "$PERF" >/dev/null 2>&1 & perf_pid=$!
+  sleep 0.5
+fi
+conns() { ss -tnH state established "( sport >= :$base and sport < :$((base + N)) )" | wc -l; }
+k0=$(conns)
 w0=$(ticks)
 t0=$(date +%s.%N)
 "$BIN" publish "$W/b.bundle" --to "$W/n1/ctl.sock" >/dev/null
-deadline=$(( $(date +%s) + 60 ))
-for i in $(seq 1 "$N"); do
-  until grep -q "why=NewVersion" "$W/n$i/log"; do
-    if [ "$(date +%s)" -gt "$deadline" ]; then
-      log "node $i never applied; the end of its log:"
-      tail -n 30 "$W/n$i/log" >&2
-      exit 1
-    fi
-    sleep 0.05
+if ! wait_logs "$W" "$N" "why=NewVersion" 60; then
+  for i in $(seq 1 "$N"); do
+    grep -q "why=NewVersion" "$W/n$i/log" && continue
+    log "node $i never applied; the end of its log:"
+    tail -n 30 "$W/n$i/log" >&2
+    exit 1
   done
-done
+fi
 w1=$(ticks)
+[ -n "${PERF:-}" ] && { kill -INT $perf_pid; wait $perf_pid || true; }
+k1=$(conns)
 spread_cpu=$(python3 -c "print(f'{($w1-$w0)/$hz:.2f}')")
 # seconds from publish to each node's first line holding $1 in its log
 times() {
@@ -105,7 +135,7 @@ sent() { curl -s "127.0.0.1:$((base + 20001))/metrics" | awk '/^driftless_sent_b
 c0=$(ticks); b0=$(sent); sleep 10; c1=$(ticks); b1=$(sent)
 cpu=$(python3 -c "print(f'{($c1-$c0)/$hz/10/$N*100:.3f}')")
 idle_bps=$(python3 -c "print(f'{(${b1:-0}-${b0:-0})/10:.0f}')")
-pkill -P $$ -f "driftless agent" || true
+pkill -P $$ -f "$BIN agent" || true
 wait 2>/dev/null || true
 
 # ---------------------------------------------------------------- simulator
@@ -150,8 +180,12 @@ EOF2
   sleep 3
   s0=$(date +%s.%N)
   serf event -coalesce=false -rpc-addr="127.0.0.1:$((sbase + 3))" deploy "$(head -c 400 /dev/zero | tr '\0' x)" >/dev/null
-  deadline=$(( $(date +%s) + 30 ))
-  until [ "$(ls "$W/serf/hits" | wc -l)" -ge "$N" ] || [ "$(date +%s)" -gt "$deadline" ]; do sleep 0.1; done
+    python3 - "$W/serf/hits" "$N" <<'PY' || log "serf: not every handler ran within 30 s"
+import os, sys, time
+end = time.monotonic() + 30
+while len(os.listdir(sys.argv[1])) < int(sys.argv[2]) and time.monotonic() < end:
+    time.sleep(0.02)
+PY
   mapfile -t sl < <(for f in "$W"/serf/hits/*; do python3 -c "print($(cat "$f") - $s0)"; done)
   serf_p50=$(pct 0.5 "${sl[@]}"); serf_p99=$(pct 0.99 "${sl[@]}"); serf_max=$(pct 1.0 "${sl[@]}")
   serf_rss=$(for p in $SERF_PIDS; do awk '/VmRSS/{print $2}' /proc/$p/status; done | awk '{s+=$1;n++} END{printf "%.1f", s/n/1024}')
@@ -163,6 +197,7 @@ echo "                                                                  p50     
 printf "  driftless: publish -> applied (%5d B bundle)            %6s  %6s  %6s\n" "$bundle_bytes" "$dl_p50" "$dl_p99" "$dl_max"
 printf "    of which publish -> accepted (verified, forwarded)       %6s  %6s\n" "$acc_p50" "$acc_p99"
 echo "    CPU used by all $N agents from publish until the last applied: ${spread_cpu} s (2 cores here)"
+echo "    connections between agents: $k0 before the publish, $k1 after the last apply"
 printf "  serf: event -> handler ran (400 B payload)                %6s  %6s  %6s\n" "$serf_p50" "$serf_p99" "$serf_max"
 printf "  simulator prediction (driftless, same N, loopback model)           %6s  %6s (99%% / 100%%)\n" "${sim_p99:--}" "${sim_all:--}"
 echo "  targets: driftless p99 <= 1/2 of serf's p99; <= 2x gossipsub's p99 (29-58 ms at 100 processes, PEERS.md)"

@@ -732,6 +732,10 @@ impl Agent {
             }
         }
         tracing::trace!(to = %to.peer_id(), kind = msg.kind(), "send");
+        if !self.swarm.is_connected(&to.peer_id()) {
+            // A new connection costs a Noise handshake: worth seeing what causes them.
+            tracing::debug!(to = %to.peer_id(), kind = msg.kind(), "send opens a connection");
+        }
         let frame = Request::Core {
             listen: self.me.addr.clone(),
             msg: msg.encode(),
