@@ -205,8 +205,10 @@ pub fn run_protocol(sc: &Scenario, seed: u64) -> Report {
     figures.push(("zone_bits".into(), json!(e.cfg.zone_bits)));
     figures.push(("log2_n".into(), json!(round2((n as f64).log2()))));
     for (v, st) in &m.versions {
+        let t50 = st.time_to((n as f64 * 0.5).ceil() as u64);
         let t99 = st.time_to((n as f64 * 0.99).ceil() as u64);
         let t100 = st.time_to(n);
+        figures.push((format!("v{v}_ms_to_50pct"), ms_or_never(t50)));
         figures.push((format!("v{v}_ms_to_99pct"), ms_or_never(t99)));
         figures.push((format!("v{v}_ms_to_100pct"), ms_or_never(t100)));
         let all_accepted = (st.accepted >= n).then(|| st.last_accept_ms - st.published_at);

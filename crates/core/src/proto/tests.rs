@@ -309,7 +309,11 @@ fn a_new_status_goes_to_connected_zone_mates_first() {
     net.run_until(5_000);
     let k = 7;
     let active = net.nodes[k].active_peers();
-    assert!(active.len() >= 3, "node {k} has {} active peers", active.len());
+    assert!(
+        active.len() >= 3,
+        "node {k} has {} active peers",
+        active.len()
+    );
     let now = Now {
         mono_ms: 5_001,
         wall_ms: WALL0 + 5_001,
@@ -326,11 +330,20 @@ fn a_new_status_goes_to_connected_zone_mates_first() {
             Action::Send {
                 to,
                 msg: Message::Statuses(list),
-            } if list.iter().any(|s| s.body.node == k as u32 && !s.body.healthy) => Some(*to),
+            } if list
+                .iter()
+                .any(|s| s.body.node == k as u32 && !s.body.healthy) =>
+            {
+                Some(*to)
+            }
             _ => None,
         })
         .collect();
-    assert_eq!(to.len(), Config::default().status_fanout, "pushed to {to:?}");
+    assert_eq!(
+        to.len(),
+        Config::default().status_fanout,
+        "pushed to {to:?}"
+    );
     assert!(
         to.iter().all(|p| active.contains(p)),
         "pushed to {to:?}, active peers {active:?}"
