@@ -9,7 +9,9 @@
 #                                       DRIFTLESS=path to use that binary, no build;
 #                                       WORKDIR=dir for the agents' files, default /var/tmp;
 #                                       PERF=file to record a system-wide profile of the spread;
-#                                       KEEP=1 to keep the agents' logs and files)
+#                                       KEEP=1 to keep the agents' logs and files;
+#                                       GOSSIPSUB=path of shared/peers/gossipsub-probe/run.sh
+#                                       to run libp2p gossipsub's probe in the same run too)
 set -euo pipefail
 N=${1:-100}
 cd "$(dirname "$0")/.."
@@ -192,6 +194,15 @@ PY
   serf_rss=$(for p in $SERF_PIDS; do awk '/VmRSS/{print $2}' /proc/$p/status; done | awk '{s+=$1;n++} END{printf "%.1f", s/n/1024}')
 fi
 
+gs_p50=-; gs_p99=-; gs_max=-
+if [ -n "${GOSSIPSUB:-}" ]; then
+  log "running libp2p gossipsub's probe on $N processes"
+  gs=$(bash "$GOSSIPSUB" "$N" | tail -1)
+  gs_p50=$(python3 -c "import re,sys; print(f\"{float(re.search(r'p50=([0-9.]+)', sys.argv[1]).group(1))*1000:.0f}\")" "$gs" 2>/dev/null || echo -)
+  gs_p99=$(python3 -c "import re,sys; print(f\"{float(re.search(r'p99=([0-9.]+)', sys.argv[1]).group(1))*1000:.0f}\")" "$gs" 2>/dev/null || echo -)
+  gs_max=$(python3 -c "import re,sys; print(f\"{float(re.search(r'max=([0-9.]+)', sys.argv[1]).group(1))*1000:.0f}\")" "$gs" 2>/dev/null || echo -)
+fi
+
 echo
 echo "spread to $N agents on one machine (ms from publish/event; files under $(df --output=fstype "$W" | tail -1) $W)"
 echo "                                                                  p50     p99     max"
@@ -200,6 +211,7 @@ printf "    of which publish -> accepted (verified, forwarded)       %6s  %6s\n"
 echo "    CPU used by all $N agents from publish until the last applied: ${spread_cpu} s (2 cores here)"
 echo "    connections between agents: $k0 before the publish, $k1 after the last apply"
 printf "  serf: event -> handler ran (400 B payload)                %6s  %6s  %6s\n" "$serf_p50" "$serf_p99" "$serf_max"
+printf "  gossipsub: publish -> received (6000 B, mesh D=6)         %6s  %6s  %6s\n" "$gs_p50" "$gs_p99" "$gs_max"
 printf "  simulator prediction (driftless, same N, loopback model)  %6s  %6s  %6s\n" "${sim_p50:--}" "${sim_p99:--}" "${sim_all:--}"
 echo "    (the simulator models links, not CPU: 100 agents on 2 cores queue for it, so it predicts"
 echo "     the spread of a fleet of separate hosts, not of this one-machine run)"
