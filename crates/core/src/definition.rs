@@ -26,6 +26,19 @@ pub struct CompiledDefinition {
 }
 
 impl CompiledDefinition {
+    /// A definition with nothing in it, for tests that need a bundle and not its content.
+    #[cfg(test)]
+    pub(crate) fn empty(name: &str, rollout: Option<RolloutPolicy>) -> CompiledDefinition {
+        CompiledDefinition {
+            name: name.into(),
+            targets: Targets::default(),
+            vars: Default::default(),
+            resources: vec![],
+            checks: vec![],
+            rollout,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         crate::encoding::encode(DEFINITION_MAGIC, DEFINITION_FORMAT, self)
     }

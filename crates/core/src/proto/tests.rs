@@ -4,7 +4,7 @@
 use super::*;
 use crate::bundle::{Bundle, Header};
 use crate::definition::CompiledDefinition;
-use crate::labels::{Labels, Targets};
+use crate::labels::Labels;
 use crate::time::Timestamp;
 use crate::trust::TrustRoot;
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -36,14 +36,7 @@ fn bundle_with(
     key: &SigningKey,
     rollout: Option<crate::definition::RolloutPolicy>,
 ) -> Arc<Bundle> {
-    let def = CompiledDefinition {
-        name: "web".into(),
-        targets: Targets::default(),
-        vars: Default::default(),
-        resources: vec![],
-        checks: vec![],
-        rollout: rollout.clone(),
-    };
+    let def = CompiledDefinition::empty("web", rollout.clone());
     let header = Header {
         fleet: "prod".into(),
         channel: "web".into(),

@@ -1,7 +1,6 @@
 use super::*;
 use crate::bundle::{Bundle, Header};
 use crate::definition::CompiledDefinition;
-use crate::labels::Targets;
 use crate::trust::Ed25519Check;
 
 fn key(n: u8) -> SigningKey {
@@ -40,14 +39,7 @@ fn next(t: &TrustRoot, r: &SignedRoot) -> Result<TrustRoot, Rejection> {
 }
 
 fn bundle(signer: u8) -> Vec<u8> {
-    let def = CompiledDefinition {
-        name: "web".into(),
-        targets: Targets::default(),
-        vars: Default::default(),
-        resources: vec![],
-        checks: vec![],
-        rollout: None,
-    };
+    let def = CompiledDefinition::empty("web", None);
     let header = Header {
         fleet: "prod".into(),
         channel: "web".into(),
