@@ -66,6 +66,7 @@ mod tests {
                 members: 150,
                 counts: vec![],
                 contacts: vec![1, 2, 300_000],
+                sig: vec![7; 64],
             })
         };
         for n in [1usize, 3, 127, 128, 300] {

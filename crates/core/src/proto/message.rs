@@ -1,15 +1,20 @@
 //! Wire messages between nodes, as versioned postcard envelopes with every size bounded.
 //!
 //! ```text
-//! message = "DLWM" v2 Message      (v1: statuses without certificates; still read)
+//! message = "DLWM" v3 Message      (v2: zone rows unsigned; v1: statuses without
+//!                                    certificates either; both still read)
 //! ```
+//!
+//! Rows read from a format 1 or 2 message carry no signature and are never taken
+//! (`unsigned_row`, not held against the sender: an honest older agent sends them): a zone
+//! summary is believed only when a member of that zone signed it (see [`super::fleet`]).
 //!
 //! A bundle travels inside a message as its own encoded bytes (a bundle envelope within the
 //! message envelope), so the receiver decodes it with the bundle size limit and verifies it
 //! before anything else.
 
 use super::config::limits;
-use super::fleet::ZoneRow;
+use super::fleet::{UnsignedZoneRow, ZoneRow};
 use super::status::{SignedStatus, SignedStatusV1};
 use super::PeerId;
 use crate::bundle::{Bundle, BundleHash};
@@ -18,7 +23,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::sync::Arc;
 
 pub const MESSAGE_MAGIC: &[u8; 4] = b"DLWM";
-pub const MESSAGE_FORMAT: u16 = 2;
+pub const MESSAGE_FORMAT: u16 = 3;
 
 /// "I hold `version` of `channel`, with this hash; fetch it from me." `hops` counts the
 /// announcements between the publisher and the sender (for measurements only).
@@ -32,13 +37,14 @@ pub struct Announcement {
 
 /// One round of push-pull anti-entropy: what the sender holds, plus fleet-view news.
 ///
-/// `S` is how a status is written: format 2 (the default) with its certificate, format 1
-/// without; the decoder reads both.
+/// `S` and `R` are how a status and a zone row are written: the defaults are today's
+/// (format 3: statuses with their certificate, rows signed); format 2 wrote unsigned rows,
+/// format 1 statuses without certificates too. The decoder reads all three.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Digest<P, S = Arc<SignedStatus<P>>> {
+pub struct Digest<S, R> {
     pub channels: Vec<Announcement>,
     /// Zone summaries learned recently (rumors) or, on a new connection, all of them.
-    pub rows: Vec<Arc<ZoneRow<P>>>,
+    pub rows: Vec<R>,
     /// A few full statuses of failing, drifting or unhealthy nodes.
     pub notable: Vec<S>,
     /// Answer with a digest of your own (the push-pull half); false on the answer itself.
@@ -83,7 +89,7 @@ fn carries_bundle(body: &[u8]) -> bool {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Message<P, S = Arc<SignedStatus<P>>> {
+pub enum Message<P, S = Arc<SignedStatus<P>>, R = Arc<ZoneRow<P>>> {
     // --- membership (HyParView) ---
     /// A new node asks the receiver to take it in.
     Join,
@@ -128,7 +134,7 @@ pub enum Message<P, S = Arc<SignedStatus<P>>> {
     /// Stop pushing bundles to me (I get them from elsewhere).
     Prune,
     /// A round of anti-entropy.
-    Digest(Digest<P, S>),
+    Digest(Digest<S, R>),
     // --- fleet view ---
     /// Full signed statuses (own-zone news, or answers to a zone sync).
     Statuses(Vec<S>),
@@ -143,7 +149,7 @@ pub enum Message<P, S = Arc<SignedStatus<P>>> {
     /// The (zone, issued) of every zone row I hold: send me what is newer.
     RowSync(Vec<(u32, u64)>),
     /// Zone rows, in answer to a row sync.
-    Rows(Vec<Arc<ZoneRow<P>>>),
+    Rows(Vec<R>),
 }
 
 impl<P: PeerId> Message<P> {
@@ -164,7 +170,7 @@ impl<P: PeerId> Message<P> {
         let (v, body) = encoding::open("message", MESSAGE_MAGIC, MESSAGE_FORMAT, bytes)?;
         // Only a bundle may be larger than a message; anything else is refused on its variant
         // alone, before a 64 MiB list of statuses or rows is decoded only to be thrown away.
-        // (The variant tags are the same in formats 1 and 2.)
+        // (The variant tags are the same in formats 1, 2 and 3.)
         if bytes.len() > limits::MAX_MESSAGE_BYTES && !carries_bundle(body) {
             return Err(DecodeError::TooLarge {
                 what: "message",
@@ -172,12 +178,14 @@ impl<P: PeerId> Message<P> {
                 limit: limits::MAX_MESSAGE_BYTES,
             });
         }
-        let msg: Message<P> = if v == 1 {
-            upgrade(encoding::body::<Message<P, SignedStatusV1<P>>>(
-                "message", body,
-            )?)
-        } else {
-            encoding::body("message", body)?
+        let msg: Message<P> = match v {
+            1 => upgrade(encoding::body::<
+                Message<P, SignedStatusV1<P>, UnsignedZoneRow<P>>,
+            >("message", body)?),
+            2 => upgrade(encoding::body::<
+                Message<P, Arc<SignedStatus<P>>, UnsignedZoneRow<P>>,
+            >("message", body)?),
+            _ => encoding::body("message", body)?,
         };
         msg.check_limits()?;
         Ok(msg)
@@ -253,10 +261,13 @@ impl<P: PeerId> Message<P> {
     }
 }
 
-/// A format-1 message (statuses without certificates) in today's form.
-fn upgrade<P>(m: Message<P, SignedStatusV1<P>>) -> Message<P> {
-    let statuses = |v: Vec<SignedStatusV1<P>>| -> Vec<Arc<SignedStatus<P>>> {
-        v.into_iter().map(|s| Arc::new(s.into())).collect()
+/// A format-1 or -2 message (rows unsigned; in format 1, statuses without certificates) in
+/// today's form. Its rows come out with an empty signature, which no node takes.
+fn upgrade<P, S: Into<Arc<SignedStatus<P>>>>(m: Message<P, S, UnsignedZoneRow<P>>) -> Message<P> {
+    let statuses =
+        |v: Vec<S>| -> Vec<Arc<SignedStatus<P>>> { v.into_iter().map(Into::into).collect() };
+    let rows = |v: Vec<UnsignedZoneRow<P>>| -> Vec<Arc<ZoneRow<P>>> {
+        v.into_iter().map(|r| Arc::new(r.into())).collect()
     };
     match m {
         Message::Join => Message::Join,
@@ -274,7 +285,7 @@ fn upgrade<P>(m: Message<P, SignedStatusV1<P>>) -> Message<P> {
         Message::Prune => Message::Prune,
         Message::Digest(d) => Message::Digest(Digest {
             channels: d.channels,
-            rows: d.rows,
+            rows: rows(d.rows),
             notable: statuses(d.notable),
             reply: d.reply,
             rows_print: d.rows_print,
@@ -291,7 +302,7 @@ fn upgrade<P>(m: Message<P, SignedStatusV1<P>>) -> Message<P> {
         },
         Message::ZoneWant(w) => Message::ZoneWant(w),
         Message::RowSync(r) => Message::RowSync(r),
-        Message::Rows(r) => Message::Rows(r),
+        Message::Rows(r) => Message::Rows(rows(r)),
     }
 }
 

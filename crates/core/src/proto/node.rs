@@ -11,7 +11,7 @@
 
 use super::config::Config;
 use super::door::Door;
-use super::fleet::FleetView;
+use super::fleet::{FleetView, RowRefusal, ZoneRow};
 use super::membership::Membership;
 use super::message::{Announcement, Digest, Message, WireBundle};
 use super::rollout::{self, Decision, Wait, WaveTally};
@@ -692,7 +692,7 @@ impl<P: PeerId> Node<P> {
             .is_some_and(|t| now.mono_ms.saturating_sub(t) >= self.cfg.row_min_ms)
         {
             self.fleet
-                .maybe_issue_row(&self.cfg, now.wall_ms, row_contacts);
+                .maybe_issue_row(&self.cfg, now.wall_ms, row_contacts, &self.key);
         }
         if self.own.as_ref().is_some_and(|s| {
             now.wall_ms.saturating_sub(s.body.issued_ms) >= self.cfg.status_refresh_ms
@@ -866,7 +866,7 @@ impl<P: PeerId> Node<P> {
                     self.consider(a.clone(), &from, now, out);
                 }
                 for row in &d.rows {
-                    self.fleet.receive_row(&self.cfg, row);
+                    self.take_row(&from, row, door, out);
                 }
                 for s in d.notable {
                     self.take_status(&from, s, door, out);
@@ -956,7 +956,7 @@ impl<P: PeerId> Node<P> {
             }
             Message::Rows(rows) => {
                 for row in &rows {
-                    self.fleet.receive_row(&self.cfg, row);
+                    self.take_row(&from, row, door, out);
                 }
             }
             Message::ZoneWant(want) => {
@@ -1016,6 +1016,53 @@ impl<P: PeerId> Node<P> {
             self.fleet.add_evidence(&self.cfg, &s);
         } else {
             self.fleet.insert(&self.cfg, s);
+        }
+    }
+
+    /// A zone row from the network: kept only if it would replace the row held for its zone,
+    /// is signed, its issuer belongs to that zone, and the signature verifies with the
+    /// issuer's node key as the door hands it out (admitted, not revoked). So a node can
+    /// speak for its own zone only, and a forged row of another zone is refused. Honest
+    /// nodes forward only rows they verified, so a bad row counts against its sender; an
+    /// unsigned row (from an agent that writes format 2 or older) does not.
+    fn take_row(
+        &mut self,
+        from: &P,
+        row: &Arc<ZoneRow<P>>,
+        door: &dyn Door<P>,
+        out: &mut Vec<Action<P>>,
+    ) {
+        if !self.fleet.wants_row(row) {
+            return; // nothing new: skip the signature check
+        }
+        let verdict = row.precheck(self.cfg.zone_bits).and_then(|()| {
+            let key = door
+                .node_key(&row.issuer)
+                .ok_or(RowRefusal::UnknownIssuer)?;
+            if door.verify_row(row, &key) {
+                Ok(())
+            } else {
+                Err(RowRefusal::BadSignature)
+            }
+        });
+        match verdict {
+            Ok(()) => {
+                self.fleet.receive_row(&self.cfg, row);
+            }
+            Err(RowRefusal::Unsigned) => {
+                *self.stats.refused.entry("unsigned_row").or_default() += 1;
+                out.push(Action::Refused {
+                    from: Some(from.clone()),
+                    reason: "unsigned_row",
+                    detail: format!("unsigned row of zone {} (an older agent)", row.zone),
+                });
+            }
+            Err(r) => self.refuse(
+                Some(from),
+                r.reason(),
+                format!("row of zone {} issued by {:?}", row.zone, row.issuer),
+                out,
+            ),
         }
     }
 
