@@ -13,7 +13,7 @@ use driftless_core::definition::{
     CompiledDefinition, Ownership, Resource, ResourceKind, RolloutPolicy,
 };
 use driftless_core::labels::{Labels, Targets};
-use driftless_core::proto::fleet::{zone_of, Count};
+use driftless_core::proto::fleet::{row_rank, zone_of, Count};
 use driftless_core::proto::rollout::wave_of;
 use driftless_core::proto::{
     Action, ApplyState, ChannelStatus, Config, Event, Message, Node, Now, PeerId, Persisted,
@@ -522,22 +522,23 @@ impl<'a> Engine<'a> {
                 }
             })
         };
+        // Digests name rows by (zone, rank); it names every row it holds, its own zone's
+        // too, as newer than what anyone holds, so that its peers ask for the forgeries.
+        let named: Vec<(u32, u64)> = self.nodes[from as usize]
+            .node
+            .as_ref()
+            .map(|n| {
+                n.fleet()
+                    .rows
+                    .values()
+                    .map(|r| (r.zone, row_rank(&forge_row(r))))
+                    .collect()
+            })
+            .unwrap_or_default();
         let own = self.own_status_lie(from, latest);
-        let own_row = self.nodes[from as usize].node.as_ref().and_then(|n| {
-            let f = n.fleet();
-            f.rows.get(&f.my_zone).cloned()
-        });
         match msg {
             Message::Digest(d) => {
-                // Its own zone's row goes into every digest, whether it changed or not.
-                if let Some(r) = own_row {
-                    if !d.rows.iter().any(|x| x.zone == r.zone) {
-                        d.rows.push(r);
-                    }
-                }
-                for r in d.rows.iter_mut() {
-                    *r = forge_row(r);
-                }
+                d.rows = named;
                 if let Some(own) = own {
                     d.notable.retain(|s| s.body.node != from);
                     d.notable.push(own);

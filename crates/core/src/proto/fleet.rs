@@ -625,6 +625,13 @@ impl<P: PeerId> FleetView<P> {
             .is_none_or(|old| row_rank(old) < row_rank(row))
     }
 
+    /// Whether a row of `zone` with rank `rank` (named in a digest) would replace the one
+    /// held: worth asking for.
+    pub fn wants_rank(&self, zone: u32, rank: u64) -> bool {
+        ((zone as u64) >> self.zone_bits == 0 || self.zone_bits >= 32)
+            && self.rows.get(&zone).is_none_or(|old| row_rank(old) < rank)
+    }
+
     /// A row from a peer, already verified (`Node` checks its signature and issuer); true
     /// when it outranked the one held ([`row_rank`]).
     pub fn receive_row(&mut self, cfg: &Config, row: &Arc<ZoneRow<P>>) -> bool {

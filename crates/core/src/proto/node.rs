@@ -11,7 +11,7 @@
 
 use super::config::Config;
 use super::door::Door;
-use super::fleet::{FleetView, RowRefusal, ZoneRow};
+use super::fleet::{row_rank, FleetView, RowRefusal, ZoneRow};
 use super::membership::Membership;
 use super::message::{Announcement, Digest, Message, WireBundle};
 use super::rollout::{self, Decision, Wait, WaveTally};
@@ -631,7 +631,7 @@ impl<P: PeerId> Node<P> {
         } else {
             self.members.random_active(rng)
         };
-        let rows = self.fleet.take_hot(&self.cfg);
+        let rows = self.hot_rows();
         if let Some(p) = peer {
             // Rumors spread row changes within a few rounds; the fingerprint is the slower
             // repair, compared every few rounds so a rumor in flight does not trigger it.
@@ -865,18 +865,25 @@ impl<P: PeerId> Node<P> {
                 for a in d.channels.iter() {
                     self.consider(a.clone(), &from, now, out);
                 }
-                for row in &d.rows {
-                    self.take_row(&from, row, door, out);
-                }
+                // Hot rows are named, not carried: ask for those that outrank ours.
+                let want: Vec<u32> = d
+                    .rows
+                    .iter()
+                    .filter(|(z, rank)| self.fleet.wants_rank(*z, *rank))
+                    .map(|(z, _)| *z)
+                    .collect();
                 for s in d.notable {
                     self.take_status(&from, s, door, out);
                 }
-                if d.rows_print != NO_PRINT && d.rows_print != self.fleet.rows_print() {
+                if !want.is_empty() {
+                    // The prints differ by the rows on their way: no full row sync for that.
+                    self.send(from.clone(), Message::RowWant(want), now, out);
+                } else if d.rows_print != NO_PRINT && d.rows_print != self.fleet.rows_print() {
                     let mine = self.fleet.row_versions();
                     self.send(from.clone(), Message::RowSync(mine), now, out);
                 }
                 if d.reply {
-                    let rows = self.fleet.take_hot(&self.cfg);
+                    let rows = self.hot_rows();
                     let reply = Digest {
                         channels: self.digest_channels(),
                         rows,
@@ -959,6 +966,15 @@ impl<P: PeerId> Node<P> {
                     self.take_row(&from, row, door, out);
                 }
             }
+            Message::RowWant(zones) => {
+                let rows: Vec<Arc<ZoneRow<P>>> = zones
+                    .iter()
+                    .filter_map(|z| self.fleet.rows.get(z).cloned())
+                    .collect();
+                for chunk in rows.chunks(self.cfg.rows_per_message.max(1)) {
+                    self.send(from.clone(), Message::Rows(chunk.to_vec()), now, out);
+                }
+            }
             Message::ZoneWant(want) => {
                 let list: Vec<Arc<SignedStatus<P>>> = want
                     .iter()
@@ -1017,6 +1033,15 @@ impl<P: PeerId> Node<P> {
         } else {
             self.fleet.insert(&self.cfg, s);
         }
+    }
+
+    /// (zone, rank) of the rows to name in this digest ([`FleetView::take_hot`]).
+    fn hot_rows(&mut self) -> Vec<(u32, u64)> {
+        self.fleet
+            .take_hot(&self.cfg)
+            .iter()
+            .map(|r| (r.zone, row_rank(r)))
+            .collect()
     }
 
     /// A zone row from the network: kept only if it would replace the row held for its zone,
