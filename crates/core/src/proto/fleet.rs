@@ -8,7 +8,11 @@
 //!   (they are few, and a halt rests on them);
 //! - one summary row per zone: nodes by (channel, version, state, health). A zone's row is
 //!   issued by its *leader* (the member with the lowest id hash in the issuer's table) when
-//!   its content changes, and spread as a rumor for a few rounds.
+//!   its content changes, signed with the leader's node key, and spread as a rumor for a
+//!   few rounds (digests name it by (zone, rank); peers that lack it ask for it). A row is
+//!   taken only from a member of the zone it describes ([`ZoneRow::precheck`],
+//!   [`ZoneRow::verify`]; `Node::take_row`), so a compromised node can misstate its own
+//!   zone's summary, never another zone's.
 //!
 //! **Which row wins.** A node whose zone table is partial (just restarted, or cut off from its
 //! zone) takes itself for the leader of the few members it knows, and its row is newer than
