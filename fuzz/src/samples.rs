@@ -310,6 +310,7 @@ fn row() -> ZoneRow<WirePeer> {
         }],
         contacts: vec![peer(1), peer(2)],
         sig: Vec::new(),
+        cert: Some(Arc::new(vec![0xce; 40])),
     }
     .sign(&node_key(1))
 }

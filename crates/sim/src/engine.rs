@@ -498,6 +498,7 @@ impl<'a> Engine<'a> {
                 }],
                 contacts: r.contacts.clone(),
                 sig: r.sig.clone(),
+                cert: r.cert.clone(),
             };
             let signed_by_me = |row: ZoneRow<u32>| {
                 ZoneRow {

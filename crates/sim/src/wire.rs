@@ -66,6 +66,7 @@ mod tests {
                 counts: vec![],
                 contacts: vec![1, 2, 300_000],
                 sig: vec![7; 64],
+                cert: None,
             })
         };
         for n in [1usize, 3, 127, 128, 300] {

@@ -34,7 +34,7 @@
 //! ARCHITECTURE.md for measured figures).
 
 use super::config::{limits, Config};
-use super::status::{ApplyState, SignedStatus};
+use super::status::{ApplyState, SignedStatus, MAX_CERT_BYTES};
 use super::{splitmix64, PeerId};
 use crate::trust::SignatureCheck;
 use serde::{Deserialize, Serialize};
@@ -73,6 +73,10 @@ pub struct ZoneRow<P> {
     /// for a row read from an older message format, which is never taken: see
     /// `message.rs`).
     pub sig: Vec<u8>,
+    /// The issuer's certificate, in an admitted fleet (outside the signature, as on a
+    /// status): the door takes a row only from an admitted, unrevoked issuer, and the row
+    /// travels far beyond the peers that saw its issuer's hello.
+    pub cert: Option<Arc<Vec<u8>>>,
 }
 
 /// A zone row as message formats 1 and 2 carried it: unsigned. Still read, never trusted.
@@ -96,6 +100,7 @@ impl<P> From<UnsignedZoneRow<P>> for ZoneRow<P> {
             counts: r.counts,
             contacts: r.contacts,
             sig: Vec::new(),
+            cert: None,
         }
     }
 }
@@ -169,9 +174,10 @@ impl<P: PeerId> ZoneRow<P> {
     }
 
     /// The signature verifies with `key` (the issuer's node key) and the lists are within
-    /// their bounds. Call [`ZoneRow::precheck`] first.
+    /// their bounds. Call [`ZoneRow::precheck`] first; the certificate is the door's to judge.
     pub fn verify(&self, key: &ed25519_dalek::VerifyingKey, check: &dyn SignatureCheck) -> bool {
         self.sig.len() == 64
+            && self.cert.as_ref().is_none_or(|c| c.len() <= MAX_CERT_BYTES)
             && self.counts.len() <= limits::MAX_ROW_COUNTS
             && self.contacts.len() <= limits::MAX_PEERS_PER_MESSAGE
             && check.check(key, &[ROW_CONTEXT, &self.signed_bytes()], &self.sig)
@@ -568,13 +574,14 @@ impl<P: PeerId> FleetView<P> {
     }
 
     /// Once per round: the zone leader re-issues its zone's row when it changed or aged,
-    /// signed with `key` (this node's key).
+    /// signed with `key` (this node's key), with `cert` (its certificate, admitted fleets).
     pub fn maybe_issue_row(
         &mut self,
         cfg: &Config,
         wall_ms: u64,
         contacts: Vec<P>,
         key: &ed25519_dalek::SigningKey,
+        cert: Option<Arc<Vec<u8>>>,
     ) {
         if self.zone_bits == 0 {
             return;
@@ -597,6 +604,7 @@ impl<P: PeerId> FleetView<P> {
             counts,
             contacts,
             sig: Vec::new(),
+            cert,
         };
         if let Some(old) = self.rows.get(&self.my_zone) {
             let fresh = wall_ms.saturating_sub(old.issued_ms) < cfg.row_refresh_ms;
@@ -851,6 +859,7 @@ mod tests {
             counts: Vec::new(),
             contacts: Vec::new(),
             sig: Vec::new(),
+            cert: None,
         })
     }
 
@@ -924,12 +933,12 @@ mod tests {
         v.insert(&cfg, own_status(t));
         let my = v.my_zone;
         v.receive_row(&cfg, &row(my, t, 5, 150));
-        v.maybe_issue_row(&cfg, t + 10_000, vec![0], &key0());
+        v.maybe_issue_row(&cfg, t + 10_000, vec![0], &key0(), None);
         assert_eq!(v.rows[&my].issuer, 5, "a one-member table issued over 150");
         // With no row held, it does issue (nothing better is known here).
         let (cfg, mut w) = view();
         w.insert(&cfg, own_status(t));
-        w.maybe_issue_row(&cfg, t + 10_000, vec![0], &key0());
+        w.maybe_issue_row(&cfg, t + 10_000, vec![0], &key0(), None);
         assert_eq!(w.rows[&my].issuer, 0);
     }
 
@@ -980,7 +989,7 @@ mod tests {
         use crate::trust::Ed25519Check;
         let (cfg, mut v) = view();
         v.insert(&cfg, own_status(1_000));
-        v.maybe_issue_row(&cfg, 10_000, vec![0], &key0());
+        v.maybe_issue_row(&cfg, 10_000, vec![0], &key0(), None);
         let mine = v.rows[&v.my_zone].clone();
         let k = key0().verifying_key();
         assert_eq!(mine.precheck(cfg.zone_bits), Ok(()));
@@ -1034,6 +1043,17 @@ mod tests {
             postcard::to_allocvec(&*mine).unwrap().len(),
             postcard::to_allocvec(&unsigned).unwrap().len() + 64
         );
+        // The certificate rides outside the signature (the door checks it), within its cap.
+        let with_cert = ZoneRow {
+            cert: Some(Arc::new(vec![1; 200])),
+            ..(*mine).clone()
+        };
+        assert!(with_cert.verify(&k, &Ed25519Check));
+        let big = ZoneRow {
+            cert: Some(Arc::new(vec![1; MAX_CERT_BYTES + 1])),
+            ..(*mine).clone()
+        };
+        assert!(!big.verify(&k, &Ed25519Check));
     }
 
     fn sick_status(node: u32, issued: u64, healthy: bool, version: u64) -> Arc<SignedStatus<u32>> {

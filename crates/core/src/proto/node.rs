@@ -691,8 +691,13 @@ impl<P: PeerId> Node<P> {
             .started_ms
             .is_some_and(|t| now.mono_ms.saturating_sub(t) >= self.cfg.row_min_ms)
         {
-            self.fleet
-                .maybe_issue_row(&self.cfg, now.wall_ms, row_contacts, &self.key);
+            self.fleet.maybe_issue_row(
+                &self.cfg,
+                now.wall_ms,
+                row_contacts,
+                &self.key,
+                self.cert.clone(),
+            );
         }
         if self.own.as_ref().is_some_and(|s| {
             now.wall_ms.saturating_sub(s.body.issued_ms) >= self.cfg.status_refresh_ms
