@@ -8,7 +8,11 @@
 //!   (they are few, and a halt rests on them);
 //! - one summary row per zone: nodes by (channel, version, state, health). A zone's row is
 //!   issued by its *leader* (the member with the lowest id hash in the issuer's table) when
-//!   its content changes, and spread as a rumor for a few rounds.
+//!   its content changes, signed with the leader's node key, and spread as a rumor for a
+//!   few rounds (digests name it by (zone, rank); peers that lack it ask for it). A row is
+//!   taken only from a member of the zone it describes ([`ZoneRow::precheck`],
+//!   [`ZoneRow::verify`]; `Node::take_row`), so a compromised node can misstate its own
+//!   zone's summary, never another zone's.
 //!
 //! **Which row wins.** A node whose zone table is partial (just restarted, or cut off from its
 //! zone) takes itself for the leader of the few members it knows, and its row is newer than
@@ -29,9 +33,10 @@
 //! `Z` statuses + `N/Z` rows; with zones of about √N·c nodes both stay small (see
 //! ARCHITECTURE.md for measured figures).
 
-use super::config::Config;
-use super::status::{ApplyState, SignedStatus};
+use super::config::{limits, Config};
+use super::status::{ApplyState, SignedStatus, MAX_CERT_BYTES};
 use super::{splitmix64, PeerId};
+use crate::trust::SignatureCheck;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -49,7 +54,12 @@ pub struct Count {
     pub n: u32,
 }
 
-/// A zone's summary as its leader computed it.
+/// A zone's summary as its leader computed it, signed by that leader with its node key.
+///
+/// Anyone can check who may have issued a row: the signature verifies with the issuer's node
+/// key (in an admitted fleet, of a node admitted and not revoked), and the issuer belongs to
+/// the zone the row describes (zones are a hash prefix of the node id). So an admitted but
+/// compromised node can misstate its own zone's row, never another zone's ([`ZoneRow::check`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ZoneRow<P> {
     pub zone: u32,
@@ -59,7 +69,125 @@ pub struct ZoneRow<P> {
     pub counts: Vec<Count>,
     /// A few members, so nodes of this zone can find each other.
     pub contacts: Vec<P>,
+    /// The issuer's signature over [`ROW_CONTEXT`] and the row without it (64 bytes; empty
+    /// for a row read from an older message format, which is never taken: see
+    /// `message.rs`).
+    pub sig: Vec<u8>,
+    /// The issuer's certificate, in an admitted fleet (outside the signature, as on a
+    /// status): the door takes a row only from an admitted, unrevoked issuer, and the row
+    /// travels far beyond the peers that saw its issuer's hello.
+    pub cert: Option<Arc<Vec<u8>>>,
 }
+
+/// A zone row as message formats 1 and 2 carried it: unsigned. Still read, never trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnsignedZoneRow<P> {
+    pub zone: u32,
+    pub issued_ms: u64,
+    pub issuer: P,
+    pub members: u32,
+    pub counts: Vec<Count>,
+    pub contacts: Vec<P>,
+}
+
+impl<P> From<UnsignedZoneRow<P>> for ZoneRow<P> {
+    fn from(r: UnsignedZoneRow<P>) -> Self {
+        ZoneRow {
+            zone: r.zone,
+            issued_ms: r.issued_ms,
+            issuer: r.issuer,
+            members: r.members,
+            counts: r.counts,
+            contacts: r.contacts,
+            sig: Vec::new(),
+            cert: None,
+        }
+    }
+}
+
+/// Domain separation: a row signature never passes for a status or bundle signature.
+pub const ROW_CONTEXT: &[u8] = b"driftless zone row signature v1\0";
+
+/// Why a zone row from a peer was not taken (the reason counted in refusals).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowRefusal {
+    /// No signature: a row from an older message format (an honest older agent sends it).
+    Unsigned,
+    /// The issuer does not belong to the zone the row describes.
+    IssuerOutsideZone,
+    /// The issuer has no node key this node accepts (unknown, not admitted, revoked).
+    UnknownIssuer,
+    /// The signature does not verify with the issuer's key, or a list is over its bound.
+    BadSignature,
+}
+
+impl RowRefusal {
+    pub fn reason(self) -> &'static str {
+        match self {
+            RowRefusal::Unsigned => "unsigned_row",
+            RowRefusal::IssuerOutsideZone => "row_issuer_outside_zone",
+            RowRefusal::UnknownIssuer => "unknown_row_issuer",
+            RowRefusal::BadSignature => "bad_row_signature",
+        }
+    }
+}
+
+impl<P: PeerId> ZoneRow<P> {
+    /// The bytes the issuer signs: the row without its signature, as format 1 of the row
+    /// body (postcard, behind `"DLZR" 1`).
+    fn signed_bytes(&self) -> Vec<u8> {
+        crate::encoding::encode(
+            ROW_MAGIC,
+            ROW_FORMAT,
+            &(
+                self.zone,
+                self.issued_ms,
+                &self.issuer,
+                self.members,
+                &self.counts,
+                &self.contacts,
+            ),
+        )
+    }
+
+    /// Sign the row as its issuer (`key` must be the issuer's node key).
+    pub fn sign(mut self, key: &ed25519_dalek::SigningKey) -> Self {
+        use ed25519_dalek::Signer;
+        let bytes = self.signed_bytes();
+        let mut msg = Vec::with_capacity(ROW_CONTEXT.len() + bytes.len());
+        msg.extend_from_slice(ROW_CONTEXT);
+        msg.extend_from_slice(&bytes);
+        self.sig = key.sign(&msg).to_bytes().to_vec();
+        self
+    }
+
+    /// The checks that need no key, cheapest first: signed at all, and by a member of the
+    /// zone it describes.
+    pub fn precheck(&self, zone_bits: u8) -> Result<(), RowRefusal> {
+        if self.sig.is_empty() {
+            return Err(RowRefusal::Unsigned);
+        }
+        if zone_of(zone_bits, &self.issuer) != self.zone {
+            return Err(RowRefusal::IssuerOutsideZone);
+        }
+        Ok(())
+    }
+
+    /// The signature verifies with `key` (the issuer's node key) and the lists are within
+    /// their bounds. Call [`ZoneRow::precheck`] first; the certificate is the door's to judge.
+    pub fn verify(&self, key: &ed25519_dalek::VerifyingKey, check: &dyn SignatureCheck) -> bool {
+        self.sig.len() == 64
+            && self.cert.as_ref().is_none_or(|c| c.len() <= MAX_CERT_BYTES)
+            && self.counts.len() <= limits::MAX_ROW_COUNTS
+            && self.contacts.len() <= limits::MAX_PEERS_PER_MESSAGE
+            && check.check(key, &[ROW_CONTEXT, &self.signed_bytes()], &self.sig)
+    }
+}
+
+/// What a row signature covers: `"DLZR" 1 (zone, issued_ms, issuer, members, counts,
+/// contacts)`.
+pub const ROW_MAGIC: &[u8; 4] = b"DLZR";
+pub const ROW_FORMAT: u16 = 1;
 
 /// Fleet-wide counts, per channel: (version, state, healthy) → nodes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -278,10 +406,24 @@ impl<P: PeerId> FleetView<P> {
         true
     }
 
-    /// Drop everything held about `p` (its admission was revoked); true when something was.
+    /// Drop everything held about `p` (its admission was revoked), the rows it issued
+    /// included (peers would refuse them now); true when something was.
     pub fn forget(&mut self, p: &P) -> bool {
         self.mates.retain(|q| q != p);
         let mut found = self.notable.remove(p).is_some();
+        let issued: Vec<u32> = self
+            .rows
+            .values()
+            .filter(|r| r.issuer == *p)
+            .map(|r| r.zone)
+            .collect();
+        for z in issued {
+            if let Some(r) = self.rows.remove(&z) {
+                found = true;
+                self.rows_print ^= row_print(r.zone, row_rank(&r));
+                self.hot.remove(&z);
+            }
+        }
         if *p != self.me {
             if let Some(old) = self.zone.remove(p) {
                 found = true;
@@ -498,8 +640,16 @@ impl<P: PeerId> FleetView<P> {
         self.min_hash >= self.me.stable_hash()
     }
 
-    /// Once per round: the zone leader re-issues its zone's row when it changed or aged.
-    pub fn maybe_issue_row(&mut self, cfg: &Config, wall_ms: u64, contacts: Vec<P>) {
+    /// Once per round: the zone leader re-issues its zone's row when it changed or aged,
+    /// signed with `key` (this node's key), with `cert` (its certificate, admitted fleets).
+    pub fn maybe_issue_row(
+        &mut self,
+        cfg: &Config,
+        wall_ms: u64,
+        contacts: Vec<P>,
+        key: &ed25519_dalek::SigningKey,
+        cert: Option<Arc<Vec<u8>>>,
+    ) {
         if self.zone_bits == 0 {
             return;
         }
@@ -520,6 +670,8 @@ impl<P: PeerId> FleetView<P> {
             members,
             counts,
             contacts,
+            sig: Vec::new(),
+            cert,
         };
         if let Some(old) = self.rows.get(&self.my_zone) {
             let fresh = wall_ms.saturating_sub(old.issued_ms) < cfg.row_refresh_ms;
@@ -536,22 +688,25 @@ impl<P: PeerId> FleetView<P> {
                 return;
             }
         }
-        let row = Arc::new(row);
+        let row = Arc::new(row.sign(key));
         self.put_row(row.clone());
         self.hot.insert(row.zone, (row, cfg.row_hot_rounds));
     }
 
-    /// A row from a peer; true when it outranked the one held ([`row_rank`]).
-    pub fn receive_row(&mut self, cfg: &Config, row: &Arc<ZoneRow<P>>) -> bool {
+    /// Whether `row` would replace the row held for its zone (it is of a zone that exists
+    /// and outranks it, [`row_rank`]): only then is its signature worth checking.
+    pub fn wants_row(&self, row: &ZoneRow<P>) -> bool {
         if (row.zone as u64) >> self.zone_bits != 0 && self.zone_bits < 32 {
             return false; // no such zone
         }
-        if self.held_rank(row.zone).is_some_and(|r| r >= row_rank(row)) {
-            return false;
-        }
-        self.put_row(row.clone());
-        self.hot.insert(row.zone, (row.clone(), cfg.row_hot_rounds));
-        true
+        self.held_rank(row.zone).is_none_or(|r| r < row_rank(row))
+    }
+
+    /// Whether a row of `zone` with rank `rank` (named in a digest) would replace the one
+    /// held: worth asking for.
+    pub fn wants_rank(&self, zone: u32, rank: u64) -> bool {
+        ((zone as u64) >> self.zone_bits == 0 || self.zone_bits >= 32)
+            && self.held_rank(zone).is_none_or(|r| r < rank)
     }
 
     /// The rank of the row held for zone `z`.
@@ -561,6 +716,17 @@ impl<P: PeerId> FleetView<P> {
         } else {
             self.rows.get(&z).map(|r| row_rank(r))
         }
+    }
+
+    /// A row from a peer, already verified (`Node` checks its signature and issuer); true
+    /// when it outranked the one held ([`row_rank`]).
+    pub fn receive_row(&mut self, cfg: &Config, row: &Arc<ZoneRow<P>>) -> bool {
+        if !self.wants_row(row) {
+            return false;
+        }
+        self.put_row(row.clone());
+        self.hot.insert(row.zone, (row.clone(), cfg.row_hot_rounds));
+        true
     }
 
     fn put_row(&mut self, row: Arc<ZoneRow<P>>) {
@@ -795,12 +961,18 @@ mod tests {
             members,
             counts: Vec::new(),
             contacts: Vec::new(),
+            sig: Vec::new(),
+            cert: None,
         })
+    }
+
+    fn key0() -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[3; 32])
     }
 
     /// Node 0's own signed status.
     fn own_status(issued: u64) -> Arc<SignedStatus<u32>> {
-        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let key = key0();
         Arc::new(
             super::super::status::StatusBody {
                 node: 0u32,
@@ -893,12 +1065,12 @@ mod tests {
         v.insert(&cfg, own_status(t));
         let my = v.my_zone;
         v.receive_row(&cfg, &row(my, t, 5, 150));
-        v.maybe_issue_row(&cfg, t + 10_000, vec![0]);
+        v.maybe_issue_row(&cfg, t + 10_000, vec![0], &key0(), None);
         assert_eq!(v.rows[&my].issuer, 5, "a one-member table issued over 150");
         // With no row held, it does issue (nothing better is known here).
         let (cfg, mut w) = view();
         w.insert(&cfg, own_status(t));
-        w.maybe_issue_row(&cfg, t + 10_000, vec![0]);
+        w.maybe_issue_row(&cfg, t + 10_000, vec![0], &key0(), None);
         assert_eq!(w.rows[&my].issuer, 0);
     }
 
@@ -942,6 +1114,78 @@ mod tests {
             v.partial(none.iter(), there.iter()),
             Some(Partial::ZoneSparse)
         );
+    }
+
+    #[test]
+    fn a_row_verifies_only_as_its_issuer_signed_it_and_only_for_the_issuers_zone() {
+        use crate::trust::Ed25519Check;
+        let (cfg, mut v) = view();
+        v.insert(&cfg, own_status(1_000));
+        v.maybe_issue_row(&cfg, 10_000, vec![0], &key0(), None);
+        let mine = v.rows[&v.my_zone].clone();
+        let k = key0().verifying_key();
+        assert_eq!(mine.precheck(cfg.zone_bits), Ok(()));
+        assert!(
+            mine.verify(&k, &Ed25519Check),
+            "a row its issuer signed verifies"
+        );
+        // Any change to what was signed, or another key, fails.
+        let mut bent = (*mine).clone();
+        bent.counts.push(Count {
+            channel: "app".into(),
+            version: 3,
+            state: ApplyState::Applied,
+            healthy: true,
+            target: 3,
+            wave: 3,
+            n: 1,
+        });
+        assert!(!bent.verify(&k, &Ed25519Check));
+        let other = ed25519_dalek::SigningKey::from_bytes(&[4; 32]).verifying_key();
+        assert!(!mine.verify(&other, &Ed25519Check));
+        // Node 0 signing a row of the other zone: well signed, but not its zone to speak for.
+        let forged = ZoneRow {
+            zone: 1 - v.my_zone,
+            ..(*mine).clone()
+        }
+        .sign(&key0());
+        assert!(forged.verify(&k, &Ed25519Check));
+        assert_eq!(
+            forged.precheck(cfg.zone_bits),
+            Err(RowRefusal::IssuerOutsideZone)
+        );
+        // A row from an older message format carries no signature.
+        let old: ZoneRow<u32> = UnsignedZoneRow {
+            zone: mine.zone,
+            issued_ms: mine.issued_ms,
+            issuer: 0,
+            members: 1,
+            counts: vec![],
+            contacts: vec![],
+        }
+        .into();
+        assert_eq!(old.precheck(cfg.zone_bits), Err(RowRefusal::Unsigned));
+        assert!(!old.verify(&k, &Ed25519Check));
+        // A signature costs 64 bytes (65 on the wire with its length).
+        let unsigned = ZoneRow {
+            sig: Vec::new(),
+            ..(*mine).clone()
+        };
+        assert_eq!(
+            postcard::to_allocvec(&*mine).unwrap().len(),
+            postcard::to_allocvec(&unsigned).unwrap().len() + 64
+        );
+        // The certificate rides outside the signature (the door checks it), within its cap.
+        let with_cert = ZoneRow {
+            cert: Some(Arc::new(vec![1; 200])),
+            ..(*mine).clone()
+        };
+        assert!(with_cert.verify(&k, &Ed25519Check));
+        let big = ZoneRow {
+            cert: Some(Arc::new(vec![1; MAX_CERT_BYTES + 1])),
+            ..(*mine).clone()
+        };
+        assert!(!big.verify(&k, &Ed25519Check));
     }
 
     fn sick_status(node: u32, issued: u64, healthy: bool, version: u64) -> Arc<SignedStatus<u32>> {

@@ -11,7 +11,7 @@
 
 use super::config::Config;
 use super::door::Door;
-use super::fleet::FleetView;
+use super::fleet::{row_rank, FleetView, RowRefusal, ZoneRow};
 use super::membership::Membership;
 use super::message::{Announcement, Digest, Message, WireBundle};
 use super::rollout::{self, Decision, Wait, WaveTally};
@@ -639,7 +639,7 @@ impl<P: PeerId> Node<P> {
         } else {
             self.members.random_active(rng)
         };
-        let rows = self.fleet.take_hot(&self.cfg);
+        let rows = self.hot_rows();
         if let Some(p) = peer {
             // Rumors spread row changes within a few rounds; the fingerprint is the slower
             // repair, compared every few rounds, so that the prints that differ only because
@@ -719,8 +719,13 @@ impl<P: PeerId> Node<P> {
             .started_ms
             .is_some_and(|t| now.mono_ms.saturating_sub(t) >= self.cfg.row_min_ms)
         {
-            self.fleet
-                .maybe_issue_row(&self.cfg, now.wall_ms, row_contacts);
+            self.fleet.maybe_issue_row(
+                &self.cfg,
+                now.wall_ms,
+                row_contacts,
+                &self.key,
+                self.cert.clone(),
+            );
         }
         if self.own.as_ref().is_some_and(|s| {
             now.wall_ms.saturating_sub(s.body.issued_ms) >= self.cfg.status_refresh_ms
@@ -925,26 +930,29 @@ impl<P: PeerId> Node<P> {
                 for a in d.channels.iter() {
                     self.consider(a.clone(), &from, now, out);
                 }
-                for row in &d.rows {
-                    self.fleet.receive_row(&self.cfg, row);
-                }
+                // Hot rows are named, not carried: ask for those that outrank ours.
+                let want: Vec<u32> = d
+                    .rows
+                    .iter()
+                    .filter(|(z, rank)| self.fleet.wants_rank(*z, *rank))
+                    .map(|(z, _)| *z)
+                    .collect();
                 for s in d.notable {
                     self.take_status(&from, s, door, out);
                 }
-                if d.rows_print != NO_PRINT && d.rows_print != self.fleet.rows_print() {
+                if !want.is_empty() {
+                    // The prints differ by the rows on their way: no full row sync for that.
+                    self.send(from.clone(), Message::RowWant(want), now, out);
+                } else if d.rows_print != NO_PRINT && d.rows_print != self.fleet.rows_print() {
                     // Prints differ while row rumors are still arriving (ours changed since
                     // the last mismatch): those will most likely bring what differs, and a
                     // RowSync (R entries) and its answer would repeat them. Only a mismatch
                     // that outlasts the rumors asks.
-                    let print = self.fleet.rows_print();
-                    if self.mismatch_print == Some(print) {
-                        let mine = self.fleet.row_versions();
-                        self.send(from.clone(), Message::RowSync(mine), now, out);
-                    }
-                    self.mismatch_print = Some(print);
+                    let mine = self.fleet.row_versions();
+                    self.send(from.clone(), Message::RowSync(mine), now, out);
                 }
                 if d.reply {
-                    let rows = self.fleet.take_hot(&self.cfg);
+                    let rows = self.hot_rows();
                     let reply = Digest {
                         channels: self.digest_channels(),
                         rows,
@@ -1029,7 +1037,16 @@ impl<P: PeerId> Node<P> {
             }
             Message::Rows(rows) => {
                 for row in &rows {
-                    self.fleet.receive_row(&self.cfg, row);
+                    self.take_row(&from, row, door, out);
+                }
+            }
+            Message::RowWant(zones) => {
+                let rows: Vec<Arc<ZoneRow<P>>> = zones
+                    .iter()
+                    .filter_map(|z| self.fleet.rows.get(z).cloned())
+                    .collect();
+                for chunk in rows.chunks(self.cfg.rows_per_message.max(1)) {
+                    self.send(from.clone(), Message::Rows(chunk.to_vec()), now, out);
                 }
             }
             Message::ZoneWant(want) => {
@@ -1089,6 +1106,62 @@ impl<P: PeerId> Node<P> {
             self.fleet.add_evidence(&self.cfg, &s);
         } else {
             self.fleet.insert(&self.cfg, s);
+        }
+    }
+
+    /// (zone, rank) of the rows to name in this digest ([`FleetView::take_hot`]).
+    fn hot_rows(&mut self) -> Vec<(u32, u64)> {
+        self.fleet
+            .take_hot(&self.cfg)
+            .iter()
+            .map(|r| (r.zone, row_rank(r)))
+            .collect()
+    }
+
+    /// A zone row from the network: kept only if it would replace the row held for its zone,
+    /// is signed, its issuer belongs to that zone, and the signature verifies with the
+    /// issuer's node key as the door hands it out (admitted, not revoked). So a node can
+    /// speak for its own zone only, and a forged row of another zone is refused. Honest
+    /// nodes forward only rows they verified, so a bad row counts against its sender; an
+    /// unsigned row (from an agent that writes format 2 or older) does not.
+    fn take_row(
+        &mut self,
+        from: &P,
+        row: &Arc<ZoneRow<P>>,
+        door: &dyn Door<P>,
+        out: &mut Vec<Action<P>>,
+    ) {
+        if !self.fleet.wants_row(row) {
+            return; // nothing new: skip the signature check
+        }
+        let verdict = row.precheck(self.cfg.zone_bits).and_then(|()| {
+            let key = door
+                .node_key(&row.issuer)
+                .ok_or(RowRefusal::UnknownIssuer)?;
+            if door.verify_row(row, &key) {
+                Ok(())
+            } else {
+                Err(RowRefusal::BadSignature)
+            }
+        });
+        match verdict {
+            Ok(()) => {
+                self.fleet.receive_row(&self.cfg, row);
+            }
+            Err(RowRefusal::Unsigned) => {
+                *self.stats.refused.entry("unsigned_row").or_default() += 1;
+                out.push(Action::Refused {
+                    from: Some(from.clone()),
+                    reason: "unsigned_row",
+                    detail: format!("unsigned row of zone {} (an older agent)", row.zone),
+                });
+            }
+            Err(r) => self.refuse(
+                Some(from),
+                r.reason(),
+                format!("row of zone {} issued by {:?}", row.zone, row.issuer),
+                out,
+            ),
         }
     }
 

@@ -186,7 +186,9 @@ impl Net {
                             msg
                         };
                         let msg = match self.liar {
-                            Some((liar, version, wave)) if liar == to => lie(msg, version, wave),
+                            Some((liar, version, wave)) if liar == to => {
+                                lie(msg, liar, version, wave, self.nodes[0].config().zone_bits)
+                            }
                             _ => msg,
                         };
                         // Every message crosses the wire as bytes.
@@ -223,12 +225,15 @@ impl Net {
     }
 }
 
-/// A liar's rewrite of a message it sends (see `Net::liar`).
-fn lie(msg: Message<u32>, version: u64, wave: u8) -> Message<u32> {
+/// A liar's rewrite of a message it sends (see `Net::liar`). It signs with its own node key
+/// (it is admitted) what it may: its own zone's row, forged. Rows of other zones it forges
+/// two ways: under their real issuer (the signature no longer verifies) or under its own
+/// name (signed, but it is not of that zone).
+fn lie(msg: Message<u32>, liar: u32, version: u64, wave: u8, zone_bits: u8) -> Message<u32> {
     let forge = |rows: Vec<Arc<fleet::ZoneRow<u32>>>| -> Vec<Arc<fleet::ZoneRow<u32>>> {
         rows.into_iter()
             .map(|r| {
-                Arc::new(fleet::ZoneRow {
+                let row = fleet::ZoneRow {
                     issued_ms: r.issued_ms + 1,
                     counts: vec![fleet::Count {
                         channel: "web".into(),
@@ -240,13 +245,31 @@ fn lie(msg: Message<u32>, version: u64, wave: u8) -> Message<u32> {
                         n: 1,
                     }],
                     ..(*r).clone()
+                };
+                Arc::new(if fleet::zone_of(zone_bits, &liar) == r.zone {
+                    fleet::ZoneRow {
+                        issuer: liar,
+                        ..row
+                    }
+                    .sign(&node_key(liar))
+                } else if r.zone % 2 == 0 {
+                    row
+                } else {
+                    fleet::ZoneRow {
+                        issuer: liar,
+                        ..row
+                    }
+                    .sign(&node_key(liar))
                 })
             })
             .collect()
     };
     match msg {
         Message::Digest(mut d) => {
-            d.rows = forge(d.rows);
+            // Digests name rows: it names each one newer, so that peers ask for its forgery.
+            for r in d.rows.iter_mut() {
+                r.1 += 1;
+            }
             Message::Digest(d)
         }
         Message::Rows(rows) => Message::Rows(forge(rows)),
@@ -918,8 +941,8 @@ fn a_liars_rows_do_not_advance_a_node_whose_own_zone_disagrees() {
     // never completes. A liar elsewhere rewrites every row it sends to say each zone holds
     // one node running v2 in the last wave: every earlier wave looks empty, hence done. No
     // node of the stuck zone may move past wave 0 on that word: its own members' signed
-    // statuses show wave 0 unfinished. (Nodes of other zones may: a liar's rows can
-    // misstate other zones, which is the residual risk ARCHITECTURE.md states.)
+    // statuses show wave 0 unfinished. Nor may nodes of other zones: the liar cannot sign
+    // the stuck zone's row (it is not of that zone), so they hold the honest one.
     let cfg = Config {
         zone_bits: 2,
         ..Config::default()
@@ -944,24 +967,58 @@ fn a_liars_rows_do_not_advance_a_node_whose_own_zone_disagrees() {
     net.liar = Some((liar, 2, 2));
     net.publish(8_000, 0, rollout_bundle(2, waves.clone(), 2, 0.5));
     net.run_until(40_000);
-    // The lie was in force: the stuck zone's row, as other nodes hold it, hides its wave 0.
-    let fooled = net.nodes.iter().filter(|n| {
-        zone_of(*n.id()) != stuck_zone
-            && n.fleet()
-                .rows
-                .get(&stuck_zone)
-                .is_some_and(|r| r.counts.iter().all(|c| c.wave == 2))
-    });
-    assert!(fooled.count() > 0, "the liar's rows never took hold");
+    // The lie was told and refused: rows of other zones, forged under their issuer's name
+    // or signed by the liar, are counted by reason and never held.
+    let refused = |reason: &str| -> u64 {
+        net.nodes
+            .iter()
+            .map(|n| n.stats.refused.get(reason).copied().unwrap_or(0))
+            .sum()
+    };
+    assert!(refused("bad_row_signature") > 0, "no forged signature seen");
+    assert!(
+        refused("row_issuer_outside_zone") > 0,
+        "no row signed from outside"
+    );
     for n in &net.nodes {
-        if zone_of(*n.id()) == stuck_zone && wave(*n.id(), 2, &waves) > 0 {
+        for (z, r) in &n.fleet().rows {
+            assert_eq!(
+                zone_of(r.issuer),
+                *z,
+                "node {} holds a row of zone {z} by {}",
+                n.id(),
+                r.issuer
+            );
+            if r.issuer != liar {
+                assert!(
+                    r.counts.iter().any(|c| c.wave < 2),
+                    "node {} holds a forged row of zone {z}: {:?}",
+                    n.id(),
+                    r.counts
+                );
+            }
+        }
+    }
+    // What it may still say: its own zone's row, signed by itself as a member.
+    let own_lie_held = net.nodes.iter().any(|n| {
+        n.fleet()
+            .rows
+            .get(&zone_of(liar))
+            .is_some_and(|r| r.issuer == liar && r.counts.iter().all(|c| c.wave == 2))
+    });
+    assert!(own_lie_held, "the liar's own-zone row never took hold");
+    for n in &net.nodes {
+        if wave(*n.id(), 2, &waves) > 0 {
             assert_ne!(
                 n.applied("web").map(|a| a.0),
                 Some(2),
-                "node {} of wave {} applied v2 on the liar's word",
+                "node {} (zone {}) of wave {} applied v2 on the liar's word",
                 n.id(),
+                zone_of(*n.id()),
                 wave(*n.id(), 2, &waves)
             );
+        }
+        if zone_of(*n.id()) == stuck_zone && wave(*n.id(), 2, &waves) > 0 {
             assert!(
                 matches!(n.rollout("web").and_then(|r| r.waiting), Some((0, _))),
                 "node {} waits for wave 0: {:?}",
