@@ -357,6 +357,15 @@ pub fn messages() -> Vec<Message<WirePeer>> {
             notable: vec![st[1].clone()],
             reply: true,
             rows_print: 0x1234_5678,
+            want: vec![],
+        }),
+        Message::Digest(Digest {
+            channels: vec![],
+            rows: vec![(5, CREATED * 1000 + 9)],
+            notable: vec![],
+            reply: false,
+            rows_print: 0x8765_4321,
+            want: vec![3],
         }),
         Message::Statuses(st.clone()),
         Message::ZoneSync {
@@ -370,7 +379,14 @@ pub fn messages() -> Vec<Message<WirePeer>> {
         Message::ZoneWant(vec![peer(2)]),
         Message::RowSync(vec![(3, CREATED * 1000)]),
         Message::Rows(vec![Arc::new(row())]),
-        Message::RowWant(vec![3]),
+        Message::RowWant {
+            zones: vec![3],
+            rows: vec![],
+        },
+        Message::RowWant {
+            zones: vec![5],
+            rows: vec![Arc::new(row())],
+        },
     ]
 }
 

@@ -527,7 +527,7 @@ impl<'a> Engine<'a> {
                     d.notable.push(own);
                 }
             }
-            Message::Rows(rows) => {
+            Message::Rows(rows) | Message::RowWant { rows, .. } => {
                 for r in rows.iter_mut() {
                     *r = forge_row(r);
                 }

@@ -62,7 +62,7 @@ impl WireSize {
     /// The postcard body of `msg` (the envelope not included).
     pub fn of(&mut self, msg: &mut Message<u32>) -> usize {
         let rows = match msg {
-            Message::Rows(r) => r,
+            Message::Rows(r) | Message::RowWant { rows: r, .. } => r,
             _ => return postcard_len(msg),
         };
         if rows.is_empty() {
@@ -78,7 +78,7 @@ impl WireSize {
         }
         let rest = postcard_len(msg);
         match msg {
-            Message::Rows(r) => *r = taken,
+            Message::Rows(r) | Message::RowWant { rows: r, .. } => *r = taken,
             _ => unreachable!("matched above"),
         }
         rest + sum
@@ -112,7 +112,14 @@ mod tests {
                 notable: vec![],
                 reply: true,
                 rows_print: 12345,
+                want: vec![1, 2],
             });
+            let whole = postcard_len(&m);
+            assert_eq!(WireSize::default().of(&mut m), whole, "{n} rows");
+            let mut m = Message::RowWant {
+                zones: vec![4, 5, 600],
+                rows: rows.clone(),
+            };
             let whole = postcard_len(&m);
             assert_eq!(WireSize::default().of(&mut m), whole, "{n} rows");
             let mut m = Message::Rows(rows);

@@ -45,7 +45,7 @@ pub struct Announcement {
 pub struct Digest<S> {
     pub channels: Vec<Announcement>,
     /// (zone, rank) of the zone rows learned recently (rumors): the receiver asks for those
-    /// that outrank its own with `RowWant`.
+    /// that outrank its own, in its answering digest (`want`) or with `RowWant`.
     pub rows: Vec<(u32, u64)>,
     /// A few full statuses of failing, drifting or unhealthy nodes.
     pub notable: Vec<S>,
@@ -53,6 +53,9 @@ pub struct Digest<S> {
     pub reply: bool,
     /// Fingerprint of the sender's zone rows; on a mismatch the receiver asks with RowSync.
     pub rows_print: u64,
+    /// On an answer: the zones whose rows, as the digest answered named them, the sender
+    /// wants (answered with `RowWant` or `Rows`). Empty on a digest that asks for an answer.
+    pub want: Vec<u32>,
 }
 
 /// A digest as formats 1 and 2 wrote it: hot rows in full (unsigned, so never taken).
@@ -165,8 +168,34 @@ pub enum Message<P, S = Arc<SignedStatus<P>>, R = Arc<ZoneRow<P>>, D = Digest<S>
     RowSync(Vec<(u32, u64)>),
     /// Zone rows, in answer to a row sync or a row want.
     Rows(Vec<R>),
-    /// Send me your rows of these zones (announced in a digest as outranking mine).
-    RowWant(Vec<u32>),
+    /// Send me your rows of these zones (named in your digest as outranking mine); `rows`
+    /// are those you asked for in the answer to my digest (`Digest::want`), if any, so that
+    /// an exchange where both sides lack rows costs two messages beyond the digests, not four.
+    RowWant {
+        zones: Vec<u32>,
+        rows: Vec<R>,
+    },
+}
+
+fn over(what: &'static str, len: usize, limit: usize) -> Result<(), DecodeError> {
+    if len > limit {
+        Err(DecodeError::TooLarge { what, len, limit })
+    } else {
+        Ok(())
+    }
+}
+
+fn rows_within_limits<P>(rows: &[Arc<ZoneRow<P>>]) -> Result<(), DecodeError> {
+    over("rows", rows.len(), limits::MAX_ROWS)?;
+    for row in rows {
+        over("row counts", row.counts.len(), limits::MAX_ROW_COUNTS)?;
+        over(
+            "row contacts",
+            row.contacts.len(),
+            limits::MAX_PEERS_PER_MESSAGE,
+        )?;
+    }
+    Ok(())
 }
 
 /// A message as formats 1 and 2 wrote it.
@@ -212,13 +241,6 @@ impl<P: PeerId> Message<P> {
     }
 
     fn check_limits(&self) -> Result<(), DecodeError> {
-        let over = |what: &'static str, len: usize, limit: usize| {
-            if len > limit {
-                Err(DecodeError::TooLarge { what, len, limit })
-            } else {
-                Ok(())
-            }
-        };
         match self {
             Message::Shuffle { peers, .. } | Message::ShuffleReply { peers } => {
                 over("peer list", peers.len(), limits::MAX_PEERS_PER_MESSAGE)
@@ -227,27 +249,20 @@ impl<P: PeerId> Message<P> {
             Message::Digest(d) => {
                 over("digest channels", d.channels.len(), limits::MAX_CHANNELS)?;
                 over("digest rows", d.rows.len(), limits::MAX_ROWS)?;
+                over("digest want list", d.want.len(), limits::MAX_ROWS)?;
                 over("digest statuses", d.notable.len(), limits::MAX_STATUSES)
             }
-            Message::RowWant(z) => over("row want list", z.len(), limits::MAX_ROWS),
+            Message::RowWant { zones, rows } => {
+                over("row want list", zones.len(), limits::MAX_ROWS)?;
+                rows_within_limits(rows)
+            }
             Message::Statuses(s) => over("status list", s.len(), limits::MAX_STATUSES),
             Message::ZoneSync {
                 entries: Some(e), ..
             } => over("zone entries", e.len(), limits::MAX_ZONE_ENTRIES),
             Message::ZoneWant(w) => over("zone want list", w.len(), limits::MAX_ZONE_ENTRIES),
             Message::RowSync(r) => over("row versions", r.len(), limits::MAX_ROWS),
-            Message::Rows(r) => {
-                over("rows", r.len(), limits::MAX_ROWS)?;
-                for row in r {
-                    over("row counts", row.counts.len(), limits::MAX_ROW_COUNTS)?;
-                    over(
-                        "row contacts",
-                        row.contacts.len(),
-                        limits::MAX_PEERS_PER_MESSAGE,
-                    )?;
-                }
-                Ok(())
-            }
+            Message::Rows(r) => rows_within_limits(r),
             _ => Ok(()),
         }
     }
@@ -274,7 +289,7 @@ impl<P: PeerId> Message<P> {
             Message::ZoneWant(_) => "zone_want",
             Message::RowSync(_) => "row_sync",
             Message::Rows(_) => "rows",
-            Message::RowWant(_) => "row_want",
+            Message::RowWant { .. } => "row_want",
         }
     }
 }
@@ -309,6 +324,7 @@ fn upgrade<P, S: Into<Arc<SignedStatus<P>>>>(m: MessageV2<P, S>) -> Message<P> {
             notable: statuses(d.notable),
             reply: d.reply,
             rows_print: d.rows_print,
+            want: Vec::new(),
         }),
         Message::Statuses(s) => Message::Statuses(statuses(s)),
         Message::ZoneSync {
@@ -323,7 +339,10 @@ fn upgrade<P, S: Into<Arc<SignedStatus<P>>>>(m: MessageV2<P, S>) -> Message<P> {
         Message::ZoneWant(w) => Message::ZoneWant(w),
         Message::RowSync(r) => Message::RowSync(r),
         Message::Rows(r) => Message::Rows(rows(r)),
-        Message::RowWant(z) => Message::RowWant(z),
+        Message::RowWant { zones, rows: r } => Message::RowWant {
+            zones,
+            rows: rows(r),
+        },
     }
 }
 

@@ -245,8 +245,6 @@ pub struct Node<P> {
     /// (channel, version, wave) → when this node first saw the wave complete (mono ms), and
     /// how many nodes its fleet view showed then.
     complete_since: BTreeMap<(String, u64, u8), (u64, u64)>,
-    /// This node's rows fingerprint when a peer's last differed from it.
-    mismatch_print: Option<u64>,
     pub stats: Stats,
 }
 
@@ -284,7 +282,6 @@ impl<P: PeerId> Node<P> {
             wake: None,
             started_ms: None,
             complete_since: BTreeMap::new(),
-            mismatch_print: None,
             stats: Stats::default(),
         }
     }
@@ -517,6 +514,7 @@ impl<P: PeerId> Node<P> {
                 notable: self.notable_sample(rng),
                 reply: true,
                 rows_print: self.fleet.rows_print(),
+                want: Vec::new(),
             };
             self.send(p, Message::Digest(d), now, out);
         }
@@ -655,6 +653,7 @@ impl<P: PeerId> Node<P> {
                 notable: self.notable_sample(rng),
                 reply: true,
                 rows_print,
+                want: Vec::new(),
             };
             self.send(p, Message::Digest(d), now, out);
         }
@@ -940,14 +939,16 @@ impl<P: PeerId> Node<P> {
                 for s in d.notable {
                     self.take_status(&from, s, door, out);
                 }
-                if !want.is_empty() {
-                    // The prints differ by the rows on their way: no full row sync for that.
-                    self.send(from.clone(), Message::RowWant(want), now, out);
-                } else if d.rows_print != NO_PRINT && d.rows_print != self.fleet.rows_print() {
-                    // Prints differ while row rumors are still arriving (ours changed since
-                    // the last mismatch): those will most likely bring what differs, and a
-                    // RowSync (R entries) and its answer would repeat them. Only a mismatch
-                    // that outlasts the rumors asks.
+                // The rows the peer asked for in answer to our digest.
+                let give = self.rows_of(&d.want);
+                // Prints that differ while rows are on their way between the two (named
+                // here, or asked for by the peer) differ by those rows, most likely: no full
+                // row sync for that. Otherwise the rumor missed one of us: sync at once.
+                if want.is_empty()
+                    && give.is_empty()
+                    && d.rows_print != NO_PRINT
+                    && d.rows_print != self.fleet.rows_print()
+                {
                     let mine = self.fleet.row_versions();
                     self.send(from.clone(), Message::RowSync(mine), now, out);
                 }
@@ -964,8 +965,12 @@ impl<P: PeerId> Node<P> {
                         } else {
                             self.fleet.rows_print()
                         },
+                        want,
                     };
-                    self.send(from, Message::Digest(reply), now, out);
+                    self.send(from.clone(), Message::Digest(reply), now, out);
+                    self.send_rows(&from, give, Vec::new(), now, out);
+                } else {
+                    self.send_rows(&from, give, want, now, out);
                 }
             }
             Message::Statuses(list) => {
@@ -1040,14 +1045,12 @@ impl<P: PeerId> Node<P> {
                     self.take_row(&from, row, door, out);
                 }
             }
-            Message::RowWant(zones) => {
-                let rows: Vec<Arc<ZoneRow<P>>> = zones
-                    .iter()
-                    .filter_map(|z| self.fleet.rows.get(z).cloned())
-                    .collect();
-                for chunk in rows.chunks(self.cfg.rows_per_message.max(1)) {
-                    self.send(from.clone(), Message::Rows(chunk.to_vec()), now, out);
+            Message::RowWant { zones, rows } => {
+                for row in &rows {
+                    self.take_row(&from, row, door, out);
                 }
+                let give = self.rows_of(&zones);
+                self.send_rows(&from, give, Vec::new(), now, out);
             }
             Message::ZoneWant(want) => {
                 let list: Vec<Arc<SignedStatus<P>>> = want
@@ -1106,6 +1109,38 @@ impl<P: PeerId> Node<P> {
             self.fleet.add_evidence(&self.cfg, &s);
         } else {
             self.fleet.insert(&self.cfg, s);
+        }
+    }
+
+    /// The rows held of these zones (asked for by a peer).
+    fn rows_of(&self, zones: &[u32]) -> Vec<Arc<ZoneRow<P>>> {
+        zones
+            .iter()
+            .filter_map(|z| self.fleet.rows.get(z).cloned())
+            .collect()
+    }
+
+    /// Send `rows` to `to`, asking for its rows of the zones `want` in the same message.
+    fn send_rows(
+        &mut self,
+        to: &P,
+        rows: Vec<Arc<ZoneRow<P>>>,
+        want: Vec<u32>,
+        now: Now,
+        out: &mut Vec<Action<P>>,
+    ) {
+        let per = self.cfg.rows_per_message.max(1);
+        let mut chunks = rows.chunks(per);
+        if !want.is_empty() {
+            let first = chunks.next().map(<[_]>::to_vec).unwrap_or_default();
+            let msg = Message::RowWant {
+                zones: want,
+                rows: first,
+            };
+            self.send(to.clone(), msg, now, out);
+        }
+        for chunk in chunks {
+            self.send(to.clone(), Message::Rows(chunk.to_vec()), now, out);
         }
     }
 

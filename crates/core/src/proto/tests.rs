@@ -273,6 +273,10 @@ fn lie(msg: Message<u32>, liar: u32, version: u64, wave: u8, zone_bits: u8) -> M
             Message::Digest(d)
         }
         Message::Rows(rows) => Message::Rows(forge(rows)),
+        Message::RowWant { zones, rows } => Message::RowWant {
+            zones,
+            rows: forge(rows),
+        },
         m => m,
     }
 }
