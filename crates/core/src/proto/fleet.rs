@@ -246,7 +246,20 @@ pub struct FleetView<P> {
     /// Members of the own zone seen on the network (as senders or in peer lists) whose status
     /// the table may still lack: zone syncs go to them until the table knows the zone.
     mates: Vec<P>,
+    /// The zone table's size at the last [`FleetView::maybe_issue_row`], the rounds since it
+    /// last grew, and the rounds a row has waited for it to stop growing.
+    table_len: usize,
+    quiet_rounds: u32,
+    settle_waits: u32,
 }
+
+/// A leader issues a row that counts other members than the one held only once its table has
+/// not grown for this many rounds: a row of a table still filling (a fleet booting, a zone
+/// sync bringing a whole table) would be replaced within seconds, and every node fetches
+/// every row version once, signature included.
+const ROW_SETTLE_ROUNDS: u32 = 2;
+/// … but waits no longer than this many rounds (a zone that keeps growing still gets rows).
+const ROW_SETTLE_MAX: u32 = 20;
 
 /// Zone mates remembered beside the table (a newcomer needs one to start its zone syncs).
 const MATES_CAP: usize = 8;
@@ -312,6 +325,9 @@ impl<P: PeerId> FleetView<P> {
             rows_print: 0,
             min_hash: u64::MAX,
             mates: Vec::new(),
+            table_len: 0,
+            quiet_rounds: 0,
+            settle_waits: 0,
         }
     }
 
@@ -653,6 +669,12 @@ impl<P: PeerId> FleetView<P> {
         if self.zone_bits == 0 {
             return;
         }
+        if self.zone.len() > self.table_len {
+            self.quiet_rounds = 0;
+        } else {
+            self.quiet_rounds = self.quiet_rounds.saturating_add(1);
+        }
+        self.table_len = self.zone.len();
         if let Some(old) = self.rows.get(&self.my_zone) {
             if wall_ms.saturating_sub(old.issued_ms) < cfg.row_min_ms {
                 return;
@@ -688,6 +710,15 @@ impl<P: PeerId> FleetView<P> {
                 return;
             }
         }
+        let resized = self
+            .rows
+            .get(&self.my_zone)
+            .is_none_or(|old| old.members != members);
+        if resized && self.quiet_rounds < ROW_SETTLE_ROUNDS && self.settle_waits < ROW_SETTLE_MAX {
+            self.settle_waits += 1;
+            return;
+        }
+        self.settle_waits = 0;
         let row = Arc::new(row.sign(key));
         self.put_row(row.clone());
         self.hot.insert(row.zone, (row, cfg.row_hot_rounds));
@@ -1067,11 +1098,66 @@ mod tests {
         v.receive_row(&cfg, &row(my, t, 5, 150));
         v.maybe_issue_row(&cfg, t + 10_000, vec![0], &key0(), None);
         assert_eq!(v.rows[&my].issuer, 5, "a one-member table issued over 150");
-        // With no row held, it does issue (nothing better is known here).
+        // With no row held, it does issue (nothing better is known here), once its table
+        // has not grown for two rounds.
         let (cfg, mut w) = view();
         w.insert(&cfg, own_status(t));
-        w.maybe_issue_row(&cfg, t + 10_000, vec![0], &key0(), None);
+        for i in 0..=ROW_SETTLE_ROUNDS as u64 {
+            w.maybe_issue_row(&cfg, t + 10_000 + i * 1_000, vec![0], &key0(), None);
+        }
         assert_eq!(w.rows[&my].issuer, 0);
+    }
+
+    #[test]
+    fn a_row_waits_until_the_table_stops_growing_but_not_forever() {
+        let (cfg, mut v) = view();
+        let t = 1_000_000;
+        v.insert(&cfg, own_status(t));
+        let my = v.my_zone;
+        // Mates that hash above node 0, so that it stays the leader.
+        let mates: Vec<u32> = (1..100_000u32)
+            .filter(|p| v.zone_of(p) == my && p.stable_hash() > 0u32.stable_hash())
+            .take(2 * ROW_SETTLE_MAX as usize)
+            .collect();
+        let mut round = 0u64;
+        let mut tick = |v: &mut FleetView<u32>| {
+            round += 1;
+            v.maybe_issue_row(&cfg, t + round * 1_000, vec![0], &key0(), None);
+        };
+        // A table that grows every round issues nothing for a while…
+        for p in &mates[..5] {
+            v.insert(&cfg, sick_status(*p, t, true, 1));
+            tick(&mut v);
+        }
+        assert!(!v.rows.contains_key(&my));
+        // … and once it has not grown for two rounds, one row of the settled table.
+        tick(&mut v);
+        assert!(!v.rows.contains_key(&my));
+        tick(&mut v);
+        assert_eq!(v.rows[&my].members, 6);
+        // A table that keeps growing gets a row after at most ROW_SETTLE_MAX rounds of
+        // waiting (beyond the rate limit).
+        let first = v.rows[&my].issued_ms;
+        let mut waited = 0;
+        for p in &mates[5..] {
+            v.insert(&cfg, sick_status(*p, t, true, 1));
+            tick(&mut v);
+            if v.rows[&my].issued_ms != first {
+                break;
+            }
+            waited += 1;
+        }
+        assert!(v.rows[&my].issued_ms > first, "never issued while growing");
+        let limit = cfg.row_min_ms / 1_000 + ROW_SETTLE_MAX as u64;
+        assert!(waited <= limit, "waited {waited} rounds");
+        // A change of counts alone (members unchanged) does not wait.
+        let before = v.rows[&my].issued_ms;
+        for _ in 0..cfg.row_min_ms / 1_000 {
+            tick(&mut v);
+        }
+        v.insert(&cfg, sick_status(mates[0], t + 1, false, 1));
+        tick(&mut v);
+        assert!(v.rows[&my].issued_ms > before);
     }
 
     #[test]
@@ -1121,7 +1207,9 @@ mod tests {
         use crate::trust::Ed25519Check;
         let (cfg, mut v) = view();
         v.insert(&cfg, own_status(1_000));
-        v.maybe_issue_row(&cfg, 10_000, vec![0], &key0(), None);
+        for i in 0..=ROW_SETTLE_ROUNDS as u64 {
+            v.maybe_issue_row(&cfg, 10_000 + i * 1_000, vec![0], &key0(), None);
+        }
         let mine = v.rows[&v.my_zone].clone();
         let k = key0().verifying_key();
         assert_eq!(mine.precheck(cfg.zone_bits), Ok(()));
