@@ -721,3 +721,215 @@ fn a_rollout_policy_is_validated_signed_and_shown() {
         .code(2)
         .stderr_has(&["bad.toml", "[rollout]", "waves"]);
 }
+
+/// `exec` guards: `creates` (a path under the root), `unless` and `onlyif` (commands run
+/// with the root as working directory) decide whether the command runs, on every apply.
+#[test]
+fn exec_runs_only_as_its_guards_allow() {
+    let f = Fleet::new();
+    f.seed("/etc/present", "x\n");
+    let def = f.write(
+        "defs/guards.toml",
+        r#"name = "guards"
+[[resource]]
+type = "exec"
+name = "created-already"
+command = "echo ran >> log-created"
+creates = "/etc/present"
+[[resource]]
+type = "exec"
+name = "creates-missing"
+command = "echo ran >> log-missing"
+creates = "/etc/absent"
+[[resource]]
+type = "exec"
+name = "unless-true"
+command = "echo ran >> log-unless-true"
+unless = "true"
+[[resource]]
+type = "exec"
+name = "unless-false"
+command = "echo ran >> log-unless-false"
+unless = "false"
+[[resource]]
+type = "exec"
+name = "onlyif-true"
+command = "echo ran >> log-onlyif-true"
+onlyif = "true"
+[[resource]]
+type = "exec"
+name = "onlyif-false"
+command = "echo ran >> log-onlyif-false"
+onlyif = "false"
+"#,
+    );
+    let bundle = f.sign(&def, 1, "guards-1.bundle");
+    f.apply(&bundle, &[]).code(0);
+    let runs = |name: &str| {
+        std::fs::read_to_string(f.in_root(&format!("/{name}")))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    assert_eq!(runs("log-created"), 0, "creates: the path exists");
+    assert_eq!(runs("log-missing"), 1, "creates: the path is missing");
+    assert_eq!(runs("log-unless-true"), 0, "unless: the guard succeeded");
+    assert_eq!(runs("log-unless-false"), 1, "unless: the guard failed");
+    assert_eq!(runs("log-onlyif-true"), 1, "onlyif: the guard succeeded");
+    assert_eq!(runs("log-onlyif-false"), 0, "onlyif: the guard failed");
+    // Guards are judged again on every apply: the unguarded-by-path ones run again.
+    f.apply(&bundle, &[]).code(0);
+    assert_eq!(runs("log-missing"), 2);
+    assert_eq!(runs("log-unless-false"), 2);
+    assert_eq!(runs("log-onlyif-true"), 2);
+    assert_eq!(
+        runs("log-created") + runs("log-unless-true") + runs("log-onlyif-false"),
+        0
+    );
+}
+
+/// `package` on the real system: `plan` reads dpkg's database (`dpkg-query`) and changes
+/// nothing. Compared with what `dpkg-query` itself says about coreutils.
+#[test]
+fn plan_of_packages_reads_the_real_dpkg_state() {
+    let ws = Workspace::new();
+    let def = ws.write(
+        "pkgs.toml",
+        r#"name = "pkgs"
+[[resource]]
+type = "package"
+name = "dpkg"
+[[resource]]
+type = "package"
+name = "coreutils"
+ensure = "absent"
+[[resource]]
+type = "package"
+name = "driftless-no-such-package"
+ensure = "absent"
+[[resource]]
+type = "package"
+name = "driftless-no-such-package-2"
+"#,
+    );
+    let version = std::process::Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", "coreutils"])
+        .output()
+        .expect("dpkg-query");
+    let version = String::from_utf8_lossy(&version.stdout).to_string();
+    assert!(!version.is_empty(), "coreutils is installed here");
+    ws.run(["plan", def.to_str().unwrap()]).ok().stdout_has(&[
+        &format!("package:coreutils: would change: remove (version {version})"),
+        "package:driftless-no-such-package-2: would change: install",
+        "2 to change, 2 unchanged, 0 failed",
+    ]);
+    let still = std::process::Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", "coreutils"])
+        .output()
+        .expect("dpkg-query");
+    assert_eq!(String::from_utf8_lossy(&still.stdout), version);
+}
+
+/// `service` with no systemd as PID 1 (this test machine; the booted hosts of
+/// `tests/hosts/run.sh` cover the rest): a named failure of that resource, exit 1. Where
+/// systemd does run, the made-up unit is a named "not found" instead.
+#[test]
+fn a_service_without_systemd_is_a_named_failure() {
+    let ws = Workspace::new();
+    let def = ws.write(
+        "svc.toml",
+        "name = \"svc\"\n[[resource]]\ntype = \"service\"\nname = \"driftless-test-nothing\"\nensure = \"running\"\n",
+    );
+    let out = ws.run(["plan", def.to_str().unwrap()]);
+    let out = out.code(1);
+    if std::path::Path::new("/run/systemd/system").exists() {
+        out.stdout_has(&["service:driftless-test-nothing", "not found"]);
+    } else {
+        out.stdout_has(&[
+            "service:driftless-test-nothing: FAILED: systemd is not running on this machine",
+            "0 to change, 0 unchanged, 1 failed",
+        ]);
+    }
+}
+
+/// `package` with `ensure = "absent"` on the real system removes the package with apt-get:
+/// a throw-away package built here with dpkg-deb and installed with dpkg, then removed by
+/// `apply` (and already absent on the next apply).
+#[test]
+fn apply_removes_a_package_with_apt_get() {
+    let ws = Workspace::new();
+    let pkg = ws.path("pkg");
+    std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(pkg.join("usr/share/doc/driftless-test-remove")).unwrap();
+    std::fs::write(
+        pkg.join("DEBIAN/control"),
+        "Package: driftless-test-remove\nVersion: 1.0\nArchitecture: all\nMaintainer: driftless tests <tests@localhost>\nDescription: removed by a driftless test\n",
+    )
+    .unwrap();
+    std::fs::write(
+        pkg.join("usr/share/doc/driftless-test-remove/README"),
+        "x\n",
+    )
+    .unwrap();
+    let deb = ws.path("remove.deb");
+    let sh = |cmd: &mut std::process::Command| {
+        let out = cmd.output().expect("run");
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sh(std::process::Command::new("dpkg-deb")
+        .arg("-b")
+        .arg(&pkg)
+        .arg(&deb));
+    sh(std::process::Command::new("dpkg").arg("-i").arg(&deb));
+    let status = || {
+        std::process::Command::new("dpkg-query")
+            .args(["-W", "-f", "${Status}", "driftless-test-remove"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(status(), "install ok installed");
+    let release = ws.keygen("release");
+    let trust = ws.trust_dir("trust", &[&release], None);
+    let def = ws.write(
+        "rm.toml",
+        "name = \"rm\"\n[[resource]]\ntype = \"package\"\nname = \"driftless-test-remove\"\nensure = \"absent\"\n",
+    );
+    let bundle = ws.path("rm.bundle");
+    ws.run([
+        "sign",
+        def.to_str().unwrap(),
+        "--key",
+        release.private.to_str().unwrap(),
+        "--version",
+        "1",
+        "--out",
+        bundle.to_str().unwrap(),
+    ])
+    .ok();
+    let state = ws.path("state");
+    let apply = || {
+        ws.run([
+            "apply",
+            bundle.to_str().unwrap(),
+            "--trust",
+            trust.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ])
+    };
+    apply()
+        .ok()
+        .stdout_has(&["package:driftless-test-remove: changed: remove (version 1.0)"]);
+    assert!(
+        !status().contains("installed"),
+        "still installed: {}",
+        status()
+    );
+    apply()
+        .ok()
+        .stdout_has(&["0 changed, 1 unchanged, 0 failed"]);
+}

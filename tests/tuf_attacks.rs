@@ -239,15 +239,6 @@ async fn write_frame<T: futures::AsyncWrite + Unpin + Send>(
     io.close().await
 }
 
-async fn read_frame<T: futures::AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<Vec<u8>> {
-    use futures::AsyncReadExt;
-    let mut len = [0u8; 4];
-    io.read_exact(&mut len).await?;
-    let mut buf = vec![0u8; (u32::from_be_bytes(len) as usize).min(transport::MAX_FRAME_BYTES)];
-    io.read_exact(&mut buf).await?;
-    Ok(buf)
-}
-
 #[async_trait::async_trait]
 impl rr::Codec for HostileCodec {
     type Protocol = libp2p::StreamProtocol;
@@ -259,14 +250,14 @@ impl rr::Codec for HostileCodec {
         _: &Self::Protocol,
         io: &mut T,
     ) -> std::io::Result<Vec<u8>> {
-        read_frame(io).await
+        transport::read_frame(io).await
     }
     async fn read_response<T: futures::AsyncRead + Unpin + Send>(
         &mut self,
         _: &Self::Protocol,
         io: &mut T,
     ) -> std::io::Result<Vec<u8>> {
-        read_frame(io).await
+        transport::read_frame(io).await
     }
     async fn write_request<T: futures::AsyncWrite + Unpin + Send>(
         &mut self,

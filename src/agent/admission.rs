@@ -17,12 +17,11 @@ use crate::state::StateDir;
 use driftless_core::admission::{
     SignedCertificate, SignedRevocationList, CERTIFICATE_WARNING_SECS, REVOCATIONS_MAGIC,
 };
-use driftless_core::bundle::{Bundle, VerifiedBundle};
 use driftless_core::proto::{Door, SignedStatus, ZoneRow};
 use driftless_core::root::{SignedRoot, ROOT_MAGIC};
 use driftless_core::signed::Rejection;
 use driftless_core::time::Timestamp;
-use driftless_core::trust::{Ed25519Check, Refusal, SignatureCheck, TrustRoot};
+use driftless_core::trust::{Ed25519Check, SignatureCheck, TrustRoot};
 use driftless_core::Labels;
 use ed25519_dalek::VerifyingKey;
 use libp2p::PeerId;
@@ -67,8 +66,8 @@ pub struct AgentDoor {
     /// Wall clock of the event being handled, for certificate expiry.
     pub now: Cell<Timestamp>,
     cache: RefCell<HashMap<[u8; 32], Result<Grant, &'static str>>>,
-    /// Node keys already decompressed (a curve point square root each: about a fifth of the
-    /// cost of checking a status signature, paid again for every status without this).
+    /// Node keys already decompressed (a curve point square root each, paid again for every
+    /// status checked without this).
     keys: RefCell<HashMap<[u8; 32], VerifyingKey>>,
 }
 
@@ -158,14 +157,8 @@ fn cert_reason(e: &Rejection) -> &'static str {
 }
 
 impl Door<AgentPeer> for AgentDoor {
-    fn verify_bundle(
-        &self,
-        bundle: &Arc<Bundle>,
-        now: Timestamp,
-    ) -> Result<Arc<VerifiedBundle>, Refusal> {
-        self.trust
-            .verify((**bundle).clone(), now, &self.check)
-            .map(Arc::new)
+    fn trust(&self) -> &TrustRoot {
+        &self.trust
     }
     fn signatures(&self) -> &dyn SignatureCheck {
         &self.check

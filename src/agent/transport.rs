@@ -138,7 +138,8 @@ impl Response {
 #[derive(Debug, Clone, Default)]
 pub struct FrameCodec;
 
-async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
+/// Read one length-prefixed frame, refusing one over [`MAX_FRAME_BYTES`] before allocating.
+pub async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;

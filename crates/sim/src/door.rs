@@ -66,6 +66,10 @@ impl SimDoor {
 }
 
 impl Door<u32> for SimDoor {
+    fn trust(&self) -> &TrustRoot {
+        &self.trust
+    }
+    /// Remembers the verdict per bundle (hash and signatures); expiry re-checked per call.
     fn verify_bundle(
         &self,
         bundle: &Arc<Bundle>,

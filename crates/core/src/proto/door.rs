@@ -17,13 +17,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub trait Door<P> {
+    /// The trust root bundles are checked against.
+    fn trust(&self) -> &TrustRoot;
     /// The trust root's checks of a decoded bundle (not the high-water mark: that is the
     /// node's own state).
     fn verify_bundle(
         &self,
         bundle: &Arc<Bundle>,
         now: Timestamp,
-    ) -> Result<Arc<VerifiedBundle>, Refusal>;
+    ) -> Result<Arc<VerifiedBundle>, Refusal> {
+        self.trust()
+            .verify((**bundle).clone(), now, self.signatures())
+            .map(Arc::new)
+    }
     /// Checks signatures of statuses.
     fn signatures(&self) -> &dyn SignatureCheck;
     /// The key that signs statuses of `peer` (its node key), if the peer is admitted.
@@ -65,14 +71,8 @@ impl<F> PlainDoor<F> {
 }
 
 impl<P, F: Fn(&P) -> Option<VerifyingKey>, C: SignatureCheck> Door<P> for PlainDoor<F, C> {
-    fn verify_bundle(
-        &self,
-        bundle: &Arc<Bundle>,
-        now: Timestamp,
-    ) -> Result<Arc<VerifiedBundle>, Refusal> {
-        self.trust
-            .verify((**bundle).clone(), now, &self.check)
-            .map(Arc::new)
+    fn trust(&self) -> &TrustRoot {
+        &self.trust
     }
     fn signatures(&self) -> &dyn SignatureCheck {
         &self.check
