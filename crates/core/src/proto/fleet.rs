@@ -234,8 +234,10 @@ pub struct FleetView<P> {
     /// row received is compared here, in one array read, and nearly every row received is a
     /// copy of one held (rumors reach each node several times).
     ranks: Vec<u64>,
-    /// Rows learned recently, pushed along with each round's digest: (row, rounds left).
-    hot: BTreeMap<u32, (Arc<ZoneRow<P>>, u8)>,
+    /// Rows learned recently, named in the next few digests: (zone, rank, digests left), in
+    /// the order learned, one per zone. Digests name rows, so the rows themselves are not
+    /// touched to name them, and a short list is walked once per digest.
+    hot: Vec<(u32, u64, u8)>,
     fingerprint: u64,
     /// XOR of a hash of (zone, issued) over `rows`: equal prints, equal row sets.
     rows_print: u64,
@@ -319,7 +321,7 @@ impl<P: PeerId> FleetView<P> {
             evidence: BTreeMap::new(),
             rows: BTreeMap::new(),
             ranks: Vec::new(),
-            hot: BTreeMap::new(),
+            hot: Vec::new(),
             fingerprint: 0,
             zone_ids: Vec::new(),
             rows_print: 0,
@@ -437,7 +439,7 @@ impl<P: PeerId> FleetView<P> {
             if let Some(r) = self.rows.remove(&z) {
                 found = true;
                 self.rows_print ^= row_print(r.zone, row_rank(&r));
-                self.hot.remove(&z);
+                self.hot.retain(|h| h.0 != z);
             }
         }
         if *p != self.me {
@@ -721,7 +723,7 @@ impl<P: PeerId> FleetView<P> {
         self.settle_waits = 0;
         let row = Arc::new(row.sign(key));
         self.put_row(row.clone());
-        self.hot.insert(row.zone, (row, cfg.row_hot_rounds));
+        self.make_hot(row.zone, row_rank(&row), cfg);
     }
 
     /// Whether `row` would replace the row held for its zone (it is of a zone that exists
@@ -756,7 +758,7 @@ impl<P: PeerId> FleetView<P> {
             return false;
         }
         self.put_row(row.clone());
-        self.hot.insert(row.zone, (row.clone(), cfg.row_hot_rounds));
+        self.make_hot(row.zone, row_rank(row), cfg);
         true
     }
 
@@ -832,15 +834,24 @@ impl<P: PeerId> FleetView<P> {
         self.hot.is_empty()
     }
 
-    /// Rows to push this round (each hot row for `row_hot_rounds` rounds).
-    pub fn take_hot(&mut self, cfg: &Config) -> Vec<Arc<ZoneRow<P>>> {
+    /// (zone, rank) of the rows to name in this digest (each hot row in `row_hot_rounds`).
+    pub fn take_hot(&mut self, cfg: &Config) -> Vec<(u32, u64)> {
         let n = self.hot.len().min(cfg.rows_per_message);
-        let out: Vec<Arc<ZoneRow<P>>> = self.hot.values().take(n).map(|(r, _)| r.clone()).collect();
-        for h in self.hot.values_mut().take(n) {
-            h.1 = h.1.saturating_sub(1);
+        let mut out = Vec::with_capacity(n);
+        for h in &mut self.hot[..n] {
+            out.push((h.0, h.1));
+            h.2 = h.2.saturating_sub(1);
         }
-        self.hot.retain(|_, (_, left)| *left > 0);
+        self.hot.retain(|h| h.2 > 0);
         out
+    }
+
+    /// Name the row of `zone` (rank `rank`) in the next `row_hot_rounds` digests.
+    fn make_hot(&mut self, zone: u32, rank: u64, cfg: &Config) {
+        match self.hot.iter_mut().find(|h| h.0 == zone) {
+            Some(h) => *h = (zone, rank, cfg.row_hot_rounds),
+            None => self.hot.push((zone, rank, cfg.row_hot_rounds)),
+        }
     }
 
     /// Exact counts once converged: the own zone from its table, other zones from rows.

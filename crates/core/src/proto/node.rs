@@ -11,7 +11,7 @@
 
 use super::config::Config;
 use super::door::Door;
-use super::fleet::{row_rank, FleetView, RowRefusal, ZoneRow};
+use super::fleet::{FleetView, RowRefusal, ZoneRow};
 use super::membership::Membership;
 use super::message::{Announcement, Digest, Message, WireBundle};
 use super::rollout::{self, Decision, Wait, WaveTally};
@@ -1146,11 +1146,7 @@ impl<P: PeerId> Node<P> {
 
     /// (zone, rank) of the rows to name in this digest ([`FleetView::take_hot`]).
     fn hot_rows(&mut self) -> Vec<(u32, u64)> {
-        self.fleet
-            .take_hot(&self.cfg)
-            .iter()
-            .map(|r| (r.zone, row_rank(r)))
-            .collect()
+        self.fleet.take_hot(&self.cfg)
     }
 
     /// A zone row from the network: kept only if it would replace the row held for its zone,
