@@ -1032,3 +1032,101 @@ fn a_liars_rows_do_not_advance_a_node_whose_own_zone_disagrees() {
         }
     }
 }
+
+#[test]
+fn a_digest_exchange_where_both_sides_lack_a_row_costs_two_row_messages() {
+    // A holds the newest row of one zone, B of another, each named in its digest. B asks in
+    // its answering digest; A answers with one RowWant that carries B's row and asks for its
+    // own; B answers with Rows. Two messages beyond the digests, and both hold both rows.
+    let cfg = Config {
+        zone_bits: 2,
+        ..Config::default()
+    };
+    let net = Net::new(40, cfg.clone());
+    let door = &net.door;
+    let zone_of = |n: u32| fleet::zone_of(2, &n);
+    let (a, b) = (1u32, 2u32);
+    // Issuers of two zones other than each other's, signed with keys the door knows.
+    let x_issuer = (3..40u32).find(|n| zone_of(*n) != zone_of(b)).unwrap();
+    let y_issuer = (3..40u32)
+        .find(|n| zone_of(*n) != zone_of(a) && zone_of(*n) != zone_of(x_issuer))
+        .unwrap();
+    let row = |issuer: u32| {
+        Arc::new(
+            fleet::ZoneRow {
+                zone: zone_of(issuer),
+                issued_ms: WALL0 + 1_000,
+                issuer,
+                members: 10,
+                counts: Vec::new(),
+                contacts: vec![issuer],
+                sig: Vec::new(),
+                cert: None,
+            }
+            .sign(&node_key(issuer)),
+        )
+    };
+    let (rx, ry) = (row(x_issuer), row(y_issuer));
+    let mut na = Node::new(cfg.clone(), a, node_key(a), Labels::new());
+    let mut nb = Node::new(cfg.clone(), b, node_key(b), Labels::new());
+    let mut rng = StdRng::seed_from_u64(7);
+    let now = Now {
+        mono_ms: 1_000,
+        wall_ms: WALL0 + 2_000,
+    };
+    let mut deliver = |n: &mut Node<u32>, from: u32, msg: Message<u32>| -> Vec<Message<u32>> {
+        let mut out = Vec::new();
+        n.handle(Event::Message { from, msg }, now, &mut rng, door, &mut out);
+        out.into_iter()
+            .filter_map(|a| match a {
+                Action::Send { msg, .. } => Some(msg),
+                _ => None,
+            })
+            .filter(|m| !matches!(m, Message::Join | Message::Neighbor { .. }))
+            .collect()
+    };
+    deliver(&mut na, 9, Message::Rows(vec![rx.clone()]));
+    deliver(&mut nb, 9, Message::Rows(vec![ry.clone()]));
+    let digest = |rows: Vec<(u32, u64)>, reply: bool, want: Vec<u32>| {
+        Message::Digest(Digest {
+            channels: vec![],
+            rows,
+            notable: vec![],
+            reply,
+            rows_print: 0,
+            want,
+        })
+    };
+    let rank = |r: &fleet::ZoneRow<u32>| fleet::row_rank(r);
+    // A's digest names x; B answers naming y and wanting x.
+    let out = deliver(&mut nb, a, digest(vec![(rx.zone, rank(&rx))], true, vec![]));
+    let answer = out
+        .iter()
+        .find_map(|m| match m {
+            Message::Digest(d) => Some(d.clone()),
+            _ => None,
+        })
+        .expect("an answering digest");
+    assert_eq!(answer.want, vec![rx.zone]);
+    assert!(answer.rows.contains(&(ry.zone, rank(&ry))));
+    assert!(
+        out.iter().all(|m| matches!(m, Message::Digest(_))),
+        "{out:?}"
+    );
+    // A gives x and asks for y in one message.
+    let out = deliver(&mut na, b, Message::Digest(answer));
+    assert_eq!(out.len(), 1, "{out:?}");
+    let Message::RowWant { zones, rows } = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(zones, &vec![ry.zone]);
+    assert_eq!(rows, &vec![rx.clone()]);
+    // B takes x and answers with y.
+    let out = deliver(&mut nb, a, out[0].clone());
+    assert_eq!(out, vec![Message::Rows(vec![ry.clone()])]);
+    deliver(&mut na, b, out[0].clone());
+    for n in [&na, &nb] {
+        assert_eq!(n.fleet().rows.get(&rx.zone), Some(&rx));
+        assert_eq!(n.fleet().rows.get(&ry.zone), Some(&ry));
+    }
+}
