@@ -7,7 +7,7 @@
 
 use driftless_core::proto::config::limits::*;
 use driftless_core::proto::message::MESSAGE_FORMAT;
-use driftless_core::proto::Message;
+use driftless_core::proto::{Message, ZoneRow};
 use driftless_fuzz::{within_cap, WirePeer};
 use libfuzzer_sys::fuzz_target;
 
@@ -21,24 +21,26 @@ fn within_limits(msg: &Message<WirePeer>) -> bool {
         Message::Digest(d) => {
             d.channels.len() <= MAX_CHANNELS
                 && d.rows.len() <= MAX_ROWS
+                && d.want.len() <= MAX_ROWS
                 && d.notable.len() <= MAX_STATUSES
-                && d.rows.iter().all(|r| r.counts.len() <= MAX_ROW_COUNTS)
         }
+        Message::RowWant { zones, rows } => zones.len() <= MAX_ROWS && rows_within(rows),
         Message::Statuses(s) => s.len() <= MAX_STATUSES,
         Message::ZoneSync {
             entries: Some(e), ..
         } => e.len() <= MAX_ZONE_ENTRIES,
         Message::ZoneWant(w) => w.len() <= MAX_ZONE_ENTRIES,
         Message::RowSync(r) => r.len() <= MAX_ROWS,
-        Message::Rows(r) => {
-            r.len() <= MAX_ROWS
-                && r.iter().all(|row| {
-                    row.counts.len() <= MAX_ROW_COUNTS
-                        && row.contacts.len() <= MAX_PEERS_PER_MESSAGE
-                })
-        }
+        Message::Rows(r) => rows_within(r),
         _ => true,
     }
+}
+
+fn rows_within(r: &[std::sync::Arc<ZoneRow<WirePeer>>]) -> bool {
+    r.len() <= MAX_ROWS
+        && r.iter().all(|row| {
+            row.counts.len() <= MAX_ROW_COUNTS && row.contacts.len() <= MAX_PEERS_PER_MESSAGE
+        })
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -53,8 +55,9 @@ fuzz_target!(|data: &[u8]| {
         msg.kind()
     );
     let bytes = msg.encode();
-    // A format-1 message comes back as format 2, one byte longer per status (its certificate
-    // field); only a current-format input must not grow.
+    // A format-1 or -2 message comes back as format 3: one byte longer per status of format
+    // 1 (its certificate field) and per row of a `Rows` message (its empty signature); only
+    // a current-format input must not grow.
     if data[4..6] == MESSAGE_FORMAT.to_le_bytes() {
         assert!(
             bytes.len() <= data.len(),

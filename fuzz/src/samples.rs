@@ -309,7 +309,10 @@ fn row() -> ZoneRow<WirePeer> {
             n: 2,
         }],
         contacts: vec![peer(1), peer(2)],
+        sig: Vec::new(),
+        cert: Some(Arc::new(vec![0xce; 40])),
     }
+    .sign(&node_key(1))
 }
 
 /// One message of every kind.
@@ -350,10 +353,19 @@ pub fn messages() -> Vec<Message<WirePeer>> {
         },
         Message::Digest(Digest {
             channels: vec![announce],
-            rows: vec![Arc::new(row())],
+            rows: vec![(3, CREATED * 1000)],
             notable: vec![st[1].clone()],
             reply: true,
             rows_print: 0x1234_5678,
+            want: vec![],
+        }),
+        Message::Digest(Digest {
+            channels: vec![],
+            rows: vec![(5, CREATED * 1000 + 9)],
+            notable: vec![],
+            reply: false,
+            rows_print: 0x8765_4321,
+            want: vec![3],
         }),
         Message::Statuses(st.clone()),
         Message::ZoneSync {
@@ -367,6 +379,14 @@ pub fn messages() -> Vec<Message<WirePeer>> {
         Message::ZoneWant(vec![peer(2)]),
         Message::RowSync(vec![(3, CREATED * 1000)]),
         Message::Rows(vec![Arc::new(row())]),
+        Message::RowWant {
+            zones: vec![3],
+            rows: vec![],
+        },
+        Message::RowWant {
+            zones: vec![5],
+            rows: vec![Arc::new(row())],
+        },
     ]
 }
 

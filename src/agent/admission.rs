@@ -17,7 +17,7 @@ use crate::state::StateDir;
 use driftless_core::admission::{
     SignedCertificate, SignedRevocationList, CERTIFICATE_WARNING_SECS, REVOCATIONS_MAGIC,
 };
-use driftless_core::proto::{Door, SignedStatus};
+use driftless_core::proto::{Door, SignedStatus, ZoneRow};
 use driftless_core::root::{SignedRoot, ROOT_MAGIC};
 use driftless_core::signed::Rejection;
 use driftless_core::time::Timestamp;
@@ -177,6 +177,23 @@ impl Door<AgentPeer> for AgentDoor {
         }
         keys.insert(peer.key, k);
         Some(k)
+    }
+    /// A zone row: its issuer's signature, and in an admitted fleet its issuer's certificate
+    /// (for that node key, verified and not revoked), as for a status; labels do not matter.
+    fn verify_row(&self, row: &Arc<ZoneRow<AgentPeer>>, key: &VerifyingKey) -> bool {
+        if !row.verify(key, &self.check) {
+            return false;
+        }
+        if self.is_open() {
+            return true;
+        }
+        let Some(cert) = &row.cert else {
+            return false;
+        };
+        match self.cached_cert(cert) {
+            Ok(g) => g.node_key == row.issuer.key,
+            Err(_) => false,
+        }
     }
     fn verify_status(&self, status: &Arc<SignedStatus<AgentPeer>>, key: &VerifyingKey) -> bool {
         if !status.verify(key, &self.check) {
@@ -344,4 +361,80 @@ pub fn node_name(key: &[u8; 32]) -> String {
 /// True when `labels` (from flags or config) disagree with the certificate's.
 pub fn labels_disagree(given: &Labels, cert: &Labels) -> bool {
     !given.is_empty() && given != cert
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use driftless_core::admission::{Certificate, SignedCertificate};
+    use ed25519_dalek::SigningKey;
+
+    fn key(n: u8) -> SigningKey {
+        SigningKey::from_bytes(&[n; 32])
+    }
+
+    fn cert(node: u8, admission: u8) -> Arc<Vec<u8>> {
+        let c = Certificate {
+            fleet: "prod".into(),
+            node_key: key(node).verifying_key().to_bytes(),
+            labels: Labels::new(),
+            issued: Timestamp(1000),
+            expires: Timestamp(9000),
+        };
+        Arc::new(SignedCertificate::sign(c, &[&key(admission)]).encode())
+    }
+
+    fn row(node: u8, cert: Option<Arc<Vec<u8>>>) -> Arc<ZoneRow<AgentPeer>> {
+        let issuer = AgentPeer {
+            key: key(node).verifying_key().to_bytes(),
+            addr: None,
+        };
+        Arc::new(
+            ZoneRow {
+                zone: 0,
+                issued_ms: 2_000_000,
+                issuer,
+                members: 150,
+                counts: vec![],
+                contacts: vec![],
+                sig: vec![],
+                cert,
+            }
+            .sign(&key(node)),
+        )
+    }
+
+    /// In an admitted fleet a zone row counts only with its issuer's certificate: anyone can
+    /// make a key that hashes into any zone, so a signature alone proves nothing.
+    #[test]
+    fn a_row_needs_its_issuers_certificate_in_an_admitted_fleet() {
+        let trust = TrustRoot::new("prod", vec![key(1).verifying_key()], 1)
+            .with_admission_keys(vec![key(2).verifying_key()], 1);
+        let door = AgentDoor::new(trust, BTreeSet::new());
+        door.now.set(Timestamp(2000));
+        let k = key(50).verifying_key();
+        assert!(door.verify_row(&row(50, Some(cert(50, 2))), &k));
+        assert!(!door.verify_row(&row(50, None), &k), "no certificate");
+        assert!(
+            !door.verify_row(&row(50, Some(cert(51, 2))), &k),
+            "another node's certificate"
+        );
+        assert!(
+            !door.verify_row(&row(50, Some(cert(50, 7))), &k),
+            "a self-made certificate"
+        );
+        // Revoked: no key for it at all.
+        let revoked = AgentDoor::new(
+            TrustRoot::new("prod", vec![key(1).verifying_key()], 1)
+                .with_admission_keys(vec![key(2).verifying_key()], 1),
+            [k.to_bytes()].into(),
+        );
+        assert!(revoked.node_key(&row(50, None).issuer).is_none());
+        // An open fleet has no certificates: the signature is all there is.
+        let open = AgentDoor::new(
+            TrustRoot::new("prod", vec![key(1).verifying_key()], 1),
+            BTreeSet::new(),
+        );
+        assert!(open.verify_row(&row(50, None), &k));
+    }
 }

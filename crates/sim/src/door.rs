@@ -6,7 +6,7 @@
 //! again on every call, since it depends on the time.
 
 use driftless_core::bundle::{Bundle, BundleHash, VerifiedBundle};
-use driftless_core::proto::{Door, MemoCheck, SignedStatus};
+use driftless_core::proto::{Door, MemoCheck, SignedStatus, ZoneRow};
 use driftless_core::trust::{Ed25519Check, Refusal, SignatureCheck, TrustRoot};
 use driftless_core::Timestamp;
 use ed25519_dalek::VerifyingKey;
@@ -17,6 +17,8 @@ use std::sync::Arc;
 type Verdict = Result<Arc<VerifiedBundle>, Refusal>;
 /// A status (kept alive, so its address stays its own), the key it was checked with, the verdict.
 type StatusVerdict = (Arc<SignedStatus<u32>>, VerifyingKey, bool);
+/// A zone row (kept alive likewise), the key it was checked with, the verdict.
+type RowVerdict = (Arc<ZoneRow<u32>>, VerifyingKey, bool);
 
 pub struct SimDoor {
     pub trust: TrustRoot,
@@ -30,6 +32,9 @@ pub struct SimDoor {
     statuses: RefCell<HashMap<usize, StatusVerdict, crate::wire::FastHash>>,
     /// Statuses whose verdict was known when their node signed them (see [`SimDoor::signed`]).
     pub signed_here: std::cell::Cell<u64>,
+    /// Row verdicts per shared value, likewise: a row crosses the network as one `Arc` and
+    /// every node that takes it checks it.
+    rows: RefCell<HashMap<usize, RowVerdict, crate::wire::FastHash>>,
 }
 
 impl SimDoor {
@@ -41,6 +46,7 @@ impl SimDoor {
             verdicts: RefCell::new(HashMap::new()),
             statuses: RefCell::new(HashMap::default()),
             signed_here: Default::default(),
+            rows: RefCell::new(HashMap::default()),
         }
     }
 
@@ -105,6 +111,18 @@ impl Door<u32> for SimDoor {
 
     fn node_key(&self, peer: &u32) -> Option<VerifyingKey> {
         self.node_keys.get(*peer as usize).copied()
+    }
+
+    fn verify_row(&self, row: &Arc<ZoneRow<u32>>, key: &VerifyingKey) -> bool {
+        let at = Arc::as_ptr(row) as usize;
+        if let Some((_, k, v)) = self.rows.borrow().get(&at) {
+            if k == key {
+                return *v;
+            }
+        }
+        let v = row.verify(key, &self.check);
+        self.rows.borrow_mut().insert(at, (row.clone(), *key, v));
+        v
     }
 
     fn verify_status(&self, status: &Arc<SignedStatus<u32>>, key: &VerifyingKey) -> bool {

@@ -14,7 +14,7 @@ use driftless_core::definition::{
     CompiledDefinition, Ownership, Resource, ResourceKind, RolloutPolicy,
 };
 use driftless_core::labels::{Labels, Targets};
-use driftless_core::proto::fleet::{zone_of, Count};
+use driftless_core::proto::fleet::{row_rank, zone_of, Count};
 use driftless_core::proto::rollout::wave_of;
 use driftless_core::proto::{
     Action, ApplyState, ChannelStatus, Config, Event, Message, Node, Now, PeerId, Persisted,
@@ -431,13 +431,17 @@ impl<'a> Engine<'a> {
     }
 
     /// What a compromised node sends instead of `msg`, once a version is out. It lies in every
-    /// zone row it sends, of any zone (rows are unsigned: it can rewrite those it relays and
-    /// make up its own): one node in the zone, running the newest version, healthy, in the
-    /// last wave. So every earlier wave of those zones looks empty (done, a hurry), and the
-    /// fleet looks small (a wave of a few nodes, a share that one sick status passes). Its
-    /// own status (signed with its genuine key: it is admitted) says it runs the newest
-    /// version in wave 0 and is unhealthy, and it hands that to every peer as a notable
-    /// status: one node's word for a halt.
+    /// zone row it sends, of any zone: one node in the zone, running the newest version,
+    /// healthy, in the last wave. So every earlier wave of those zones would look empty (done,
+    /// a hurry), and the fleet small (a wave of a few nodes, a share that one sick status
+    /// passes). Rows are signed by their issuer, who must belong to the zone the row
+    /// describes, so it signs with its own key (it is admitted) what it may: its own zone's
+    /// row, which is taken. Rows of other zones it forges three ways, taking turns by zone:
+    /// under their real issuer (the old signature no longer verifies: `bad_row_signature`),
+    /// signed under its own name (`row_issuer_outside_zone`), or unsigned as an older agent
+    /// would send them (`unsigned_row`); every one is refused. Its own status (signed with its
+    /// genuine key) says it runs the newest version in wave 0 and is unhealthy, and it hands
+    /// that to every peer as a notable status: one node's word for a halt.
     fn lie(&mut self, from: u32, msg: &mut Message<u32>) {
         let Some((&latest, _)) = self.releases.iter().next_back() else {
             return;
@@ -449,8 +453,18 @@ impl<'a> Engine<'a> {
             .map_or(0, |r| r.policy.waves.len().saturating_sub(1) as u8);
         let channel = self.sc.fleet.channel.clone();
         let wall = WALL0_MS + self.now;
+        let zone_bits = self.cfg.zone_bits;
+        let key = &self.keys[from as usize].clone();
+        let my_zone = zone_of(zone_bits, &from);
+        // Its own zone's row says as many members as its table counts: the lie is in the
+        // counts (a row stuck at a restarted table's few members would only stall the
+        // rollout, as any view with a sparse zone waits).
+        let my_members = self.nodes[from as usize]
+            .node
+            .as_ref()
+            .map_or(0, |n| n.fleet().zone.len() as u32);
         let forge_row = |r: &ZoneRow<u32>| {
-            Arc::new(ZoneRow {
+            let row = ZoneRow {
                 zone: r.zone,
                 issued_ms: wall.max(r.issued_ms + 1),
                 issuer: r.issuer,
@@ -465,30 +479,55 @@ impl<'a> Engine<'a> {
                     n: 1,
                 }],
                 contacts: r.contacts.clone(),
+                sig: r.sig.clone(),
+                cert: r.cert.clone(),
+            };
+            let signed_by_me = |row: ZoneRow<u32>| {
+                ZoneRow {
+                    issuer: from,
+                    ..row
+                }
+                .sign(key)
+            };
+            Arc::new(if r.zone == my_zone {
+                signed_by_me(ZoneRow {
+                    members: row.members.max(my_members),
+                    ..row
+                })
+            } else {
+                match r.zone % 3 {
+                    0 => row,
+                    1 => signed_by_me(row),
+                    _ => ZoneRow {
+                        sig: Vec::new(),
+                        ..row
+                    },
+                }
             })
         };
+        // Digests name rows by (zone, rank); it names every row it holds, its own zone's
+        // too, as newer than what anyone holds, so that its peers ask for the forgeries.
+        let named: Vec<(u32, u64)> = self.nodes[from as usize]
+            .node
+            .as_ref()
+            .map(|n| {
+                n.fleet()
+                    .rows
+                    .values()
+                    .map(|r| (r.zone, row_rank(&forge_row(r))))
+                    .collect()
+            })
+            .unwrap_or_default();
         let own = self.own_status_lie(from, latest);
-        let own_row = self.nodes[from as usize].node.as_ref().and_then(|n| {
-            let f = n.fleet();
-            f.rows.get(&f.my_zone).cloned()
-        });
         match msg {
             Message::Digest(d) => {
-                // Its own zone's row goes into every digest, whether it changed or not.
-                if let Some(r) = own_row {
-                    if !d.rows.iter().any(|x| x.zone == r.zone) {
-                        d.rows.push(r);
-                    }
-                }
-                for r in d.rows.iter_mut() {
-                    *r = forge_row(r);
-                }
+                d.rows = named;
                 if let Some(own) = own {
                     d.notable.retain(|s| s.body.node != from);
                     d.notable.push(own);
                 }
             }
-            Message::Rows(rows) => {
+            Message::Rows(rows) | Message::RowWant { rows, .. } => {
                 for r in rows.iter_mut() {
                     *r = forge_row(r);
                 }

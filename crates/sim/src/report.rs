@@ -341,19 +341,30 @@ pub fn run_protocol(sc: &Scenario, seed: u64) -> Report {
     let mut checks = Vec::new();
     // Wave order is the safety property of every rollout: it is checked for each version
     // published with a rollout policy, whether or not the scenario lists it.
-    // With liars in the fleet, the order that signed statuses guarantee is the one within
-    // each zone: a liar's rows can misstate every other zone (see `rollout-liar.toml`).
+    // With liars in the fleet, the order that signed statuses and signed rows guarantee is
+    // the one within each zone (the own zone's statuses), and the one across every zone
+    // but the liars' (a liar may sign only its own zone's row; see `rollout-liar.toml`).
     let mut expect = sc.expect.clone();
     for v in m.rollouts.keys() {
-        let order = if sc.fleet.liars > 0 {
-            Expectation::WavesInOrderPerZone { version: *v }
+        let orders = if sc.fleet.liars > 0 {
+            vec![
+                Expectation::WavesInOrderPerZone { version: *v },
+                Expectation::WavesInOrderOutsideLiars { version: *v },
+            ]
         } else {
-            Expectation::WavesInOrder { version: *v }
+            vec![Expectation::WavesInOrder { version: *v }]
         };
-        if !expect.contains(&order) {
-            expect.push(order);
+        for order in orders {
+            if !expect.contains(&order) {
+                expect.push(order);
+            }
         }
     }
+    let liar_zones: Vec<u32> = e
+        .liars
+        .iter()
+        .map(|l| driftless_core::proto::fleet::zone_of(e.cfg.zone_bits, l))
+        .collect();
     for x in &expect {
         let (passed, detail) = match x {
             Expectation::ShareAt {
@@ -491,7 +502,8 @@ pub fn run_protocol(sc: &Scenario, seed: u64) -> Report {
                 }
             },
             Expectation::WavesInOrder { version }
-            | Expectation::WavesInOrderPerZone { version } => match m.rollouts.get(version) {
+            | Expectation::WavesInOrderPerZone { version }
+            | Expectation::WavesInOrderOutsideLiars { version } => match m.rollouts.get(version) {
                 None => (false, not_a_rollout(*version)),
                 Some(r) => {
                     let bad: Vec<String> = if matches!(x, Expectation::WavesInOrderPerZone { .. }) {
@@ -506,6 +518,8 @@ pub fn run_protocol(sc: &Scenario, seed: u64) -> Report {
                                     .map(move |v| format!("zone {z}: {v}"))
                             })
                             .collect()
+                    } else if matches!(x, Expectation::WavesInOrderOutsideLiars { .. }) {
+                        r.order_violations(&|i| !liar_zones.contains(&r.zone[i]))
                     } else {
                         r.order_violations(&|_| true)
                     };

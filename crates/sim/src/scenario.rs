@@ -145,6 +145,13 @@ pub enum Expectation {
     /// the nodes of each zone of the fleet view (what the own zone's signed statuses vouch
     /// for, whatever the summaries of other zones say).
     WavesInOrderPerZone { version: u64 },
+    /// "waves of version 3 started in order after each bake outside the liars' zones": the
+    /// fleet-wide order among the nodes of every zone that holds no liar. A liar can
+    /// misstate its own zone's row (it is a member: it may sign it), never another zone's
+    /// (rows are signed by a member of the zone they describe), so the waves of all the
+    /// other zones keep their order across zones, even in a zone with no member of the
+    /// previous wave, which judges that wave on rows alone.
+    WavesInOrderOutsideLiars { version: u64 },
     /// "no node of wave 2 applied version 3 before 25s"
     WaveNotBefore {
         wave: u8,
@@ -197,6 +204,9 @@ impl Expectation {
             Expectation::WavesInOrderPerZone { version } => {
                 format!("waves of version {version} started in order after each bake in every zone")
             }
+            Expectation::WavesInOrderOutsideLiars { version } => format!(
+                "waves of version {version} started in order after each bake outside the liars' zones"
+            ),
             Expectation::WaveNotBefore {
                 wave,
                 version,
@@ -633,7 +643,7 @@ fn parse_expectation(text: &str) -> Result<Expectation, String> {
 `bundle bytes per node at most Fx`, `fleet view exact by T`, `idle bytes per node per second at most B`, \
 `configuration synchronization leaves the least drift`, `rollout of version V halted in wave K`, \
 `rollout of version V passed every wave by T`, `at most wave K ever applied version V`, \
-`no node of wave K or later applied version V`, `no node of wave K applied version V before T`, `waves of version V started in order after each bake [in every zone]`, \
+`no node of wave K or later applied version V`, `no node of wave K applied version V before T`, `waves of version V started in order after each bake [in every zone | outside the liars' zones]`, \
 `P% back at version V by T`";
     let num = |w: &str, what: &str| -> Result<u64, String> {
         w.parse().map_err(|_| format!("`{w}` is not a {what}"))
@@ -727,6 +737,11 @@ fn parse_expectation(text: &str) -> Result<Expectation, String> {
         }
         ["waves", "of", "version", v, "started", "in", "order", "after", "each", "bake", "in", "every", "zone"] => {
             Ok(Expectation::WavesInOrderPerZone {
+                version: num(v, "version number")?,
+            })
+        }
+        ["waves", "of", "version", v, "started", "in", "order", "after", "each", "bake", "outside", "the", "liars'", "zones"] => {
+            Ok(Expectation::WavesInOrderOutsideLiars {
                 version: num(v, "version number")?,
             })
         }

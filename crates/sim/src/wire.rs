@@ -1,6 +1,6 @@
 //! Bytes on the wire, counted without building them: postcard's size flavour, with the size
-//! of each zone row remembered (a digest carries up to `rows_per_message` rows, the same few
-//! thousand distinct rows over and over).
+//! of each zone row remembered (a `Rows` message carries up to `rows_per_message` rows, the
+//! same few thousand distinct rows over and over).
 
 use driftless_core::proto::{Message, ZoneRow};
 use std::collections::HashMap;
@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 #[derive(Default)]
 pub struct WireSize {
-    /// (zone, issued, issuer) → encoded bytes. A leader issues one row per zone per instant.
-    rows: HashMap<(u32, u64, u32), usize, FastHash>,
+    /// (zone, issued, issuer, signature length) → encoded bytes. A leader issues one row per
+    /// zone per instant (a liar's forgeries may differ in their signature alone).
+    rows: HashMap<(u32, u64, u32, usize), usize, FastHash>,
 }
 
 /// A multiply-rotate hasher (FxHash's) for the simulator's own maps of small integer keys,
@@ -61,8 +62,7 @@ impl WireSize {
     /// The postcard body of `msg` (the envelope not included).
     pub fn of(&mut self, msg: &mut Message<u32>) -> usize {
         let rows = match msg {
-            Message::Digest(d) => &mut d.rows,
-            Message::Rows(r) => r,
+            Message::Rows(r) | Message::RowWant { rows: r, .. } => r,
             _ => return postcard_len(msg),
         };
         if rows.is_empty() {
@@ -73,13 +73,12 @@ impl WireSize {
         for r in &taken {
             sum += *self
                 .rows
-                .entry((r.zone, r.issued_ms, r.issuer))
+                .entry((r.zone, r.issued_ms, r.issuer, r.sig.len()))
                 .or_insert_with(|| postcard_len(&**r));
         }
         let rest = postcard_len(msg);
         match msg {
-            Message::Digest(d) => d.rows = taken,
-            Message::Rows(r) => *r = taken,
+            Message::Rows(r) | Message::RowWant { rows: r, .. } => *r = taken,
             _ => unreachable!("matched above"),
         }
         rest + sum
@@ -101,17 +100,26 @@ mod tests {
                 members: 150,
                 counts: vec![],
                 contacts: vec![1, 2, 300_000],
+                sig: vec![7; 64],
+                cert: None,
             })
         };
         for n in [1usize, 3, 127, 128, 300] {
             let rows: Vec<_> = (0..n as u32).map(row).collect();
             let mut m = Message::Digest(Digest {
                 channels: vec![],
-                rows: rows.clone(),
+                rows: rows.iter().map(|r| (r.zone, r.issued_ms)).collect(),
                 notable: vec![],
                 reply: true,
                 rows_print: 12345,
+                want: vec![1, 2],
             });
+            let whole = postcard_len(&m);
+            assert_eq!(WireSize::default().of(&mut m), whole, "{n} rows");
+            let mut m = Message::RowWant {
+                zones: vec![4, 5, 600],
+                rows: rows.clone(),
+            };
             let whole = postcard_len(&m);
             assert_eq!(WireSize::default().of(&mut m), whole, "{n} rows");
             let mut m = Message::Rows(rows);

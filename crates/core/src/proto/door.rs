@@ -4,6 +4,7 @@
 //! door that remembers the verdict on identical bytes, since thousands of virtual nodes check
 //! the very same bundle; the checks themselves are the same code.
 
+use super::fleet::ZoneRow;
 use super::status::SignedStatus;
 use super::PeerId;
 use crate::bundle::{Bundle, VerifiedBundle};
@@ -40,6 +41,15 @@ pub trait Door<P> {
         P: PeerId,
     {
         status.verify(key, self.signatures())
+    }
+    /// Check a zone row's signature with its issuer's node key (the caller looked the key
+    /// up with [`Door::node_key`] and checked that the issuer belongs to the row's zone). A
+    /// simulator may remember the verdict per shared value, as for statuses.
+    fn verify_row(&self, row: &Arc<ZoneRow<P>>, key: &VerifyingKey) -> bool
+    where
+        P: PeerId,
+    {
+        row.verify(key, self.signatures())
     }
 }
 

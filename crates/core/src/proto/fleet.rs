@@ -8,7 +8,11 @@
 //!   (they are few, and a halt rests on them);
 //! - one summary row per zone: nodes by (channel, version, state, health). A zone's row is
 //!   issued by its *leader* (the member with the lowest id hash in the issuer's table) when
-//!   its content changes, and spread as a rumor for a few rounds.
+//!   its content changes, signed with the leader's node key, and spread as a rumor for a
+//!   few rounds (digests name it by (zone, rank); peers that lack it ask for it). A row is
+//!   taken only from a member of the zone it describes ([`ZoneRow::precheck`],
+//!   [`ZoneRow::verify`]; `Node::take_row`), so a compromised node can misstate its own
+//!   zone's summary, never another zone's.
 //!
 //! **Which row wins.** A node whose zone table is partial (just restarted, or cut off from its
 //! zone) takes itself for the leader of the few members it knows, and its row is newer than
@@ -29,9 +33,10 @@
 //! `Z` statuses + `N/Z` rows; with zones of about √N·c nodes both stay small (see
 //! ARCHITECTURE.md for measured figures).
 
-use super::config::Config;
-use super::status::{ApplyState, SignedStatus};
+use super::config::{limits, Config};
+use super::status::{ApplyState, SignedStatus, MAX_CERT_BYTES};
 use super::{splitmix64, PeerId};
+use crate::trust::SignatureCheck;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -49,7 +54,12 @@ pub struct Count {
     pub n: u32,
 }
 
-/// A zone's summary as its leader computed it.
+/// A zone's summary as its leader computed it, signed by that leader with its node key.
+///
+/// Anyone can check who may have issued a row: the signature verifies with the issuer's node
+/// key (in an admitted fleet, of a node admitted and not revoked), and the issuer belongs to
+/// the zone the row describes (zones are a hash prefix of the node id). So an admitted but
+/// compromised node can misstate its own zone's row, never another zone's ([`ZoneRow::check`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ZoneRow<P> {
     pub zone: u32,
@@ -59,7 +69,125 @@ pub struct ZoneRow<P> {
     pub counts: Vec<Count>,
     /// A few members, so nodes of this zone can find each other.
     pub contacts: Vec<P>,
+    /// The issuer's signature over [`ROW_CONTEXT`] and the row without it (64 bytes; empty
+    /// for a row read from an older message format, which is never taken: see
+    /// `message.rs`).
+    pub sig: Vec<u8>,
+    /// The issuer's certificate, in an admitted fleet (outside the signature, as on a
+    /// status): the door takes a row only from an admitted, unrevoked issuer, and the row
+    /// travels far beyond the peers that saw its issuer's hello.
+    pub cert: Option<Arc<Vec<u8>>>,
 }
+
+/// A zone row as message formats 1 and 2 carried it: unsigned. Still read, never trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnsignedZoneRow<P> {
+    pub zone: u32,
+    pub issued_ms: u64,
+    pub issuer: P,
+    pub members: u32,
+    pub counts: Vec<Count>,
+    pub contacts: Vec<P>,
+}
+
+impl<P> From<UnsignedZoneRow<P>> for ZoneRow<P> {
+    fn from(r: UnsignedZoneRow<P>) -> Self {
+        ZoneRow {
+            zone: r.zone,
+            issued_ms: r.issued_ms,
+            issuer: r.issuer,
+            members: r.members,
+            counts: r.counts,
+            contacts: r.contacts,
+            sig: Vec::new(),
+            cert: None,
+        }
+    }
+}
+
+/// Domain separation: a row signature never passes for a status or bundle signature.
+pub const ROW_CONTEXT: &[u8] = b"driftless zone row signature v1\0";
+
+/// Why a zone row from a peer was not taken (the reason counted in refusals).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowRefusal {
+    /// No signature: a row from an older message format (an honest older agent sends it).
+    Unsigned,
+    /// The issuer does not belong to the zone the row describes.
+    IssuerOutsideZone,
+    /// The issuer has no node key this node accepts (unknown, not admitted, revoked).
+    UnknownIssuer,
+    /// The signature does not verify with the issuer's key, or a list is over its bound.
+    BadSignature,
+}
+
+impl RowRefusal {
+    pub fn reason(self) -> &'static str {
+        match self {
+            RowRefusal::Unsigned => "unsigned_row",
+            RowRefusal::IssuerOutsideZone => "row_issuer_outside_zone",
+            RowRefusal::UnknownIssuer => "unknown_row_issuer",
+            RowRefusal::BadSignature => "bad_row_signature",
+        }
+    }
+}
+
+impl<P: PeerId> ZoneRow<P> {
+    /// The bytes the issuer signs: the row without its signature, as format 1 of the row
+    /// body (postcard, behind `"DLZR" 1`).
+    fn signed_bytes(&self) -> Vec<u8> {
+        crate::encoding::encode(
+            ROW_MAGIC,
+            ROW_FORMAT,
+            &(
+                self.zone,
+                self.issued_ms,
+                &self.issuer,
+                self.members,
+                &self.counts,
+                &self.contacts,
+            ),
+        )
+    }
+
+    /// Sign the row as its issuer (`key` must be the issuer's node key).
+    pub fn sign(mut self, key: &ed25519_dalek::SigningKey) -> Self {
+        use ed25519_dalek::Signer;
+        let bytes = self.signed_bytes();
+        let mut msg = Vec::with_capacity(ROW_CONTEXT.len() + bytes.len());
+        msg.extend_from_slice(ROW_CONTEXT);
+        msg.extend_from_slice(&bytes);
+        self.sig = key.sign(&msg).to_bytes().to_vec();
+        self
+    }
+
+    /// The checks that need no key, cheapest first: signed at all, and by a member of the
+    /// zone it describes.
+    pub fn precheck(&self, zone_bits: u8) -> Result<(), RowRefusal> {
+        if self.sig.is_empty() {
+            return Err(RowRefusal::Unsigned);
+        }
+        if zone_of(zone_bits, &self.issuer) != self.zone {
+            return Err(RowRefusal::IssuerOutsideZone);
+        }
+        Ok(())
+    }
+
+    /// The signature verifies with `key` (the issuer's node key) and the lists are within
+    /// their bounds. Call [`ZoneRow::precheck`] first; the certificate is the door's to judge.
+    pub fn verify(&self, key: &ed25519_dalek::VerifyingKey, check: &dyn SignatureCheck) -> bool {
+        self.sig.len() == 64
+            && self.cert.as_ref().is_none_or(|c| c.len() <= MAX_CERT_BYTES)
+            && self.counts.len() <= limits::MAX_ROW_COUNTS
+            && self.contacts.len() <= limits::MAX_PEERS_PER_MESSAGE
+            && check.check(key, &[ROW_CONTEXT, &self.signed_bytes()], &self.sig)
+    }
+}
+
+/// What a row signature covers: `"DLZR" 1 (zone, issued_ms, issuer, members, counts,
+/// contacts)`.
+pub const ROW_MAGIC: &[u8; 4] = b"DLZR";
+pub const ROW_FORMAT: u16 = 1;
 
 /// Fleet-wide counts, per channel: (version, state, healthy) → nodes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -106,8 +234,10 @@ pub struct FleetView<P> {
     /// row received is compared here, in one array read, and nearly every row received is a
     /// copy of one held (rumors reach each node several times).
     ranks: Vec<u64>,
-    /// Rows learned recently, pushed along with each round's digest: (row, rounds left).
-    hot: BTreeMap<u32, (Arc<ZoneRow<P>>, u8)>,
+    /// Rows learned recently, named in the next few digests: (zone, rank, digests left), in
+    /// the order learned, one per zone. Digests name rows, so the rows themselves are not
+    /// touched to name them, and a short list is walked once per digest.
+    hot: Vec<(u32, u64, u8)>,
     fingerprint: u64,
     /// XOR of a hash of (zone, issued) over `rows`: equal prints, equal row sets.
     rows_print: u64,
@@ -118,7 +248,20 @@ pub struct FleetView<P> {
     /// Members of the own zone seen on the network (as senders or in peer lists) whose status
     /// the table may still lack: zone syncs go to them until the table knows the zone.
     mates: Vec<P>,
+    /// The zone table's size at the last [`FleetView::maybe_issue_row`], the rounds since it
+    /// last grew, and the rounds a row has waited for it to stop growing.
+    table_len: usize,
+    quiet_rounds: u32,
+    settle_waits: u32,
 }
+
+/// A leader issues a row that counts other members than the one held only once its table has
+/// not grown for this many rounds: a row of a table still filling (a fleet booting, a zone
+/// sync bringing a whole table) would be replaced within seconds, and every node fetches
+/// every row version once, signature included.
+const ROW_SETTLE_ROUNDS: u32 = 2;
+/// … but waits no longer than this many rounds (a zone that keeps growing still gets rows).
+const ROW_SETTLE_MAX: u32 = 20;
 
 /// Zone mates remembered beside the table (a newcomer needs one to start its zone syncs).
 const MATES_CAP: usize = 8;
@@ -178,12 +321,15 @@ impl<P: PeerId> FleetView<P> {
             evidence: BTreeMap::new(),
             rows: BTreeMap::new(),
             ranks: Vec::new(),
-            hot: BTreeMap::new(),
+            hot: Vec::new(),
             fingerprint: 0,
             zone_ids: Vec::new(),
             rows_print: 0,
             min_hash: u64::MAX,
             mates: Vec::new(),
+            table_len: 0,
+            quiet_rounds: 0,
+            settle_waits: 0,
         }
     }
 
@@ -278,10 +424,24 @@ impl<P: PeerId> FleetView<P> {
         true
     }
 
-    /// Drop everything held about `p` (its admission was revoked); true when something was.
+    /// Drop everything held about `p` (its admission was revoked), the rows it issued
+    /// included (peers would refuse them now); true when something was.
     pub fn forget(&mut self, p: &P) -> bool {
         self.mates.retain(|q| q != p);
         let mut found = self.notable.remove(p).is_some();
+        let issued: Vec<u32> = self
+            .rows
+            .values()
+            .filter(|r| r.issuer == *p)
+            .map(|r| r.zone)
+            .collect();
+        for z in issued {
+            if let Some(r) = self.rows.remove(&z) {
+                found = true;
+                self.rows_print ^= row_print(r.zone, row_rank(&r));
+                self.hot.retain(|h| h.0 != z);
+            }
+        }
         if *p != self.me {
             if let Some(old) = self.zone.remove(p) {
                 found = true;
@@ -498,11 +658,25 @@ impl<P: PeerId> FleetView<P> {
         self.min_hash >= self.me.stable_hash()
     }
 
-    /// Once per round: the zone leader re-issues its zone's row when it changed or aged.
-    pub fn maybe_issue_row(&mut self, cfg: &Config, wall_ms: u64, contacts: Vec<P>) {
+    /// Once per round: the zone leader re-issues its zone's row when it changed or aged,
+    /// signed with `key` (this node's key), with `cert` (its certificate, admitted fleets).
+    pub fn maybe_issue_row(
+        &mut self,
+        cfg: &Config,
+        wall_ms: u64,
+        contacts: Vec<P>,
+        key: &ed25519_dalek::SigningKey,
+        cert: Option<Arc<Vec<u8>>>,
+    ) {
         if self.zone_bits == 0 {
             return;
         }
+        if self.zone.len() > self.table_len {
+            self.quiet_rounds = 0;
+        } else {
+            self.quiet_rounds = self.quiet_rounds.saturating_add(1);
+        }
+        self.table_len = self.zone.len();
         if let Some(old) = self.rows.get(&self.my_zone) {
             if wall_ms.saturating_sub(old.issued_ms) < cfg.row_min_ms {
                 return;
@@ -520,6 +694,8 @@ impl<P: PeerId> FleetView<P> {
             members,
             counts,
             contacts,
+            sig: Vec::new(),
+            cert,
         };
         if let Some(old) = self.rows.get(&self.my_zone) {
             let fresh = wall_ms.saturating_sub(old.issued_ms) < cfg.row_refresh_ms;
@@ -536,22 +712,34 @@ impl<P: PeerId> FleetView<P> {
                 return;
             }
         }
-        let row = Arc::new(row);
+        let resized = self
+            .rows
+            .get(&self.my_zone)
+            .is_none_or(|old| old.members != members);
+        if resized && self.quiet_rounds < ROW_SETTLE_ROUNDS && self.settle_waits < ROW_SETTLE_MAX {
+            self.settle_waits += 1;
+            return;
+        }
+        self.settle_waits = 0;
+        let row = Arc::new(row.sign(key));
         self.put_row(row.clone());
-        self.hot.insert(row.zone, (row, cfg.row_hot_rounds));
+        self.make_hot(row.zone, row_rank(&row), cfg);
     }
 
-    /// A row from a peer; true when it outranked the one held ([`row_rank`]).
-    pub fn receive_row(&mut self, cfg: &Config, row: &Arc<ZoneRow<P>>) -> bool {
+    /// Whether `row` would replace the row held for its zone (it is of a zone that exists
+    /// and outranks it, [`row_rank`]): only then is its signature worth checking.
+    pub fn wants_row(&self, row: &ZoneRow<P>) -> bool {
         if (row.zone as u64) >> self.zone_bits != 0 && self.zone_bits < 32 {
             return false; // no such zone
         }
-        if self.held_rank(row.zone).is_some_and(|r| r >= row_rank(row)) {
-            return false;
-        }
-        self.put_row(row.clone());
-        self.hot.insert(row.zone, (row.clone(), cfg.row_hot_rounds));
-        true
+        self.held_rank(row.zone).is_none_or(|r| r < row_rank(row))
+    }
+
+    /// Whether a row of `zone` with rank `rank` (named in a digest) would replace the one
+    /// held: worth asking for.
+    pub fn wants_rank(&self, zone: u32, rank: u64) -> bool {
+        ((zone as u64) >> self.zone_bits == 0 || self.zone_bits >= 32)
+            && self.held_rank(zone).is_none_or(|r| r < rank)
     }
 
     /// The rank of the row held for zone `z`.
@@ -561,6 +749,17 @@ impl<P: PeerId> FleetView<P> {
         } else {
             self.rows.get(&z).map(|r| row_rank(r))
         }
+    }
+
+    /// A row from a peer, already verified (`Node` checks its signature and issuer); true
+    /// when it outranked the one held ([`row_rank`]).
+    pub fn receive_row(&mut self, cfg: &Config, row: &Arc<ZoneRow<P>>) -> bool {
+        if !self.wants_row(row) {
+            return false;
+        }
+        self.put_row(row.clone());
+        self.make_hot(row.zone, row_rank(row), cfg);
+        true
     }
 
     fn put_row(&mut self, row: Arc<ZoneRow<P>>) {
@@ -635,15 +834,24 @@ impl<P: PeerId> FleetView<P> {
         self.hot.is_empty()
     }
 
-    /// Rows to push this round (each hot row for `row_hot_rounds` rounds).
-    pub fn take_hot(&mut self, cfg: &Config) -> Vec<Arc<ZoneRow<P>>> {
+    /// (zone, rank) of the rows to name in this digest (each hot row in `row_hot_rounds`).
+    pub fn take_hot(&mut self, cfg: &Config) -> Vec<(u32, u64)> {
         let n = self.hot.len().min(cfg.rows_per_message);
-        let out: Vec<Arc<ZoneRow<P>>> = self.hot.values().take(n).map(|(r, _)| r.clone()).collect();
-        for h in self.hot.values_mut().take(n) {
-            h.1 = h.1.saturating_sub(1);
+        let mut out = Vec::with_capacity(n);
+        for h in &mut self.hot[..n] {
+            out.push((h.0, h.1));
+            h.2 = h.2.saturating_sub(1);
         }
-        self.hot.retain(|_, (_, left)| *left > 0);
+        self.hot.retain(|h| h.2 > 0);
         out
+    }
+
+    /// Name the row of `zone` (rank `rank`) in the next `row_hot_rounds` digests.
+    fn make_hot(&mut self, zone: u32, rank: u64, cfg: &Config) {
+        match self.hot.iter_mut().find(|h| h.0 == zone) {
+            Some(h) => *h = (zone, rank, cfg.row_hot_rounds),
+            None => self.hot.push((zone, rank, cfg.row_hot_rounds)),
+        }
     }
 
     /// Exact counts once converged: the own zone from its table, other zones from rows.
@@ -795,12 +1003,18 @@ mod tests {
             members,
             counts: Vec::new(),
             contacts: Vec::new(),
+            sig: Vec::new(),
+            cert: None,
         })
+    }
+
+    fn key0() -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[3; 32])
     }
 
     /// Node 0's own signed status.
     fn own_status(issued: u64) -> Arc<SignedStatus<u32>> {
-        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let key = key0();
         Arc::new(
             super::super::status::StatusBody {
                 node: 0u32,
@@ -893,13 +1107,68 @@ mod tests {
         v.insert(&cfg, own_status(t));
         let my = v.my_zone;
         v.receive_row(&cfg, &row(my, t, 5, 150));
-        v.maybe_issue_row(&cfg, t + 10_000, vec![0]);
+        v.maybe_issue_row(&cfg, t + 10_000, vec![0], &key0(), None);
         assert_eq!(v.rows[&my].issuer, 5, "a one-member table issued over 150");
-        // With no row held, it does issue (nothing better is known here).
+        // With no row held, it does issue (nothing better is known here), once its table
+        // has not grown for two rounds.
         let (cfg, mut w) = view();
         w.insert(&cfg, own_status(t));
-        w.maybe_issue_row(&cfg, t + 10_000, vec![0]);
+        for i in 0..=ROW_SETTLE_ROUNDS as u64 {
+            w.maybe_issue_row(&cfg, t + 10_000 + i * 1_000, vec![0], &key0(), None);
+        }
         assert_eq!(w.rows[&my].issuer, 0);
+    }
+
+    #[test]
+    fn a_row_waits_until_the_table_stops_growing_but_not_forever() {
+        let (cfg, mut v) = view();
+        let t = 1_000_000;
+        v.insert(&cfg, own_status(t));
+        let my = v.my_zone;
+        // Mates that hash above node 0, so that it stays the leader.
+        let mates: Vec<u32> = (1..100_000u32)
+            .filter(|p| v.zone_of(p) == my && p.stable_hash() > 0u32.stable_hash())
+            .take(2 * ROW_SETTLE_MAX as usize)
+            .collect();
+        let mut round = 0u64;
+        let mut tick = |v: &mut FleetView<u32>| {
+            round += 1;
+            v.maybe_issue_row(&cfg, t + round * 1_000, vec![0], &key0(), None);
+        };
+        // A table that grows every round issues nothing for a while…
+        for p in &mates[..5] {
+            v.insert(&cfg, sick_status(*p, t, true, 1));
+            tick(&mut v);
+        }
+        assert!(!v.rows.contains_key(&my));
+        // … and once it has not grown for two rounds, one row of the settled table.
+        tick(&mut v);
+        assert!(!v.rows.contains_key(&my));
+        tick(&mut v);
+        assert_eq!(v.rows[&my].members, 6);
+        // A table that keeps growing gets a row after at most ROW_SETTLE_MAX rounds of
+        // waiting (beyond the rate limit).
+        let first = v.rows[&my].issued_ms;
+        let mut waited = 0;
+        for p in &mates[5..] {
+            v.insert(&cfg, sick_status(*p, t, true, 1));
+            tick(&mut v);
+            if v.rows[&my].issued_ms != first {
+                break;
+            }
+            waited += 1;
+        }
+        assert!(v.rows[&my].issued_ms > first, "never issued while growing");
+        let limit = cfg.row_min_ms / 1_000 + ROW_SETTLE_MAX as u64;
+        assert!(waited <= limit, "waited {waited} rounds");
+        // A change of counts alone (members unchanged) does not wait.
+        let before = v.rows[&my].issued_ms;
+        for _ in 0..cfg.row_min_ms / 1_000 {
+            tick(&mut v);
+        }
+        v.insert(&cfg, sick_status(mates[0], t + 1, false, 1));
+        tick(&mut v);
+        assert!(v.rows[&my].issued_ms > before);
     }
 
     #[test]
@@ -942,6 +1211,80 @@ mod tests {
             v.partial(none.iter(), there.iter()),
             Some(Partial::ZoneSparse)
         );
+    }
+
+    #[test]
+    fn a_row_verifies_only_as_its_issuer_signed_it_and_only_for_the_issuers_zone() {
+        use crate::trust::Ed25519Check;
+        let (cfg, mut v) = view();
+        v.insert(&cfg, own_status(1_000));
+        for i in 0..=ROW_SETTLE_ROUNDS as u64 {
+            v.maybe_issue_row(&cfg, 10_000 + i * 1_000, vec![0], &key0(), None);
+        }
+        let mine = v.rows[&v.my_zone].clone();
+        let k = key0().verifying_key();
+        assert_eq!(mine.precheck(cfg.zone_bits), Ok(()));
+        assert!(
+            mine.verify(&k, &Ed25519Check),
+            "a row its issuer signed verifies"
+        );
+        // Any change to what was signed, or another key, fails.
+        let mut bent = (*mine).clone();
+        bent.counts.push(Count {
+            channel: "app".into(),
+            version: 3,
+            state: ApplyState::Applied,
+            healthy: true,
+            target: 3,
+            wave: 3,
+            n: 1,
+        });
+        assert!(!bent.verify(&k, &Ed25519Check));
+        let other = ed25519_dalek::SigningKey::from_bytes(&[4; 32]).verifying_key();
+        assert!(!mine.verify(&other, &Ed25519Check));
+        // Node 0 signing a row of the other zone: well signed, but not its zone to speak for.
+        let forged = ZoneRow {
+            zone: 1 - v.my_zone,
+            ..(*mine).clone()
+        }
+        .sign(&key0());
+        assert!(forged.verify(&k, &Ed25519Check));
+        assert_eq!(
+            forged.precheck(cfg.zone_bits),
+            Err(RowRefusal::IssuerOutsideZone)
+        );
+        // A row from an older message format carries no signature.
+        let old: ZoneRow<u32> = UnsignedZoneRow {
+            zone: mine.zone,
+            issued_ms: mine.issued_ms,
+            issuer: 0,
+            members: 1,
+            counts: vec![],
+            contacts: vec![],
+        }
+        .into();
+        assert_eq!(old.precheck(cfg.zone_bits), Err(RowRefusal::Unsigned));
+        assert!(!old.verify(&k, &Ed25519Check));
+        // A signature costs 64 bytes (65 on the wire with its length).
+        let unsigned = ZoneRow {
+            sig: Vec::new(),
+            ..(*mine).clone()
+        };
+        assert_eq!(
+            postcard::to_allocvec(&*mine).unwrap().len(),
+            postcard::to_allocvec(&unsigned).unwrap().len() + 64
+        );
+        // The certificate rides outside the signature (the door checks it), within its cap.
+        let with_cert = ZoneRow {
+            cert: Some(Arc::new(vec![1; 200])),
+            ..(*mine).clone()
+        };
+        assert!(with_cert.verify(&k, &Ed25519Check));
+        let big = ZoneRow {
+            cert: Some(Arc::new(vec![1; MAX_CERT_BYTES + 1])),
+            ..(*mine).clone()
+        };
+        assert!(!big.verify(&k, &Ed25519Check));
     }
 
     fn sick_status(node: u32, issued: u64, healthy: bool, version: u64) -> Arc<SignedStatus<u32>> {

@@ -1,15 +1,23 @@
 //! Wire messages between nodes, as versioned postcard envelopes with every size bounded.
 //!
 //! ```text
-//! message = "DLWM" v2 Message      (v1: statuses without certificates; still read)
+//! message = "DLWM" v3 Message      (v2: zone rows unsigned and pushed in full in digests;
+//!                                    v1: statuses without certificates too; both still read)
 //! ```
+//!
+//! Format 3 signs zone rows (+64 bytes each), and so that the signature does not multiply
+//! with the rumor's redundancy, a digest carries the (zone, rank) of its hot rows, not the
+//! rows: the receiver asks for those it lacks (`RowWant`) and gets each row about once.
+//! Rows read from a format 1 or 2 message carry no signature and are never taken
+//! (`unsigned_row`, not held against the sender: an honest older agent sends them); the
+//! rows a format 1 or 2 digest pushed are dropped on decoding, for the same reason.
 //!
 //! A bundle travels inside a message as its own encoded bytes (a bundle envelope within the
 //! message envelope), so the receiver decodes it with the bundle size limit and verifies it
 //! before anything else.
 
 use super::config::limits;
-use super::fleet::ZoneRow;
+use super::fleet::{UnsignedZoneRow, ZoneRow};
 use super::status::{SignedStatus, SignedStatusV1};
 use super::PeerId;
 use crate::bundle::{Bundle, BundleHash};
@@ -18,7 +26,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::sync::Arc;
 
 pub const MESSAGE_MAGIC: &[u8; 4] = b"DLWM";
-pub const MESSAGE_FORMAT: u16 = 2;
+pub const MESSAGE_FORMAT: u16 = 3;
 
 /// "I hold `version` of `channel`, with this hash; fetch it from me." `hops` counts the
 /// announcements between the publisher and the sender (for measurements only).
@@ -32,13 +40,29 @@ pub struct Announcement {
 
 /// One round of push-pull anti-entropy: what the sender holds, plus fleet-view news.
 ///
-/// `S` is how a status is written: format 2 (the default) with its certificate, format 1
-/// without; the decoder reads both.
+/// `S` is how a status is written: format 2 and 3 with its certificate, format 1 without.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Digest<P, S = Arc<SignedStatus<P>>> {
+pub struct Digest<S> {
     pub channels: Vec<Announcement>,
-    /// Zone summaries learned recently (rumors) or, on a new connection, all of them.
-    pub rows: Vec<Arc<ZoneRow<P>>>,
+    /// (zone, rank) of the zone rows learned recently (rumors): the receiver asks for those
+    /// that outrank its own, in its answering digest (`want`) or with `RowWant`.
+    pub rows: Vec<(u32, u64)>,
+    /// A few full statuses of failing, drifting or unhealthy nodes.
+    pub notable: Vec<S>,
+    /// Answer with a digest of your own (the push-pull half); false on the answer itself.
+    pub reply: bool,
+    /// Fingerprint of the sender's zone rows; on a mismatch the receiver asks with RowSync.
+    pub rows_print: u64,
+    /// On an answer: the zones whose rows, as the digest answered named them, the sender
+    /// wants (answered with `RowWant` or `Rows`). Empty on a digest that asks for an answer.
+    pub want: Vec<u32>,
+}
+
+/// A digest as formats 1 and 2 wrote it: hot rows in full (unsigned, so never taken).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestV2<S, R> {
+    pub channels: Vec<Announcement>,
+    pub rows: Vec<R>,
     /// A few full statuses of failing, drifting or unhealthy nodes.
     pub notable: Vec<S>,
     /// Answer with a digest of your own (the push-pull half); false on the answer itself.
@@ -83,7 +107,7 @@ fn carries_bundle(body: &[u8]) -> bool {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Message<P, S = Arc<SignedStatus<P>>> {
+pub enum Message<P, S = Arc<SignedStatus<P>>, R = Arc<ZoneRow<P>>, D = Digest<S>> {
     // --- membership (HyParView) ---
     /// A new node asks the receiver to take it in.
     Join,
@@ -128,7 +152,7 @@ pub enum Message<P, S = Arc<SignedStatus<P>>> {
     /// Stop pushing bundles to me (I get them from elsewhere).
     Prune,
     /// A round of anti-entropy.
-    Digest(Digest<P, S>),
+    Digest(D),
     // --- fleet view ---
     /// Full signed statuses (own-zone news, or answers to a zone sync).
     Statuses(Vec<S>),
@@ -142,9 +166,40 @@ pub enum Message<P, S = Arc<SignedStatus<P>>> {
     ZoneWant(Vec<P>),
     /// The (zone, issued) of every zone row I hold: send me what is newer.
     RowSync(Vec<(u32, u64)>),
-    /// Zone rows, in answer to a row sync.
-    Rows(Vec<Arc<ZoneRow<P>>>),
+    /// Zone rows, in answer to a row sync or a row want.
+    Rows(Vec<R>),
+    /// Send me your rows of these zones (named in your digest as outranking mine); `rows`
+    /// are those you asked for in the answer to my digest (`Digest::want`), if any, so that
+    /// an exchange where both sides lack rows costs two messages beyond the digests, not four.
+    RowWant {
+        zones: Vec<u32>,
+        rows: Vec<R>,
+    },
 }
+
+fn over(what: &'static str, len: usize, limit: usize) -> Result<(), DecodeError> {
+    if len > limit {
+        Err(DecodeError::TooLarge { what, len, limit })
+    } else {
+        Ok(())
+    }
+}
+
+fn rows_within_limits<P>(rows: &[Arc<ZoneRow<P>>]) -> Result<(), DecodeError> {
+    over("rows", rows.len(), limits::MAX_ROWS)?;
+    for row in rows {
+        over("row counts", row.counts.len(), limits::MAX_ROW_COUNTS)?;
+        over(
+            "row contacts",
+            row.contacts.len(),
+            limits::MAX_PEERS_PER_MESSAGE,
+        )?;
+    }
+    Ok(())
+}
+
+/// A message as formats 1 and 2 wrote it.
+type MessageV2<P, S> = Message<P, S, UnsignedZoneRow<P>, DigestV2<S, UnsignedZoneRow<P>>>;
 
 impl<P: PeerId> Message<P> {
     pub fn encode(&self) -> Vec<u8> {
@@ -164,7 +219,7 @@ impl<P: PeerId> Message<P> {
         let (v, body) = encoding::open("message", MESSAGE_MAGIC, MESSAGE_FORMAT, bytes)?;
         // Only a bundle may be larger than a message; anything else is refused on its variant
         // alone, before a 64 MiB list of statuses or rows is decoded only to be thrown away.
-        // (The variant tags are the same in formats 1 and 2.)
+        // (The variant tags are the same in formats 1, 2 and 3.)
         if bytes.len() > limits::MAX_MESSAGE_BYTES && !carries_bundle(body) {
             return Err(DecodeError::TooLarge {
                 what: "message",
@@ -172,25 +227,20 @@ impl<P: PeerId> Message<P> {
                 limit: limits::MAX_MESSAGE_BYTES,
             });
         }
-        let msg: Message<P> = if v == 1 {
-            upgrade(encoding::body::<Message<P, SignedStatusV1<P>>>(
+        let msg: Message<P> = match v {
+            1 => upgrade(encoding::body::<MessageV2<P, SignedStatusV1<P>>>(
                 "message", body,
-            )?)
-        } else {
-            encoding::body("message", body)?
+            )?),
+            2 => upgrade(encoding::body::<MessageV2<P, Arc<SignedStatus<P>>>>(
+                "message", body,
+            )?),
+            _ => encoding::body("message", body)?,
         };
         msg.check_limits()?;
         Ok(msg)
     }
 
     fn check_limits(&self) -> Result<(), DecodeError> {
-        let over = |what: &'static str, len: usize, limit: usize| {
-            if len > limit {
-                Err(DecodeError::TooLarge { what, len, limit })
-            } else {
-                Ok(())
-            }
-        };
         match self {
             Message::Shuffle { peers, .. } | Message::ShuffleReply { peers } => {
                 over("peer list", peers.len(), limits::MAX_PEERS_PER_MESSAGE)
@@ -199,11 +249,12 @@ impl<P: PeerId> Message<P> {
             Message::Digest(d) => {
                 over("digest channels", d.channels.len(), limits::MAX_CHANNELS)?;
                 over("digest rows", d.rows.len(), limits::MAX_ROWS)?;
-                over("digest statuses", d.notable.len(), limits::MAX_STATUSES)?;
-                for r in &d.rows {
-                    over("row counts", r.counts.len(), limits::MAX_ROW_COUNTS)?;
-                }
-                Ok(())
+                over("digest want list", d.want.len(), limits::MAX_ROWS)?;
+                over("digest statuses", d.notable.len(), limits::MAX_STATUSES)
+            }
+            Message::RowWant { zones, rows } => {
+                over("row want list", zones.len(), limits::MAX_ROWS)?;
+                rows_within_limits(rows)
             }
             Message::Statuses(s) => over("status list", s.len(), limits::MAX_STATUSES),
             Message::ZoneSync {
@@ -211,18 +262,7 @@ impl<P: PeerId> Message<P> {
             } => over("zone entries", e.len(), limits::MAX_ZONE_ENTRIES),
             Message::ZoneWant(w) => over("zone want list", w.len(), limits::MAX_ZONE_ENTRIES),
             Message::RowSync(r) => over("row versions", r.len(), limits::MAX_ROWS),
-            Message::Rows(r) => {
-                over("rows", r.len(), limits::MAX_ROWS)?;
-                for row in r {
-                    over("row counts", row.counts.len(), limits::MAX_ROW_COUNTS)?;
-                    over(
-                        "row contacts",
-                        row.contacts.len(),
-                        limits::MAX_PEERS_PER_MESSAGE,
-                    )?;
-                }
-                Ok(())
-            }
+            Message::Rows(r) => rows_within_limits(r),
             _ => Ok(()),
         }
     }
@@ -249,14 +289,20 @@ impl<P: PeerId> Message<P> {
             Message::ZoneWant(_) => "zone_want",
             Message::RowSync(_) => "row_sync",
             Message::Rows(_) => "rows",
+            Message::RowWant { .. } => "row_want",
         }
     }
 }
 
-/// A format-1 message (statuses without certificates) in today's form.
-fn upgrade<P>(m: Message<P, SignedStatusV1<P>>) -> Message<P> {
-    let statuses = |v: Vec<SignedStatusV1<P>>| -> Vec<Arc<SignedStatus<P>>> {
-        v.into_iter().map(|s| Arc::new(s.into())).collect()
+/// A format-1 or -2 message (rows unsigned; in format 1, statuses without certificates) in
+/// today's form. The rows of a `Rows` message come out with an empty signature, which no
+/// node takes; those a digest pushed are dropped (a format-3 digest names rows, it does not
+/// carry them).
+fn upgrade<P, S: Into<Arc<SignedStatus<P>>>>(m: MessageV2<P, S>) -> Message<P> {
+    let statuses =
+        |v: Vec<S>| -> Vec<Arc<SignedStatus<P>>> { v.into_iter().map(Into::into).collect() };
+    let rows = |v: Vec<UnsignedZoneRow<P>>| -> Vec<Arc<ZoneRow<P>>> {
+        v.into_iter().map(|r| Arc::new(r.into())).collect()
     };
     match m {
         Message::Join => Message::Join,
@@ -274,10 +320,11 @@ fn upgrade<P>(m: Message<P, SignedStatusV1<P>>) -> Message<P> {
         Message::Prune => Message::Prune,
         Message::Digest(d) => Message::Digest(Digest {
             channels: d.channels,
-            rows: d.rows,
+            rows: Vec::new(),
             notable: statuses(d.notable),
             reply: d.reply,
             rows_print: d.rows_print,
+            want: Vec::new(),
         }),
         Message::Statuses(s) => Message::Statuses(statuses(s)),
         Message::ZoneSync {
@@ -291,7 +338,11 @@ fn upgrade<P>(m: Message<P, SignedStatusV1<P>>) -> Message<P> {
         },
         Message::ZoneWant(w) => Message::ZoneWant(w),
         Message::RowSync(r) => Message::RowSync(r),
-        Message::Rows(r) => Message::Rows(r),
+        Message::Rows(r) => Message::Rows(rows(r)),
+        Message::RowWant { zones, rows: r } => Message::RowWant {
+            zones,
+            rows: rows(r),
+        },
     }
 }
 
@@ -334,7 +385,7 @@ mod tests {
             body: s.body.clone(),
             sig: s.sig.clone(),
         };
-        let old: Message<u32, SignedStatusV1<u32>> = Message::Digest(Digest {
+        let old: MessageV2<u32, SignedStatusV1<u32>> = Message::Digest(DigestV2 {
             channels: vec![],
             rows: vec![],
             notable: vec![v1.clone()],
@@ -347,6 +398,23 @@ mod tests {
                 assert_eq!(d.notable.len(), 1);
                 assert_eq!(*d.notable[0], s);
                 assert!(d.reply && d.rows_print == 5);
+            }
+            other => panic!("decoded as {other:?}"),
+        }
+        // Format 2 rows (unsigned) are read, with an empty signature that no node takes.
+        let row = UnsignedZoneRow {
+            zone: 3,
+            issued_ms: 9,
+            issuer: 7u32,
+            members: 150,
+            counts: vec![],
+            contacts: vec![7],
+        };
+        let old: MessageV2<u32, Arc<SignedStatus<u32>>> = Message::Rows(vec![row.clone()]);
+        match Message::<u32>::decode(&encoding::encode(MESSAGE_MAGIC, 2, &old)).unwrap() {
+            Message::Rows(r) => {
+                assert_eq!(*r[0], ZoneRow::from(row));
+                assert!(r[0].sig.is_empty());
             }
             other => panic!("decoded as {other:?}"),
         }

@@ -11,7 +11,7 @@
 
 use super::config::Config;
 use super::door::Door;
-use super::fleet::FleetView;
+use super::fleet::{FleetView, RowRefusal, ZoneRow};
 use super::membership::Membership;
 use super::message::{Announcement, Digest, Message, WireBundle};
 use super::rollout::{self, Decision, Wait, WaveTally};
@@ -245,8 +245,6 @@ pub struct Node<P> {
     /// (channel, version, wave) → when this node first saw the wave complete (mono ms), and
     /// how many nodes its fleet view showed then.
     complete_since: BTreeMap<(String, u64, u8), (u64, u64)>,
-    /// This node's rows fingerprint when a peer's last differed from it.
-    mismatch_print: Option<u64>,
     pub stats: Stats,
 }
 
@@ -284,7 +282,6 @@ impl<P: PeerId> Node<P> {
             wake: None,
             started_ms: None,
             complete_since: BTreeMap::new(),
-            mismatch_print: None,
             stats: Stats::default(),
         }
     }
@@ -517,6 +514,7 @@ impl<P: PeerId> Node<P> {
                 notable: self.notable_sample(rng),
                 reply: true,
                 rows_print: self.fleet.rows_print(),
+                want: Vec::new(),
             };
             self.send(p, Message::Digest(d), now, out);
         }
@@ -639,7 +637,7 @@ impl<P: PeerId> Node<P> {
         } else {
             self.members.random_active(rng)
         };
-        let rows = self.fleet.take_hot(&self.cfg);
+        let rows = self.hot_rows();
         if let Some(p) = peer {
             // Rumors spread row changes within a few rounds; the fingerprint is the slower
             // repair, compared every few rounds, so that the prints that differ only because
@@ -655,6 +653,7 @@ impl<P: PeerId> Node<P> {
                 notable: self.notable_sample(rng),
                 reply: true,
                 rows_print,
+                want: Vec::new(),
             };
             self.send(p, Message::Digest(d), now, out);
         }
@@ -719,8 +718,13 @@ impl<P: PeerId> Node<P> {
             .started_ms
             .is_some_and(|t| now.mono_ms.saturating_sub(t) >= self.cfg.row_min_ms)
         {
-            self.fleet
-                .maybe_issue_row(&self.cfg, now.wall_ms, row_contacts);
+            self.fleet.maybe_issue_row(
+                &self.cfg,
+                now.wall_ms,
+                row_contacts,
+                &self.key,
+                self.cert.clone(),
+            );
         }
         if self.own.as_ref().is_some_and(|s| {
             now.wall_ms.saturating_sub(s.body.issued_ms) >= self.cfg.status_refresh_ms
@@ -925,26 +929,31 @@ impl<P: PeerId> Node<P> {
                 for a in d.channels.iter() {
                     self.consider(a.clone(), &from, now, out);
                 }
-                for row in &d.rows {
-                    self.fleet.receive_row(&self.cfg, row);
-                }
+                // Hot rows are named, not carried: ask for those that outrank ours.
+                let want: Vec<u32> = d
+                    .rows
+                    .iter()
+                    .filter(|(z, rank)| self.fleet.wants_rank(*z, *rank))
+                    .map(|(z, _)| *z)
+                    .collect();
                 for s in d.notable {
                     self.take_status(&from, s, door, out);
                 }
-                if d.rows_print != NO_PRINT && d.rows_print != self.fleet.rows_print() {
-                    // Prints differ while row rumors are still arriving (ours changed since
-                    // the last mismatch): those will most likely bring what differs, and a
-                    // RowSync (R entries) and its answer would repeat them. Only a mismatch
-                    // that outlasts the rumors asks.
-                    let print = self.fleet.rows_print();
-                    if self.mismatch_print == Some(print) {
-                        let mine = self.fleet.row_versions();
-                        self.send(from.clone(), Message::RowSync(mine), now, out);
-                    }
-                    self.mismatch_print = Some(print);
+                // The rows the peer asked for in answer to our digest.
+                let give = self.rows_of(&d.want);
+                // Prints that differ while rows are on their way between the two (named
+                // here, or asked for by the peer) differ by those rows, most likely: no full
+                // row sync for that. Otherwise the rumor missed one of us: sync at once.
+                if want.is_empty()
+                    && give.is_empty()
+                    && d.rows_print != NO_PRINT
+                    && d.rows_print != self.fleet.rows_print()
+                {
+                    let mine = self.fleet.row_versions();
+                    self.send(from.clone(), Message::RowSync(mine), now, out);
                 }
                 if d.reply {
-                    let rows = self.fleet.take_hot(&self.cfg);
+                    let rows = self.hot_rows();
                     let reply = Digest {
                         channels: self.digest_channels(),
                         rows,
@@ -956,8 +965,12 @@ impl<P: PeerId> Node<P> {
                         } else {
                             self.fleet.rows_print()
                         },
+                        want,
                     };
-                    self.send(from, Message::Digest(reply), now, out);
+                    self.send(from.clone(), Message::Digest(reply), now, out);
+                    self.send_rows(&from, give, Vec::new(), now, out);
+                } else {
+                    self.send_rows(&from, give, want, now, out);
                 }
             }
             Message::Statuses(list) => {
@@ -1029,8 +1042,15 @@ impl<P: PeerId> Node<P> {
             }
             Message::Rows(rows) => {
                 for row in &rows {
-                    self.fleet.receive_row(&self.cfg, row);
+                    self.take_row(&from, row, door, out);
                 }
+            }
+            Message::RowWant { zones, rows } => {
+                for row in &rows {
+                    self.take_row(&from, row, door, out);
+                }
+                let give = self.rows_of(&zones);
+                self.send_rows(&from, give, Vec::new(), now, out);
             }
             Message::ZoneWant(want) => {
                 let list: Vec<Arc<SignedStatus<P>>> = want
@@ -1089,6 +1109,90 @@ impl<P: PeerId> Node<P> {
             self.fleet.add_evidence(&self.cfg, &s);
         } else {
             self.fleet.insert(&self.cfg, s);
+        }
+    }
+
+    /// The rows held of these zones (asked for by a peer).
+    fn rows_of(&self, zones: &[u32]) -> Vec<Arc<ZoneRow<P>>> {
+        zones
+            .iter()
+            .filter_map(|z| self.fleet.rows.get(z).cloned())
+            .collect()
+    }
+
+    /// Send `rows` to `to`, asking for its rows of the zones `want` in the same message.
+    fn send_rows(
+        &mut self,
+        to: &P,
+        rows: Vec<Arc<ZoneRow<P>>>,
+        want: Vec<u32>,
+        now: Now,
+        out: &mut Vec<Action<P>>,
+    ) {
+        let per = self.cfg.rows_per_message.max(1);
+        let mut chunks = rows.chunks(per);
+        if !want.is_empty() {
+            let first = chunks.next().map(<[_]>::to_vec).unwrap_or_default();
+            let msg = Message::RowWant {
+                zones: want,
+                rows: first,
+            };
+            self.send(to.clone(), msg, now, out);
+        }
+        for chunk in chunks {
+            self.send(to.clone(), Message::Rows(chunk.to_vec()), now, out);
+        }
+    }
+
+    /// (zone, rank) of the rows to name in this digest ([`FleetView::take_hot`]).
+    fn hot_rows(&mut self) -> Vec<(u32, u64)> {
+        self.fleet.take_hot(&self.cfg)
+    }
+
+    /// A zone row from the network: kept only if it would replace the row held for its zone,
+    /// is signed, its issuer belongs to that zone, and the signature verifies with the
+    /// issuer's node key as the door hands it out (admitted, not revoked). So a node can
+    /// speak for its own zone only, and a forged row of another zone is refused. Honest
+    /// nodes forward only rows they verified, so a bad row counts against its sender; an
+    /// unsigned row (from an agent that writes format 2 or older) does not.
+    fn take_row(
+        &mut self,
+        from: &P,
+        row: &Arc<ZoneRow<P>>,
+        door: &dyn Door<P>,
+        out: &mut Vec<Action<P>>,
+    ) {
+        if !self.fleet.wants_row(row) {
+            return; // nothing new: skip the signature check
+        }
+        let verdict = row.precheck(self.cfg.zone_bits).and_then(|()| {
+            let key = door
+                .node_key(&row.issuer)
+                .ok_or(RowRefusal::UnknownIssuer)?;
+            if door.verify_row(row, &key) {
+                Ok(())
+            } else {
+                Err(RowRefusal::BadSignature)
+            }
+        });
+        match verdict {
+            Ok(()) => {
+                self.fleet.receive_row(&self.cfg, row);
+            }
+            Err(RowRefusal::Unsigned) => {
+                *self.stats.refused.entry("unsigned_row").or_default() += 1;
+                out.push(Action::Refused {
+                    from: Some(from.clone()),
+                    reason: "unsigned_row",
+                    detail: format!("unsigned row of zone {} (an older agent)", row.zone),
+                });
+            }
+            Err(r) => self.refuse(
+                Some(from),
+                r.reason(),
+                format!("row of zone {} issued by {:?}", row.zone, row.issuer),
+                out,
+            ),
         }
     }
 

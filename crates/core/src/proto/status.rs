@@ -137,6 +137,12 @@ impl<P> From<SignedStatusV1<P>> for SignedStatus<P> {
     }
 }
 
+impl<P> From<SignedStatusV1<P>> for Arc<SignedStatus<P>> {
+    fn from(s: SignedStatusV1<P>) -> Self {
+        Arc::new(s.into())
+    }
+}
+
 impl<P: PeerId> SignedStatus<P> {
     pub fn verify(&self, key: &VerifyingKey, check: &dyn SignatureCheck) -> bool {
         self.sig.len() == 64

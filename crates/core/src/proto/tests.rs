@@ -179,7 +179,9 @@ impl Net {
                             msg
                         };
                         let msg = match self.liar {
-                            Some((liar, version, wave)) if liar == to => lie(msg, version, wave),
+                            Some((liar, version, wave)) if liar == to => {
+                                lie(msg, liar, version, wave, self.nodes[0].config().zone_bits)
+                            }
                             _ => msg,
                         };
                         // Every message crosses the wire as bytes.
@@ -216,12 +218,15 @@ impl Net {
     }
 }
 
-/// A liar's rewrite of a message it sends (see `Net::liar`).
-fn lie(msg: Message<u32>, version: u64, wave: u8) -> Message<u32> {
+/// A liar's rewrite of a message it sends (see `Net::liar`). It signs with its own node key
+/// (it is admitted) what it may: its own zone's row, forged. Rows of other zones it forges
+/// two ways: under their real issuer (the signature no longer verifies) or under its own
+/// name (signed, but it is not of that zone).
+fn lie(msg: Message<u32>, liar: u32, version: u64, wave: u8, zone_bits: u8) -> Message<u32> {
     let forge = |rows: Vec<Arc<fleet::ZoneRow<u32>>>| -> Vec<Arc<fleet::ZoneRow<u32>>> {
         rows.into_iter()
             .map(|r| {
-                Arc::new(fleet::ZoneRow {
+                let row = fleet::ZoneRow {
                     issued_ms: r.issued_ms + 1,
                     counts: vec![fleet::Count {
                         channel: "web".into(),
@@ -233,16 +238,38 @@ fn lie(msg: Message<u32>, version: u64, wave: u8) -> Message<u32> {
                         n: 1,
                     }],
                     ..(*r).clone()
+                };
+                Arc::new(if fleet::zone_of(zone_bits, &liar) == r.zone {
+                    fleet::ZoneRow {
+                        issuer: liar,
+                        ..row
+                    }
+                    .sign(&node_key(liar))
+                } else if r.zone % 2 == 0 {
+                    row
+                } else {
+                    fleet::ZoneRow {
+                        issuer: liar,
+                        ..row
+                    }
+                    .sign(&node_key(liar))
                 })
             })
             .collect()
     };
     match msg {
         Message::Digest(mut d) => {
-            d.rows = forge(d.rows);
+            // Digests name rows: it names each one newer, so that peers ask for its forgery.
+            for r in d.rows.iter_mut() {
+                r.1 += 1;
+            }
             Message::Digest(d)
         }
         Message::Rows(rows) => Message::Rows(forge(rows)),
+        Message::RowWant { zones, rows } => Message::RowWant {
+            zones,
+            rows: forge(rows),
+        },
         m => m,
     }
 }
@@ -961,8 +988,8 @@ fn a_liars_rows_do_not_advance_a_node_whose_own_zone_disagrees() {
     // never completes. A liar elsewhere rewrites every row it sends to say each zone holds
     // one node running v2 in the last wave: every earlier wave looks empty, hence done. No
     // node of the stuck zone may move past wave 0 on that word: its own members' signed
-    // statuses show wave 0 unfinished. (Nodes of other zones may: a liar's rows can
-    // misstate other zones, which is the residual risk ARCHITECTURE.md states.)
+    // statuses show wave 0 unfinished. Nor may nodes of other zones: the liar cannot sign
+    // the stuck zone's row (it is not of that zone), so they hold the honest one.
     let cfg = Config {
         zone_bits: 2,
         ..Config::default()
@@ -987,24 +1014,58 @@ fn a_liars_rows_do_not_advance_a_node_whose_own_zone_disagrees() {
     net.liar = Some((liar, 2, 2));
     net.publish(8_000, 0, rollout_bundle(2, waves.clone(), 2, 0.5));
     net.run_until(40_000);
-    // The lie was in force: the stuck zone's row, as other nodes hold it, hides its wave 0.
-    let fooled = net.nodes.iter().filter(|n| {
-        zone_of(*n.id()) != stuck_zone
-            && n.fleet()
-                .rows
-                .get(&stuck_zone)
-                .is_some_and(|r| r.counts.iter().all(|c| c.wave == 2))
-    });
-    assert!(fooled.count() > 0, "the liar's rows never took hold");
+    // The lie was told and refused: rows of other zones, forged under their issuer's name
+    // or signed by the liar, are counted by reason and never held.
+    let refused = |reason: &str| -> u64 {
+        net.nodes
+            .iter()
+            .map(|n| n.stats.refused.get(reason).copied().unwrap_or(0))
+            .sum()
+    };
+    assert!(refused("bad_row_signature") > 0, "no forged signature seen");
+    assert!(
+        refused("row_issuer_outside_zone") > 0,
+        "no row signed from outside"
+    );
     for n in &net.nodes {
-        if zone_of(*n.id()) == stuck_zone && wave(*n.id(), 2, &waves) > 0 {
+        for (z, r) in &n.fleet().rows {
+            assert_eq!(
+                zone_of(r.issuer),
+                *z,
+                "node {} holds a row of zone {z} by {}",
+                n.id(),
+                r.issuer
+            );
+            if r.issuer != liar {
+                assert!(
+                    r.counts.iter().any(|c| c.wave < 2),
+                    "node {} holds a forged row of zone {z}: {:?}",
+                    n.id(),
+                    r.counts
+                );
+            }
+        }
+    }
+    // What it may still say: its own zone's row, signed by itself as a member.
+    let own_lie_held = net.nodes.iter().any(|n| {
+        n.fleet()
+            .rows
+            .get(&zone_of(liar))
+            .is_some_and(|r| r.issuer == liar && r.counts.iter().all(|c| c.wave == 2))
+    });
+    assert!(own_lie_held, "the liar's own-zone row never took hold");
+    for n in &net.nodes {
+        if wave(*n.id(), 2, &waves) > 0 {
             assert_ne!(
                 n.applied("web").map(|a| a.0),
                 Some(2),
-                "node {} of wave {} applied v2 on the liar's word",
+                "node {} (zone {}) of wave {} applied v2 on the liar's word",
                 n.id(),
+                zone_of(*n.id()),
                 wave(*n.id(), 2, &waves)
             );
+        }
+        if zone_of(*n.id()) == stuck_zone && wave(*n.id(), 2, &waves) > 0 {
             assert!(
                 matches!(n.rollout("web").and_then(|r| r.waiting), Some((0, _))),
                 "node {} waits for wave 0: {:?}",
@@ -1012,5 +1073,103 @@ fn a_liars_rows_do_not_advance_a_node_whose_own_zone_disagrees() {
                 n.rollout("web")
             );
         }
+    }
+}
+
+#[test]
+fn a_digest_exchange_where_both_sides_lack_a_row_costs_two_row_messages() {
+    // A holds the newest row of one zone, B of another, each named in its digest. B asks in
+    // its answering digest; A answers with one RowWant that carries B's row and asks for its
+    // own; B answers with Rows. Two messages beyond the digests, and both hold both rows.
+    let cfg = Config {
+        zone_bits: 2,
+        ..Config::default()
+    };
+    let net = Net::new(40, cfg.clone());
+    let door = &net.door;
+    let zone_of = |n: u32| fleet::zone_of(2, &n);
+    let (a, b) = (1u32, 2u32);
+    // Issuers of two zones other than each other's, signed with keys the door knows.
+    let x_issuer = (3..40u32).find(|n| zone_of(*n) != zone_of(b)).unwrap();
+    let y_issuer = (3..40u32)
+        .find(|n| zone_of(*n) != zone_of(a) && zone_of(*n) != zone_of(x_issuer))
+        .unwrap();
+    let row = |issuer: u32| {
+        Arc::new(
+            fleet::ZoneRow {
+                zone: zone_of(issuer),
+                issued_ms: WALL0 + 1_000,
+                issuer,
+                members: 10,
+                counts: Vec::new(),
+                contacts: vec![issuer],
+                sig: Vec::new(),
+                cert: None,
+            }
+            .sign(&node_key(issuer)),
+        )
+    };
+    let (rx, ry) = (row(x_issuer), row(y_issuer));
+    let mut na = Node::new(cfg.clone(), a, node_key(a), Labels::new());
+    let mut nb = Node::new(cfg.clone(), b, node_key(b), Labels::new());
+    let mut rng = StdRng::seed_from_u64(7);
+    let now = Now {
+        mono_ms: 1_000,
+        wall_ms: WALL0 + 2_000,
+    };
+    let mut deliver = |n: &mut Node<u32>, from: u32, msg: Message<u32>| -> Vec<Message<u32>> {
+        let mut out = Vec::new();
+        n.handle(Event::Message { from, msg }, now, &mut rng, door, &mut out);
+        out.into_iter()
+            .filter_map(|a| match a {
+                Action::Send { msg, .. } => Some(msg),
+                _ => None,
+            })
+            .filter(|m| !matches!(m, Message::Join | Message::Neighbor { .. }))
+            .collect()
+    };
+    deliver(&mut na, 9, Message::Rows(vec![rx.clone()]));
+    deliver(&mut nb, 9, Message::Rows(vec![ry.clone()]));
+    let digest = |rows: Vec<(u32, u64)>, reply: bool, want: Vec<u32>| {
+        Message::Digest(Digest {
+            channels: vec![],
+            rows,
+            notable: vec![],
+            reply,
+            rows_print: 0,
+            want,
+        })
+    };
+    let rank = |r: &fleet::ZoneRow<u32>| fleet::row_rank(r);
+    // A's digest names x; B answers naming y and wanting x.
+    let out = deliver(&mut nb, a, digest(vec![(rx.zone, rank(&rx))], true, vec![]));
+    let answer = out
+        .iter()
+        .find_map(|m| match m {
+            Message::Digest(d) => Some(d.clone()),
+            _ => None,
+        })
+        .expect("an answering digest");
+    assert_eq!(answer.want, vec![rx.zone]);
+    assert!(answer.rows.contains(&(ry.zone, rank(&ry))));
+    assert!(
+        out.iter().all(|m| matches!(m, Message::Digest(_))),
+        "{out:?}"
+    );
+    // A gives x and asks for y in one message.
+    let out = deliver(&mut na, b, Message::Digest(answer));
+    assert_eq!(out.len(), 1, "{out:?}");
+    let Message::RowWant { zones, rows } = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(zones, &vec![ry.zone]);
+    assert_eq!(rows, &vec![rx.clone()]);
+    // B takes x and answers with y.
+    let out = deliver(&mut nb, a, out[0].clone());
+    assert_eq!(out, vec![Message::Rows(vec![ry.clone()])]);
+    deliver(&mut na, b, out[0].clone());
+    for n in [&na, &nb] {
+        assert_eq!(n.fleet().rows.get(&rx.zone), Some(&rx));
+        assert_eq!(n.fleet().rows.get(&ry.zone), Some(&ry));
     }
 }
