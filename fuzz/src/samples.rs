@@ -367,6 +367,12 @@ pub fn messages() -> Vec<Message<WirePeer>> {
         Message::ZoneWant(vec![peer(2)]),
         Message::RowSync(vec![(3, CREATED * 1000)]),
         Message::Rows(vec![Arc::new(row())]),
+        Message::Tree {
+            seq: 2,
+            root: peer(6),
+            dist: 3,
+            parent: true,
+        },
     ]
 }
 

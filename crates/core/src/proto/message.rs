@@ -125,7 +125,8 @@ pub enum Message<P, S = Arc<SignedStatus<P>>> {
         bundle: WireBundle,
         hops: u16,
     },
-    /// Stop pushing bundles to me (I get them from elsewhere).
+    /// Stop pushing bundles to me. No longer sent: the push tree is made of `Tree` adverts
+    /// (a duplicate push is dropped in silence); kept so the variant indices do not move.
     Prune,
     /// A round of anti-entropy.
     Digest(Digest<P, S>),
@@ -144,6 +145,17 @@ pub enum Message<P, S = Arc<SignedStatus<P>>> {
     RowSync(Vec<(u32, u64)>),
     /// Zone rows, in answer to a row sync.
     Rows(Vec<Arc<ZoneRow<P>>>),
+    // --- push tree (added last: the variant indices above stay as they were) ---
+    /// The sender's place on the push tree (`tree.rs`): the root it reaches, its distance to
+    /// it in hops, and whether the receiver is its parent; `seq` numbers the sender's adverts
+    /// (one may overtake another). Sent to the active peers when it changes and to a new
+    /// active peer at once.
+    Tree {
+        seq: u32,
+        root: P,
+        dist: u8,
+        parent: bool,
+    },
 }
 
 impl<P: PeerId> Message<P> {
@@ -249,6 +261,7 @@ impl<P: PeerId> Message<P> {
             Message::ZoneWant(_) => "zone_want",
             Message::RowSync(_) => "row_sync",
             Message::Rows(_) => "rows",
+            Message::Tree { .. } => "tree",
         }
     }
 }
@@ -292,6 +305,17 @@ fn upgrade<P>(m: Message<P, SignedStatusV1<P>>) -> Message<P> {
         Message::ZoneWant(w) => Message::ZoneWant(w),
         Message::RowSync(r) => Message::RowSync(r),
         Message::Rows(r) => Message::Rows(r),
+        Message::Tree {
+            seq,
+            root,
+            dist,
+            parent,
+        } => Message::Tree {
+            seq,
+            root,
+            dist,
+            parent,
+        },
     }
 }
 
