@@ -1,10 +1,11 @@
 //! One node's protocol state: events in, actions out.
 //!
 //! Dissemination: a node that accepts a new version (verified by the door, above its
-//! high-water mark) persists it, hands it to apply when it targets this node, and announces
-//! it (channel, version, hash) to every active peer. A peer that learns of a newer version
-//! fetches the bundle by hash from the first peer that announced it, once; other announcers
-//! are kept as alternates for a retry. Every round a node sends a digest of what it holds to
+//! high-water mark) persists it, hands it to apply when it targets this node, pushes it to
+//! its neighbours on the push tree (`tree.rs`, built before any release) and announces it
+//! (channel, version, hash) to its other active peers. A peer that learns of a newer version
+//! and gets no push within a grace period fetches the bundle by hash from the first peer that
+//! announced it, once; other announcers are kept as alternates for a retry. Every round a node sends a digest of what it holds to
 //! one random peer, who answers with its own (push-pull): whoever is behind fetches. So a
 //! bundle crosses each node about once, and a node that was down or cut off catches up
 //! within a round or two of reconnecting, with no re-publish.
