@@ -48,6 +48,8 @@ pub struct Tree<P> {
     sent: Option<Position<P>>,
     /// Adverts sent so far (numbers them).
     seq: u32,
+    /// An advert arrived or a peer left since the last [`Tree::recompute`].
+    pub dirty: bool,
 }
 
 /// The order in which nodes become root: a hash of the id, re-mixed so that it does not
@@ -66,11 +68,13 @@ impl<P: PeerId> Tree<P> {
             adverts: Vec::new(),
             sent: None,
             seq: 0,
+            dirty: true,
         }
     }
 
     /// A peer's advert (one older than the last one heard from it is dropped).
     pub fn heard(&mut self, from: &P, seq: u32, root: P, dist: u8, ours: bool) {
+        self.dirty = true;
         let a = Advert {
             seq,
             root,
@@ -91,11 +95,13 @@ impl<P: PeerId> Tree<P> {
 
     /// A peer left the active view (or the fleet).
     pub fn remove(&mut self, p: &P) {
+        self.dirty = true;
         self.adverts.retain(|(q, _)| q != p);
     }
 
     /// Choose root, distance and parent again from the adverts of the active peers.
     pub fn recompute(&mut self, active: &dyn Fn(&P) -> bool) {
+        self.dirty = false;
         // Adverts of peers that are not active are kept only for a moment (see MAX_ADVERTS).
         let mut best: (u64, u8, Option<&P>, &P) = (rank(&self.me), 0, None, &self.me);
         for (p, a) in &self.adverts {
