@@ -387,6 +387,12 @@ pub fn messages() -> Vec<Message<WirePeer>> {
             zones: vec![5],
             rows: vec![Arc::new(row())],
         },
+        Message::Tree {
+            seq: 2,
+            root: peer(6),
+            dist: 3,
+            parent: true,
+        },
     ]
 }
 

@@ -801,6 +801,9 @@ impl<'a> Engine<'a> {
                     self.m.rollouts.insert(version, r);
                 }
                 let at = self.live_random(true);
+                if std::env::var_os("DRIFTLESS_SIM_TREE").is_some() {
+                    self.tree_report(at);
+                }
                 self.handle(at, Event::Publish(b));
             }
             Step::Rogue { version } => {
@@ -875,6 +878,47 @@ impl<'a> Engine<'a> {
             }
             Step::Churn { .. } => self.push(self.now, 0, Ev::Churn(k)),
         }
+    }
+
+    /// `DRIFTLESS_SIM_TREE=1`: the push tree's shape when a release is published (roots,
+    /// depths, children per node, links that the two ends do not agree on).
+    fn tree_report(&self, publisher: u32) {
+        use std::collections::BTreeMap;
+        let mut roots: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut dists: BTreeMap<u8, usize> = BTreeMap::new();
+        let mut nchild: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut incons = 0;
+        type Position = (u32, u8, Option<u32>, Vec<u32>);
+        let pos: Vec<Option<Position>> = self
+            .nodes
+            .iter()
+            .map(|sn| sn.node.as_ref().map(|n| n.tree_position()))
+            .collect();
+        for (i, p) in pos.iter().enumerate() {
+            let Some((r, d, par, ch)) = p else { continue };
+            *roots.entry(*r).or_default() += 1;
+            *dists.entry(*d).or_default() += 1;
+            *nchild.entry(ch.len()).or_default() += 1;
+            if let Some(par) = par {
+                if let Some((_, _, _, pch)) = &pos[*par as usize] {
+                    if !pch.contains(&(i as u32)) {
+                        incons += 1;
+                    }
+                }
+            }
+            for c in ch {
+                if pos[*c as usize].as_ref().and_then(|x| x.2) != Some(i as u32) {
+                    incons += 1;
+                }
+            }
+        }
+        eprintln!(
+            "tree at publish (publisher {publisher}, its dist {:?}): roots {:?} dists {:?} children {:?} inconsistent links {incons}",
+            pos[publisher as usize].as_ref().map(|x| x.1),
+            roots.iter().take(5).collect::<Vec<_>>(),
+            dists,
+            nchild
+        );
     }
 
     fn crash(&mut self, i: u32, down_ms: u64) {

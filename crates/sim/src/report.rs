@@ -286,7 +286,10 @@ pub fn run_protocol(sc: &Scenario, seed: u64) -> Report {
         .min()
         .unwrap_or(sc.duration_ms);
     let idle_from = (first_pub / 2).max(first_pub.saturating_sub(30_000));
-    let idle = m.bytes_per_node_s(idle_from, first_pub);
+    // Up to the sample before the publish: the sample that ends at the publish instant also
+    // holds what the publisher sent then (its pushes: 5 bundles at 100 nodes are 80 B/node/s
+    // over the window), which is not idle traffic.
+    let idle = m.bytes_per_node_s(idle_from, first_pub.saturating_sub(1));
     figures.push(("idle_bytes_per_node_s".into(), json!(round2(idle))));
     // Steady state after the last release settled: the last 10 virtual seconds.
     let last_pub = m

@@ -149,7 +149,8 @@ pub enum Message<P, S = Arc<SignedStatus<P>>, R = Arc<ZoneRow<P>>, D = Digest<S>
         bundle: WireBundle,
         hops: u16,
     },
-    /// Stop pushing bundles to me (I get them from elsewhere).
+    /// Stop pushing bundles to me. No longer sent: the push tree is made of `Tree` adverts
+    /// (a duplicate push is dropped in silence); kept so the variant indices do not move.
     Prune,
     /// A round of anti-entropy.
     Digest(D),
@@ -174,6 +175,17 @@ pub enum Message<P, S = Arc<SignedStatus<P>>, R = Arc<ZoneRow<P>>, D = Digest<S>
     RowWant {
         zones: Vec<u32>,
         rows: Vec<R>,
+    },
+    // --- push tree (added last: the variant indices above stay as they were) ---
+    /// The sender's place on the push tree (`tree.rs`): the root it reaches, its distance to
+    /// it in hops, and whether the receiver is its parent; `seq` numbers the sender's adverts
+    /// (one may overtake another). Sent to the active peers when it changes and to a new
+    /// active peer at once.
+    Tree {
+        seq: u32,
+        root: P,
+        dist: u8,
+        parent: bool,
     },
 }
 
@@ -290,6 +302,7 @@ impl<P: PeerId> Message<P> {
             Message::RowSync(_) => "row_sync",
             Message::Rows(_) => "rows",
             Message::RowWant { .. } => "row_want",
+            Message::Tree { .. } => "tree",
         }
     }
 }
@@ -342,6 +355,17 @@ fn upgrade<P, S: Into<Arc<SignedStatus<P>>>>(m: MessageV2<P, S>) -> Message<P> {
         Message::RowWant { zones, rows: r } => Message::RowWant {
             zones,
             rows: rows(r),
+        },
+        Message::Tree {
+            seq,
+            root,
+            dist,
+            parent,
+        } => Message::Tree {
+            seq,
+            root,
+            dist,
+            parent,
         },
     }
 }

@@ -16,6 +16,7 @@ pub mod message;
 pub mod node;
 pub mod rollout;
 pub mod status;
+pub mod tree;
 
 #[cfg(test)]
 mod tests;

@@ -1,10 +1,11 @@
 //! One node's protocol state: events in, actions out.
 //!
 //! Dissemination: a node that accepts a new version (verified by the door, above its
-//! high-water mark) persists it, hands it to apply when it targets this node, and announces
-//! it (channel, version, hash) to every active peer. A peer that learns of a newer version
-//! fetches the bundle by hash from the first peer that announced it, once; other announcers
-//! are kept as alternates for a retry. Every round a node sends a digest of what it holds to
+//! high-water mark) persists it, hands it to apply when it targets this node, pushes it to
+//! its neighbours on the push tree (`tree.rs`, built before any release) and announces it
+//! (channel, version, hash) to its other active peers. A peer that learns of a newer version
+//! and gets no push within a grace period fetches the bundle by hash from the first peer that
+//! announced it, once; other announcers are kept as alternates for a retry. Every round a node sends a digest of what it holds to
 //! one random peer, who answers with its own (push-pull): whoever is behind fetches. So a
 //! bundle crosses each node about once, and a node that was down or cut off catches up
 //! within a round or two of reconnecting, with no re-publish.
@@ -16,6 +17,7 @@ use super::membership::Membership;
 use super::message::{Announcement, Digest, Message, WireBundle};
 use super::rollout::{self, Decision, Wait, WaveTally};
 use super::status::{ApplyState, ChannelStatus, LastApply, SignedStatus, StatusBody};
+use super::tree::Tree;
 use super::{below, sample, Now, PeerId};
 use crate::bundle::{Bundle, BundleHash, VerifiedBundle};
 use crate::definition::OnFailure;
@@ -31,8 +33,6 @@ use std::sync::Arc;
 const MAX_FETCHES: usize = 8;
 /// Attempts per fetch (rotating through the announcers) before it is left to anti-entropy.
 const FETCH_ATTEMPTS: u32 = 6;
-/// Children on the push tree, at most (peers that fetched from us).
-const MAX_CHILDREN: usize = 8;
 /// Alternates remembered per fetch.
 const MAX_ALTERNATES: usize = 4;
 /// Refused bundle hashes remembered, so they are not fetched again.
@@ -212,10 +212,9 @@ pub struct Node<P> {
     held: BTreeMap<String, Held>,
     channels: BTreeMap<String, ChannelState>,
     fetches: Vec<Fetch<P>>,
-    /// PlumTree-like push tree for bundles: the peer we last fetched from, and the peers
-    /// that last fetched from us (they get the next version pushed, not announced).
-    parent: Option<P>,
-    children: Vec<P>,
+    /// The push tree for bundles (`tree.rs`): parent and children get a new version
+    /// pushed; the other active peers get it announced.
+    tree: Tree<P>,
     refused_hashes: Vec<BundleHash>,
     bad: BTreeMap<P, u32>,
     fleet: FleetView<P>,
@@ -254,6 +253,7 @@ impl<P: PeerId> Node<P> {
         Node {
             fleet: FleetView::new(&cfg, me.clone()),
             members: Membership::new(me.clone()),
+            tree: Tree::new(me.clone()),
             cfg,
             me,
             key,
@@ -262,8 +262,6 @@ impl<P: PeerId> Node<P> {
             held: BTreeMap::new(),
             channels: BTreeMap::new(),
             fetches: Vec::new(),
-            parent: None,
-            children: Vec::new(),
             refused_hashes: Vec::new(),
             bad: BTreeMap::new(),
             own: None,
@@ -356,6 +354,16 @@ impl<P: PeerId> Node<P> {
     pub fn active_peers(&self) -> Vec<P> {
         self.members.active_ids().cloned().collect()
     }
+    /// The push tree: (root, distance, parent, children).
+    pub fn tree_position(&self) -> (P, u8, Option<P>, Vec<P>) {
+        let children = self.tree.children().cloned().collect();
+        (
+            self.tree.root.clone(),
+            self.tree.dist,
+            self.tree.parent.clone(),
+            children,
+        )
+    }
     pub fn passive_peers(&self) -> &[P] {
         &self.members.passive
     }
@@ -428,7 +436,7 @@ impl<P: PeerId> Node<P> {
             }
             Event::Message { from, msg } => self.on_message(from, msg, now, rng, door, out),
             Event::Tick => self.on_tick(now, rng, door, out),
-            Event::Publish(bundle) => self.accept(bundle, None, 0, now, door, out),
+            Event::Publish(bundle) => self.accept(bundle, None, 0, true, now, door, out),
             Event::ApplyFinished {
                 channel,
                 version,
@@ -472,10 +480,7 @@ impl<P: PeerId> Node<P> {
                     let was_active = self.members.is_active(&p);
                     self.members.forget(&p);
                     self.fleet.forget(&p);
-                    if self.parent.as_ref() == Some(&p) {
-                        self.parent = None;
-                    }
-                    self.children.retain(|c| c != &p);
+                    self.tree.remove(&p);
                     // A fetch from it times out and moves on to an alternate.
                     for f in &mut self.fetches {
                         f.alternates.retain(|a| a != &p);
@@ -498,14 +503,50 @@ impl<P: PeerId> Node<P> {
     /// the next wake-up.
     fn after(&mut self, now: Now, rng: &mut dyn RngCore, out: &mut Vec<Action<P>>) {
         let downs = std::mem::take(&mut self.members.downs);
-        for p in downs {
-            if self.parent.as_ref() == Some(&p) {
-                self.parent = None;
-            }
-            self.children.retain(|c| c != &p);
+        for p in &downs {
+            self.tree.remove(p);
         }
         let ups = std::mem::take(&mut self.members.ups);
+        // The push tree: choose again after any change of the active view or an advert;
+        // tell every active peer when our position changed, and each new one in any case.
+        // (Only then: this runs after every event of every node, 100,000 of them in the
+        // simulator.)
+        let members = &self.members;
+        let moved = if self.tree.dirty || !ups.is_empty() || !downs.is_empty() {
+            self.tree.recompute(&|p| members.is_active(p));
+            self.tree.changed()
+        } else {
+            None
+        };
+        let told = if let Some(((root, dist, parent), seq, old)) = moved {
+            let mut peers: Vec<P> = self.members.active_ids().cloned().collect();
+            if let Some(old) = old.filter(|o| !peers.contains(o)) {
+                peers.push(old);
+            }
+            for p in peers {
+                let msg = Message::Tree {
+                    seq,
+                    root: root.clone(),
+                    dist,
+                    parent: parent.as_ref() == Some(&p),
+                };
+                self.send(p, msg, now, out);
+            }
+            true
+        } else {
+            false
+        };
         for p in ups {
+            if !told {
+                let ((root, dist, parent), seq) = self.tree.position();
+                let msg = Message::Tree {
+                    seq,
+                    root,
+                    dist,
+                    parent: parent.as_ref() == Some(&p),
+                };
+                self.send(p.clone(), msg, now, out);
+            }
             // On every (re)connection, exchange digests (and rows if the prints differ).
             let d = Digest {
                 channels: self.digest_channels(),
@@ -851,6 +892,10 @@ impl<P: PeerId> Node<P> {
                 }
             }
         }
+        if let Message::Disconnect { .. } = msg {
+            // Whatever our views say of it, it is no longer on our push tree.
+            self.tree.remove(&from);
+        }
         if self
             .members
             .handle(&self.cfg, &from, &msg, now.mono_ms, rng, out)
@@ -870,14 +915,17 @@ impl<P: PeerId> Node<P> {
                     .find(|h| h.verified.hash() == hash)
                     .map(|h| h.bundle.clone());
                 if let Some(b) = found {
-                    // A fetch grafts the fetcher onto our push tree: the next version goes
-                    // to it directly.
-                    self.add_child(from.clone());
                     self.send(from, Message::Bundle(WireBundle(b)), now, out);
                 }
             }
-            Message::Prune => {
-                self.children.retain(|c| c != &from);
+            Message::Tree {
+                seq,
+                root,
+                dist,
+                parent,
+            } => {
+                // Chosen again in `after`, which also tells the peers if anything changed.
+                self.tree.heard(&from, seq, root, dist, parent);
             }
             Message::Push {
                 bundle: WireBundle(b),
@@ -885,11 +933,15 @@ impl<P: PeerId> Node<P> {
             } => {
                 let hash = b.hash();
                 if self.held.values().any(|h| h.verified.hash() == hash) {
-                    // It reached us another way first: stop the pushes from this peer.
-                    self.send(from, Message::Prune, now, out);
+                    // It reached us another way first (both ends of a tree link push, and
+                    // the publisher's copy to the root meets the one coming up the tree).
                     return;
                 }
-                if self.parent.as_ref() != Some(&from) && !self.children.contains(&from) {
+                let on_tree = self.tree.is_neighbour(&from);
+                // The publisher sends its release to the root as well as down its own tree
+                // links (see `accept`): the root takes a push of hop 0 from anyone.
+                let to_root = hops == 0 && self.tree.root == self.me;
+                if !on_tree && !to_root {
                     self.refuse(
                         Some(&from),
                         "unsolicited",
@@ -899,12 +951,11 @@ impl<P: PeerId> Node<P> {
                         ),
                         out,
                     );
-                    self.send(from, Message::Prune, now, out);
                     return;
                 }
                 self.fetches.retain(|f| f.hash != hash);
                 self.stats.bundles_received += 1;
-                self.accept(b, Some(&from), hops.saturating_add(1), now, door, out);
+                self.accept(b, Some(&from), hops.saturating_add(1), true, now, door, out);
             }
             Message::Bundle(WireBundle(b)) => {
                 let hash = b.hash();
@@ -920,10 +971,15 @@ impl<P: PeerId> Node<P> {
                 };
                 let f = self.fetches.swap_remove(i);
                 self.stats.bundles_received += 1;
-                if f.sent && f.from == from {
-                    self.set_parent(from.clone(), now, out);
-                }
-                self.accept(b, Some(&from), f.hops.saturating_add(1), now, door, out);
+                self.accept(
+                    b,
+                    Some(&from),
+                    f.hops.saturating_add(1),
+                    false,
+                    now,
+                    door,
+                    out,
+                );
             }
             Message::Digest(d) => {
                 for a in d.channels.iter() {
@@ -1206,8 +1262,21 @@ impl<P: PeerId> Node<P> {
         if self.refused_hashes.contains(&a.hash) {
             return;
         }
+        // The parent announces (rather than pushes) what it had to fetch: its push will not
+        // come, so a node waiting for it fetches at once, from the parent. Without this a
+        // slow branch of the tree fell to a cascade of grace periods, one per level
+        // (announce, 80 ms, fetch: ~170 ms a hop; the last nodes of bench-10k seed 4).
+        let from_parent = self.tree.parent.as_ref() == Some(from);
         if let Some(f) = self.fetches.iter_mut().find(|f| f.hash == a.hash) {
-            if f.from != *from
+            if !f.sent && from_parent {
+                let first = std::mem::replace(&mut f.from, from.clone());
+                if f.alternates.len() < MAX_ALTERNATES {
+                    f.alternates.push(first);
+                }
+                f.sent = true;
+                f.deadline = now.mono_ms + self.cfg.fetch_timeout_ms;
+                self.send(from.clone(), Message::Fetch(a.hash), now, out);
+            } else if f.from != *from
                 && !f.alternates.contains(from)
                 && f.alternates.len() < MAX_ALTERNATES
             {
@@ -1218,13 +1287,15 @@ impl<P: PeerId> Node<P> {
         if self.fetches.len() >= MAX_FETCHES {
             return;
         }
-        // With a live parent, its push is probably on the way: wait a moment before
+        // With a live tree neighbour, its push is probably on the way: wait a moment before
         // fetching from whoever announced first.
-        let wait = self
-            .parent
-            .iter()
-            .chain(self.children.iter())
-            .any(|p| p != from && self.members.is_active(p));
+        let members = &self.members;
+        let wait = !from_parent
+            && self
+                .tree
+                .neighbours(&|p| members.is_active(p))
+                .iter()
+                .any(|p| p != from);
         self.fetches.push(Fetch {
             hash: a.hash,
             hops: a.hops,
@@ -1241,25 +1312,6 @@ impl<P: PeerId> Node<P> {
         });
         if !wait {
             self.send(from.clone(), Message::Fetch(a.hash), now, out);
-        }
-    }
-
-    fn add_child(&mut self, p: P) {
-        if self.children.contains(&p) {
-            return;
-        }
-        if self.children.len() >= MAX_CHILDREN {
-            self.children.remove(0);
-        }
-        self.children.push(p);
-    }
-
-    fn set_parent(&mut self, p: P, now: Now, out: &mut Vec<Action<P>>) {
-        if self.parent.as_ref() == Some(&p) {
-            return;
-        }
-        if let Some(old) = self.parent.replace(p) {
-            self.send(old, Message::Prune, now, out);
         }
     }
 
@@ -1297,11 +1349,15 @@ impl<P: PeerId> Node<P> {
     }
 
     /// The door: verify, check the mark, then store, persist, apply and announce.
+    /// `pushed`: it came down (or up) the tree, or from the publish command, rather than by
+    /// a fetch.
+    #[allow(clippy::too_many_arguments)]
     fn accept(
         &mut self,
         bundle: Arc<Bundle>,
         from: Option<&P>,
         hops: u16,
+        pushed: bool,
         now: Now,
         door: &dyn Door<P>,
         out: &mut Vec<Action<P>>,
@@ -1362,14 +1418,27 @@ impl<P: PeerId> Node<P> {
             hops,
         };
         // Tree links work both ways (as PlumTree's eager links): push to the parent and the
-        // children, whichever side the release came from.
-        let children: Vec<P> = self
-            .children
-            .iter()
-            .chain(self.parent.iter())
-            .filter(|c| Some(*c) != from)
-            .cloned()
-            .collect();
+        // children, whichever side the release came from. The publisher also sends it
+        // straight to the root, so that it runs down the whole tree from the top at once
+        // instead of climbing the publisher's branch first: every node is then at most one
+        // hop plus the tree's depth from the publisher, not up to twice the depth.
+        // A node that had to fetch it (the push from its tree neighbour was lost or late)
+        // announces it to them instead: they missed the same push, started the same grace
+        // period on the same announcements, and are most likely fetching already, so a push
+        // would cross their fetch.
+        let members = &self.members;
+        let mut children: Vec<P> = if pushed {
+            self.tree
+                .neighbours(&|p| members.is_active(p))
+                .into_iter()
+                .filter(|c| Some(c) != from)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if from.is_none() && self.tree.root != self.me && !children.contains(&self.tree.root) {
+            children.push(self.tree.root.clone());
+        }
         let pushed = Arc::clone(&self.held[&header.channel].bundle);
         for c in &children {
             let push = Message::Push {

@@ -275,7 +275,7 @@ fn lie(msg: Message<u32>, liar: u32, version: u64, wave: u8, zone_bits: u8) -> M
 }
 
 #[test]
-fn a_version_reaches_every_node_and_each_fetches_it_once() {
+fn a_version_reaches_every_node_about_once_down_the_push_tree() {
     let mut net = Net::new(40, Config::default());
     net.run_until(5_000);
     for n in &net.nodes {
@@ -293,10 +293,16 @@ fn a_version_reaches_every_node_and_each_fetches_it_once() {
         assert!(n.stats.bundles_received <= 1);
         assert_eq!(n.applied("web"), Some((1, ApplyState::Applied)));
     }
-    let bundles = net.delivered.iter().filter(|(_, k)| *k == "bundle").count();
-    assert_eq!(
-        bundles, 39,
-        "one bundle transfer per node but the publisher"
+    // The push tree was built before the release, so it is pushed (one latency per hop),
+    // not fetched; a few copies cross on the way (both ends of a tree link push, and the
+    // publisher's copy to the root meets the one coming up the tree).
+    let count = |kind: &str| net.delivered.iter().filter(|(_, k)| *k == kind).count();
+    let (pushed, fetched) = (count("push"), count("bundle"));
+    eprintln!("pushed {pushed}, fetched {fetched}");
+    assert!(pushed >= 35, "pushed {pushed}, fetched {fetched}");
+    assert!(
+        pushed + fetched <= 39 + 4,
+        "about one bundle transfer per node but the publisher: {pushed} + {fetched}"
     );
 }
 
