@@ -318,18 +318,10 @@ impl TrustRoot {
 mod tests {
     use super::*;
     use crate::bundle::Header;
-    use crate::labels::Targets;
     use ed25519_dalek::SigningKey;
 
     fn def(name: &str) -> CompiledDefinition {
-        CompiledDefinition {
-            name: name.into(),
-            targets: Targets::default(),
-            vars: Default::default(),
-            resources: vec![],
-            checks: vec![],
-            rollout: None,
-        }
+        CompiledDefinition::empty(name, None)
     }
 
     fn header(fleet: &str, version: u64, expires: u64) -> Header {
