@@ -1213,6 +1213,12 @@ impl<P: PeerId> Node<P> {
             .get(&(zone, wave))
             .is_some_and(|p| p.channel == channel && p.version == version);
         if !asked || self.fleet.zone_of(from) != zone {
+            self.refuse(
+                Some(from),
+                "unsolicited",
+                format!("statuses of zone {zone} wave {wave} that were not asked for"),
+                out,
+            );
             return;
         }
         let Some(policy) = self
