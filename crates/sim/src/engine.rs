@@ -8,7 +8,7 @@
 use crate::door::SimDoor;
 use crate::metrics::{Metrics, RolloutStats, Sample};
 use crate::queue::Queue;
-use crate::scenario::{Action as Step, Scenario};
+use crate::scenario::{Action as Step, LiarMode, Scenario};
 use driftless_core::bundle::{Bundle, BundleHash, Header};
 use driftless_core::definition::{
     CompiledDefinition, Ownership, Resource, ResourceKind, RolloutPolicy,
@@ -456,6 +456,7 @@ impl<'a> Engine<'a> {
         let zone_bits = self.cfg.zone_bits;
         let key = &self.keys[from as usize].clone();
         let my_zone = zone_of(zone_bits, &from);
+        let liar_mode = self.sc.fleet.liar_mode;
         // Its own zone's row says as many members as its table counts: the lie is in the
         // counts (a row stuck at a restarted table's few members would only stall the
         // rollout, as any view with a sparse zone waits).
@@ -490,10 +491,32 @@ impl<'a> Engine<'a> {
                 .sign(key)
             };
             Arc::new(if r.zone == my_zone {
-                signed_by_me(ZoneRow {
-                    members: row.members.max(my_members),
-                    ..row
-                })
+                let members = row.members.max(my_members);
+                match liar_mode {
+                    LiarMode::Advance => signed_by_me(ZoneRow { members, ..row }),
+                    // Every member on the previous version, in wave 0: outside its zone,
+                    // wave 0 never looks done.
+                    LiarMode::Stall | LiarMode::StallInflated => {
+                        let members = if liar_mode == LiarMode::StallInflated {
+                            members * 4
+                        } else {
+                            members
+                        };
+                        signed_by_me(ZoneRow {
+                            members,
+                            counts: vec![Count {
+                                channel: channel.clone(),
+                                version: latest.saturating_sub(1),
+                                state: ApplyState::Held,
+                                healthy: true,
+                                target: latest,
+                                wave: 0,
+                                n: members,
+                            }],
+                            ..row
+                        })
+                    }
+                }
             } else {
                 match r.zone % 3 {
                     0 => row,

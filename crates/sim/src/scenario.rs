@@ -65,6 +65,22 @@ pub struct Fleet {
     /// in every zone row it sends and signs statuses that claim it is sick on the newest
     /// version (`engine.rs`, `Engine::lie`).
     pub liars: usize,
+    /// What the liars' own zone's row says (`liar_mode`).
+    pub liar_mode: LiarMode,
+}
+
+/// What a liar signs as its own zone's row (`[fleet] liar_mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LiarMode {
+    /// `"advance"`: its table's member count, one node of it on the newest version in the
+    /// last wave, so that earlier waves of its zone look empty, hence done.
+    #[default]
+    Advance,
+    /// `"stall"`: its table's member count, every one of them on the previous version in
+    /// wave 0, so that wave 0 never looks done outside its zone.
+    Stall,
+    /// `"stall-inflated"`: as `stall`, with four times its table's member count.
+    StallInflated,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -276,6 +292,7 @@ struct RawFleet {
     release_every: Option<String>,
     adhoc_share: Option<f64>,
     liars: Option<usize>,
+    liar_mode: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -439,6 +456,17 @@ impl Scenario {
             release_every_ms: dur("release_every", &f.release_every, 7 * 86_400_000)?,
             adhoc_share: share("adhoc_share", f.adhoc_share.unwrap_or(0.5))?,
             liars: f.liars.unwrap_or(0),
+            liar_mode: match f.liar_mode.as_deref() {
+                None | Some("advance") => LiarMode::Advance,
+                Some("stall") => LiarMode::Stall,
+                Some("stall-inflated") => LiarMode::StallInflated,
+                Some(other) => {
+                    return Err(bad(
+                        "liar_mode",
+                        format!("expected `advance`, `stall` or `stall-inflated`, got `{other}`"),
+                    ))
+                }
+            },
         };
         let protocol = Protocol {
             round_ms: match &raw.protocol.round {

@@ -187,6 +187,26 @@ pub enum Message<P, S = Arc<SignedStatus<P>>, R = Arc<ZoneRow<P>>, D = Digest<S>
         dist: u8,
         parent: bool,
     },
+    // --- wave probes (added last) ---
+    /// Send me the signed statuses of your zone's members in `wave` of `version` on
+    /// `channel`: asked of a member of a zone whose row alone holds the sender's gate (a
+    /// liar may forge its own zone's row, never its zone mates' statuses).
+    WaveWant {
+        zone: u32,
+        channel: String,
+        version: u64,
+        wave: u8,
+    },
+    /// The answer: `members` of the zone's table are in the wave, `statuses` are theirs
+    /// (at most `limits::MAX_STATUSES`; fewer than `members` means the list is cut short).
+    WaveStatuses {
+        zone: u32,
+        channel: String,
+        version: u64,
+        wave: u8,
+        members: u32,
+        statuses: Vec<S>,
+    },
 }
 
 fn over(what: &'static str, len: usize, limit: usize) -> Result<(), DecodeError> {
@@ -269,6 +289,9 @@ impl<P: PeerId> Message<P> {
                 rows_within_limits(rows)
             }
             Message::Statuses(s) => over("status list", s.len(), limits::MAX_STATUSES),
+            Message::WaveStatuses { statuses, .. } => {
+                over("wave status list", statuses.len(), limits::MAX_STATUSES)
+            }
             Message::ZoneSync {
                 entries: Some(e), ..
             } => over("zone entries", e.len(), limits::MAX_ZONE_ENTRIES),
@@ -303,6 +326,8 @@ impl<P: PeerId> Message<P> {
             Message::Rows(_) => "rows",
             Message::RowWant { .. } => "row_want",
             Message::Tree { .. } => "tree",
+            Message::WaveWant { .. } => "wave_want",
+            Message::WaveStatuses { .. } => "wave_statuses",
         }
     }
 }
@@ -366,6 +391,32 @@ fn upgrade<P, S: Into<Arc<SignedStatus<P>>>>(m: MessageV2<P, S>) -> Message<P> {
             root,
             dist,
             parent,
+        },
+        Message::WaveWant {
+            zone,
+            channel,
+            version,
+            wave,
+        } => Message::WaveWant {
+            zone,
+            channel,
+            version,
+            wave,
+        },
+        Message::WaveStatuses {
+            zone,
+            channel,
+            version,
+            wave,
+            members,
+            statuses: s,
+        } => Message::WaveStatuses {
+            zone,
+            channel,
+            version,
+            wave,
+            members,
+            statuses: statuses(s),
         },
     }
 }

@@ -244,8 +244,28 @@ pub struct Node<P> {
     /// (channel, version, wave) → when this node first saw the wave complete (mono ms), and
     /// how many nodes its fleet view showed then.
     complete_since: BTreeMap<(String, u64, u8), (u64, u64)>,
+    /// (zone, wave) → a probe of a foreign zone whose row alone held this node's gate at
+    /// that wave: the zone's signed statuses of the wave, asked of one of its members, judge
+    /// the zone in place of its row (`Node::probe_stalls`).
+    probes: BTreeMap<(u32, u8), Probe<P>>,
     pub stats: Stats,
 }
+
+/// Asking a zone's members for their signed statuses of one wave (see `Node::probes`).
+struct Probe<P> {
+    channel: String,
+    version: u64,
+    /// When it was last asked (mono ms): at most once per `PROBE_EVERY_ROUNDS` rounds.
+    asked_ms: u64,
+    /// How many times it was asked: each time of another member, in turn.
+    asks: u32,
+    /// The statuses a member sent, verified, each of the zone and of the wave.
+    got: Option<Vec<Arc<SignedStatus<P>>>>,
+}
+
+/// A held gate asks again after this many rounds (a member's statuses go on changing as
+/// the wave applies).
+const PROBE_EVERY_ROUNDS: u64 = 4;
 
 impl<P: PeerId> Node<P> {
     /// A node with nothing but its identity; deliver [`Event::Start`] next.
@@ -280,6 +300,7 @@ impl<P: PeerId> Node<P> {
             wake: None,
             started_ms: None,
             complete_since: BTreeMap::new(),
+            probes: BTreeMap::new(),
             stats: Stats::default(),
         }
     }
@@ -1117,8 +1138,127 @@ impl<P: PeerId> Node<P> {
                     self.send(from.clone(), Message::Statuses(chunk.to_vec()), now, out);
                 }
             }
+            Message::WaveWant {
+                zone,
+                channel,
+                version,
+                wave,
+            } => {
+                if zone != self.fleet.my_zone {
+                    return;
+                }
+                let Some(policy) = self
+                    .held
+                    .get(&channel)
+                    .filter(|h| h.verified.header().version == version)
+                    .and_then(|h| h.verified.header().rollout.clone())
+                else {
+                    return;
+                };
+                let of_wave: Vec<Arc<SignedStatus<P>>> = self
+                    .fleet
+                    .zone
+                    .iter()
+                    .filter(|(p, _)| {
+                        rollout::wave_of(p.stable_hash(), version, &policy.waves) == wave
+                    })
+                    .map(|(_, s)| s.clone())
+                    .collect();
+                let members = of_wave.len() as u32;
+                let mut statuses = of_wave;
+                statuses.truncate(super::config::limits::MAX_STATUSES);
+                let msg = Message::WaveStatuses {
+                    zone,
+                    channel,
+                    version,
+                    wave,
+                    members,
+                    statuses,
+                };
+                self.send(from, msg, now, out);
+            }
+            Message::WaveStatuses {
+                zone,
+                channel,
+                version,
+                wave,
+                members,
+                statuses,
+            } => self.take_wave_statuses(
+                &from, zone, &channel, version, wave, members, statuses, door, out,
+            ),
             // Membership messages were handled above.
             _ => {}
+        }
+    }
+
+    /// The answer to a probe (`Node::probe_stalls`): kept only if this node asked it of
+    /// `from`'s zone for that wave, the list is whole, and every status verifies, belongs
+    /// to the zone and to the wave. A refused answer is counted like any other refusal.
+    #[allow(clippy::too_many_arguments)]
+    fn take_wave_statuses(
+        &mut self,
+        from: &P,
+        zone: u32,
+        channel: &str,
+        version: u64,
+        wave: u8,
+        members: u32,
+        statuses: Vec<Arc<SignedStatus<P>>>,
+        door: &dyn Door<P>,
+        out: &mut Vec<Action<P>>,
+    ) {
+        let asked = self
+            .probes
+            .get(&(zone, wave))
+            .is_some_and(|p| p.channel == channel && p.version == version);
+        if !asked || self.fleet.zone_of(from) != zone {
+            self.refuse(
+                Some(from),
+                "unsolicited",
+                format!("statuses of zone {zone} wave {wave} that were not asked for"),
+                out,
+            );
+            return;
+        }
+        let Some(policy) = self
+            .held
+            .get(channel)
+            .and_then(|h| h.verified.header().rollout.clone())
+        else {
+            return;
+        };
+        if members as usize != statuses.len() {
+            self.refuse(
+                Some(from),
+                "wave_statuses_short",
+                format!(
+                    "zone {zone} wave {wave}: {} of {members} statuses",
+                    statuses.len()
+                ),
+                out,
+            );
+            return;
+        }
+        for s in &statuses {
+            let fits = self.fleet.zone_of(&s.body.node) == zone
+                && rollout::wave_of(s.body.node.stable_hash(), version, &policy.waves) == wave;
+            let verified = fits
+                && door
+                    .node_key(&s.body.node)
+                    .is_some_and(|key| door.verify_status(s, &key));
+            if !verified {
+                self.refuse(
+                    Some(from),
+                    "bad_wave_status",
+                    format!("zone {zone} wave {wave}: status of {:?}", s.body.node),
+                    out,
+                );
+                return;
+            }
+        }
+        if let Some(p) = self.probes.get_mut(&(zone, wave)) {
+            p.got = Some(statuses);
         }
     }
 
@@ -1673,6 +1813,13 @@ impl<P: PeerId> Node<P> {
                 &mut baked,
             ))
         };
+        if let Some(Decision::Wait {
+            wave: k,
+            why: rollout::Wait::NotApplied,
+        }) = decision
+        {
+            self.probe_stalls(channel, version, k, &tallies, now, out);
+        }
         let ch = self.channels.get_mut(channel).expect("inserted above");
         // Finished only once this node runs it too: a view that shows no one yet (just
         // restarted) has every wave complete and every node "received", and a node that took
@@ -1731,6 +1878,114 @@ impl<P: PeerId> Node<P> {
         }
     }
 
+    /// A gate held at wave `k` by one foreign zone's row alone (the own zone's signed
+    /// statuses and every other zone's row show the wave complete): ask a member of that
+    /// zone, not the row's issuer, for the zone's signed statuses of the wave, and judge the
+    /// zone on them (`tallies`). A compromised node may sign its own zone's row, so a row
+    /// saying its wave never completes would otherwise halt the rollout on one node's word.
+    /// At most one question per zone and wave every `PROBE_EVERY_ROUNDS` rounds, only while
+    /// the gate is held that way.
+    fn probe_stalls(
+        &mut self,
+        channel: &str,
+        version: u64,
+        k: u8,
+        tallies: &[WaveTally],
+        now: Now,
+        out: &mut Vec<Action<P>>,
+    ) {
+        self.probes
+            .retain(|_, p| p.channel == channel && p.version == version);
+        let Some(t) = tallies.get(k as usize) else {
+            return;
+        };
+        if t.own_ready < t.own_nodes {
+            return;
+        }
+        let probe_done = |p: &Probe<P>| {
+            p.got.as_ref().map(|got| {
+                got.iter().all(|s| {
+                    s.body.channels.iter().any(|c| {
+                        c.channel == channel
+                            && c.version == version
+                            && c.state == ApplyState::Applied
+                    })
+                })
+            })
+        };
+        let mut holders = Vec::new();
+        let mut gone = Vec::new();
+        for (z, row) in &self.fleet.rows {
+            if *z == self.fleet.my_zone {
+                continue;
+            }
+            let short: u64 = row
+                .counts
+                .iter()
+                .filter(|c| c.channel == channel && c.target == version && c.wave == k)
+                .filter(|c| !(c.version == c.target && c.state == ApplyState::Applied))
+                .map(|c| c.n as u64)
+                .sum();
+            // A probe stands in for a row only while the row says the wave is short: once
+            // it does not, the row judges the zone again (a stale probe must hold nothing).
+            if short == 0 {
+                gone.push(*z);
+                continue;
+            }
+            if self.probes.get(&(*z, k)).and_then(probe_done) != Some(true) {
+                holders.push((*z, row.issuer.clone(), row.contacts.clone()));
+            }
+        }
+        for z in gone {
+            self.probes.remove(&(z, k));
+        }
+        let [(zone, issuer, contacts)] = holders.as_slice() else {
+            return;
+        };
+        let every = PROBE_EVERY_ROUNDS * self.cfg.round_ms.max(1);
+        let asks = match self.probes.get(&(*zone, k)) {
+            Some(p) if now.mono_ms < p.asked_ms + every => return,
+            Some(p) => p.asks,
+            None => 0,
+        };
+        let mut peers: Vec<P> = self
+            .members
+            .active_ids()
+            .chain(self.members.passive.iter())
+            .filter(|p| self.fleet.zone_of(p) == *zone && *p != issuer)
+            .cloned()
+            .collect();
+        if peers.is_empty() {
+            peers = contacts
+                .iter()
+                .filter(|p| self.fleet.zone_of(p) == *zone && *p != issuer)
+                .cloned()
+                .collect();
+        }
+        peers.sort();
+        peers.dedup();
+        let Some(to) = peers.get(asks as usize % peers.len().max(1)).cloned() else {
+            return;
+        };
+        let zone = *zone;
+        let p = self.probes.entry((zone, k)).or_insert(Probe {
+            channel: channel.to_string(),
+            version,
+            asked_ms: now.mono_ms,
+            asks: 0,
+            got: None,
+        });
+        p.asked_ms = now.mono_ms;
+        p.asks += 1;
+        let msg = Message::WaveWant {
+            zone,
+            channel: channel.to_string(),
+            version,
+            wave: k,
+        };
+        self.send(to, msg, now, out);
+    }
+
     /// Per wave of `version`: nodes, applied and healthy from the summaries; unhealthy from the
     /// signed statuses held. And whether every node reporting the channel holds `version`,
     /// and how many nodes the view shows.
@@ -1743,6 +1998,63 @@ impl<P: PeerId> Node<P> {
                     x.nodes += nodes;
                     x.applied += applied;
                     x.healthy += healthy;
+                }
+            }
+        }
+        // Whether every node reporting the channel holds v: on the rows' word, before the
+        // probes below (a probed zone's row still says how many of it hold v).
+        let holding: u64 = t.iter().map(|x| x.nodes).sum();
+        // A zone probed because its row alone held a wave (`probe_stalls`): that wave of the
+        // zone is judged on its members' signed statuses, not on its row.
+        for ((zone, k), probe) in &self.probes {
+            let Some(got) = probe
+                .got
+                .as_ref()
+                .filter(|_| probe.channel == channel && probe.version == version)
+            else {
+                continue;
+            };
+            let Some(x) = t.get_mut(*k as usize) else {
+                continue;
+            };
+            // Only in place of a row that says the wave is short (`probe_stalls`).
+            let short = |row: &&Arc<ZoneRow<P>>| {
+                row.counts.iter().any(|c| {
+                    c.channel == channel
+                        && c.target == version
+                        && c.wave == *k
+                        && !(c.version == c.target && c.state == ApplyState::Applied)
+                })
+            };
+            let Some(row) = self.fleet.rows.get(zone).filter(short) else {
+                continue;
+            };
+            {
+                for c in row
+                    .counts
+                    .iter()
+                    .filter(|c| c.channel == channel && c.target == version && c.wave == *k)
+                {
+                    let n = c.n as u64;
+                    x.nodes = x.nodes.saturating_sub(n);
+                    if c.version == c.target && c.state == ApplyState::Applied {
+                        x.applied = x.applied.saturating_sub(n);
+                        if c.healthy {
+                            x.healthy = x.healthy.saturating_sub(n);
+                        }
+                    }
+                }
+            }
+            for s in got {
+                x.nodes += 1;
+                let runs = s.body.channels.iter().any(|c| {
+                    c.channel == channel && c.version == version && c.state == ApplyState::Applied
+                });
+                if runs {
+                    x.applied += 1;
+                    if s.body.healthy {
+                        x.healthy += 1;
+                    }
                 }
             }
         }
@@ -1800,7 +2112,6 @@ impl<P: PeerId> Node<P> {
             .by_channel
             .get(channel)
             .map_or(0, |m| m.values().sum());
-        let holding: u64 = t.iter().map(|x| x.nodes).sum();
         if let Some(policy) = policy {
             let mut below = 0.0;
             for (k, x) in t.iter_mut().enumerate() {

@@ -77,6 +77,9 @@ struct Net {
     /// holds one node, running `version`, healthy, in `wave` (so every earlier wave of the
     /// zone looks empty, hence done).
     liar: Option<(u32, u64, u8)>,
+    /// The liar's own zone's row says instead that every member it counts is on the
+    /// version before, in wave 0 (the stall: nodes of other zones wait for wave 0).
+    liar_stalls: bool,
 }
 
 impl Net {
@@ -108,6 +111,7 @@ impl Net {
             sick: Box::new(|_, _| false),
             fail: Box::new(|_, _| false),
             liar: None,
+            liar_stalls: false,
         };
         for i in 0..n {
             let bootstrap = if i == 0 {
@@ -180,7 +184,8 @@ impl Net {
                         };
                         let msg = match self.liar {
                             Some((liar, version, wave)) if liar == to => {
-                                lie(msg, liar, version, wave, self.nodes[0].config().zone_bits)
+                                let bits = self.nodes[0].config().zone_bits;
+                                lie(msg, liar, version, wave, bits, self.liar_stalls)
                             }
                             _ => msg,
                         };
@@ -222,7 +227,14 @@ impl Net {
 /// (it is admitted) what it may: its own zone's row, forged. Rows of other zones it forges
 /// two ways: under their real issuer (the signature no longer verifies) or under its own
 /// name (signed, but it is not of that zone).
-fn lie(msg: Message<u32>, liar: u32, version: u64, wave: u8, zone_bits: u8) -> Message<u32> {
+fn lie(
+    msg: Message<u32>,
+    liar: u32,
+    version: u64,
+    wave: u8,
+    zone_bits: u8,
+    stall: bool,
+) -> Message<u32> {
     let forge = |rows: Vec<Arc<fleet::ZoneRow<u32>>>| -> Vec<Arc<fleet::ZoneRow<u32>>> {
         rows.into_iter()
             .map(|r| {
@@ -239,7 +251,25 @@ fn lie(msg: Message<u32>, liar: u32, version: u64, wave: u8, zone_bits: u8) -> M
                     }],
                     ..(*r).clone()
                 };
-                Arc::new(if fleet::zone_of(zone_bits, &liar) == r.zone {
+                Arc::new(if fleet::zone_of(zone_bits, &liar) == r.zone && stall {
+                    fleet::ZoneRow {
+                        issuer: liar,
+                        // Far ahead of any honest row: it holds its zone's newest row, as a
+                        // liar re-issuing every round would.
+                        issued_ms: r.issued_ms + 600_000,
+                        counts: vec![fleet::Count {
+                            channel: "web".into(),
+                            version: version - 1,
+                            state: ApplyState::Held,
+                            healthy: true,
+                            target: version,
+                            wave: 0,
+                            n: r.members,
+                        }],
+                        ..row
+                    }
+                    .sign(&node_key(liar))
+                } else if fleet::zone_of(zone_bits, &liar) == r.zone {
                     fleet::ZoneRow {
                         issuer: liar,
                         ..row
@@ -1080,6 +1110,57 @@ fn a_liars_rows_do_not_advance_a_node_whose_own_zone_disagrees() {
             );
         }
     }
+}
+
+#[test]
+fn a_liars_own_zone_row_does_not_stall_the_other_zones() {
+    // Two zones. A liar signs, as its own zone's row, every member on v1 in wave 0: to the
+    // other zone, wave 0 never completes. Its nodes, whose gate that row alone holds, ask a
+    // member of the liar's zone (not the liar) for the zone's signed statuses of wave 0 and
+    // judge the zone on them: the rollout completes everywhere.
+    let cfg = Config {
+        zone_bits: 1,
+        ..Config::default()
+    };
+    let waves = vec![0.2, 1.0];
+    let mut net = Net::new(40, cfg);
+    let zone_of = |n: u32| fleet::zone_of(1, &n);
+    let liar = 1u32;
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(8_000);
+    net.liar = Some((liar, 2, 1));
+    net.liar_stalls = true;
+    net.publish(8_000, 0, rollout_bundle(2, waves.clone(), 2, 0.5));
+    net.run_until(60_000);
+    let stall_held = net.nodes.iter().any(|n| {
+        zone_of(*n.id()) != zone_of(liar)
+            && n.fleet().rows.get(&zone_of(liar)).is_some_and(|r| {
+                r.issuer == liar && r.counts.iter().all(|c| c.wave == 0 && c.version == 1)
+            })
+    });
+    assert!(stall_held, "the liar's stalling row never took hold");
+    for i in 0..40u32 {
+        assert!(
+            net.applied.contains(&(i, 2)),
+            "node {i} (zone {}, wave {}) never applied v2: {:?}",
+            zone_of(i),
+            wave(i, 2, &waves),
+            net.nodes[i as usize].rollout("web")
+        );
+    }
+    let probes = net
+        .delivered
+        .iter()
+        .filter(|(to, kind)| *kind == "wave_want" && *to != liar)
+        .count();
+    assert!(probes > 0, "no node probed the liar's zone");
+    assert!(
+        !net.delivered
+            .iter()
+            .any(|(to, kind)| *kind == "wave_want" && *to == liar),
+        "a probe went to the row's issuer"
+    );
 }
 
 #[test]
