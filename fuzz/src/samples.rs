@@ -393,6 +393,20 @@ pub fn messages() -> Vec<Message<WirePeer>> {
             dist: 3,
             parent: true,
         },
+        Message::WaveWant {
+            zone: 3,
+            channel: "web".into(),
+            version: 4,
+            wave: 1,
+        },
+        Message::WaveStatuses {
+            zone: 3,
+            channel: "web".into(),
+            version: 4,
+            wave: 1,
+            members: 7,
+            statuses: st.clone(),
+        },
     ]
 }
 
