@@ -42,6 +42,19 @@ pub trait Door<P> {
     {
         status.verify(key, self.signatures())
     }
+    /// Look up a status's node key and check its signature: the refusal reason if either
+    /// fails (`unknown_node`, `bad_status_signature`).
+    fn check_status(&self, status: &Arc<SignedStatus<P>>) -> Result<(), &'static str>
+    where
+        P: PeerId,
+    {
+        let key = self.node_key(&status.body.node).ok_or("unknown_node")?;
+        if self.verify_status(status, &key) {
+            Ok(())
+        } else {
+            Err("bad_status_signature")
+        }
+    }
     /// Check a zone row's signature with its issuer's node key (the caller looked the key
     /// up with [`Door::node_key`] and checked that the issuer belongs to the row's zone). A
     /// simulator may remember the verdict per shared value, as for statuses.

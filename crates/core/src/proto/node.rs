@@ -1243,10 +1243,7 @@ impl<P: PeerId> Node<P> {
         for s in &statuses {
             let fits = self.fleet.zone_of(&s.body.node) == zone
                 && rollout::wave_of(s.body.node.stable_hash(), version, &policy.waves) == wave;
-            let verified = fits
-                && door
-                    .node_key(&s.body.node)
-                    .is_some_and(|key| door.verify_status(s, &key));
+            let verified = fits && door.check_status(s).is_ok();
             if !verified {
                 self.refuse(
                     Some(from),
@@ -1283,22 +1280,12 @@ impl<P: PeerId> Node<P> {
                 only_evidence = true;
             }
         }
-        let Some(key) = door.node_key(&s.body.node) else {
-            self.refuse(
-                Some(from),
-                "unknown_node",
-                format!("status of unknown node {:?}", s.body.node),
-                out,
-            );
-            return;
-        };
-        if !door.verify_status(&s, &key) {
-            self.refuse(
-                Some(from),
-                "bad_status_signature",
-                format!("status of {:?} does not verify", s.body.node),
-                out,
-            );
+        if let Err(reason) = door.check_status(&s) {
+            let detail = match reason {
+                "unknown_node" => format!("status of unknown node {:?}", s.body.node),
+                _ => format!("status of {:?} does not verify", s.body.node),
+            };
+            self.refuse(Some(from), reason, detail, out);
             return;
         }
         if only_evidence {
