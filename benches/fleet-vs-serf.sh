@@ -96,8 +96,6 @@ if [ -n "${PERF:-}" ]; then
   perf record -a ${PERF_OPTS:--g} -o "$PERF" >/dev/null 2>&1 & perf_pid=$!
   sleep 0.5
 fi
-conns() { ss -tnH state established "( sport >= :$base and sport < :$((base + N)) )" | wc -l; }
-k0=$(conns)
 w0=$(ticks)
 t0=$(date +%s.%N)
 "$BIN" publish "$W/b.bundle" --to "$W/n1/ctl.sock" >/dev/null
@@ -111,7 +109,6 @@ if ! wait_logs "$W" "$N" "why=NewVersion" 60; then
 fi
 w1=$(ticks)
 [ -n "${PERF:-}" ] && { kill -INT $perf_pid; wait $perf_pid || true; }
-k1=$(conns)
 spread_cpu=$(python3 -c "print(f'{($w1-$w0)/$hz:.2f}')")
 # seconds from publish to each node's first line holding $1 in its log
 times() {
@@ -209,7 +206,6 @@ echo "                                                                  p50     
 printf "  driftless: publish -> applied (%5d B bundle)            %6s  %6s  %6s\n" "$bundle_bytes" "$dl_p50" "$dl_p99" "$dl_max"
 printf "    of which publish -> accepted (verified, forwarded)       %6s  %6s\n" "$acc_p50" "$acc_p99"
 echo "    CPU used by all $N agents from publish until the last applied: ${spread_cpu} s (2 cores here)"
-echo "    connections between agents: $k0 before the publish, $k1 after the last apply"
 printf "  serf: event -> handler ran (400 B payload)                %6s  %6s  %6s\n" "$serf_p50" "$serf_p99" "$serf_max"
 printf "  gossipsub: publish -> received (6000 B, mesh D=6)         %6s  %6s  %6s\n" "$gs_p50" "$gs_p99" "$gs_max"
 printf "  simulator prediction (driftless, same N, loopback model)  %6s  %6s  %6s\n" "${sim_p50:--}" "${sim_p99:--}" "${sim_all:--}"
