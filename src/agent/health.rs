@@ -204,3 +204,60 @@ async fn http_get(url: &str) -> (bool, String) {
         None => (false, "no HTTP status line".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A one-shot HTTP server on loopback answering every request with `status`.
+    async fn http_server(status: &'static str) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = [0u8; 512];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(format!("HTTP/1.0 {status}\r\n\r\n").as_bytes())
+                    .await;
+            }
+        });
+        format!("http://{addr}/health")
+    }
+
+    #[tokio::test]
+    async fn tcp_http_and_file_probes_pass_and_fail_on_real_sockets_and_files() {
+        let root = tempfile::tempdir().unwrap();
+        let root_path = root.path().to_path_buf();
+
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = l.local_addr().unwrap().to_string();
+        let closed = {
+            let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            t.local_addr().unwrap().to_string()
+        }; // dropped: nothing listens there now
+        assert!(probe(&Probe::Tcp(open), root_path.clone()).await.0);
+        assert!(!probe(&Probe::Tcp(closed), root_path.clone()).await.0);
+
+        let ok = http_server("200 OK").await;
+        let bad = http_server("503 Service Unavailable").await;
+        let (pass, line) = probe(&Probe::Http(ok), root_path.clone()).await;
+        assert!(pass, "{line}");
+        let (pass, line) = probe(&Probe::Http(bad), root_path.clone()).await;
+        assert!(!pass && line.contains("503"), "{line}");
+        let (pass, why) = probe(&Probe::Http("https://x/".into()), root_path.clone()).await;
+        assert!(!pass && why.contains("http://"), "{why}");
+
+        // A path is looked up under the root, not on the host.
+        std::fs::create_dir_all(root.path().join("run")).unwrap();
+        std::fs::write(root.path().join("run/app.pid"), "1").unwrap();
+        assert!(
+            probe(&Probe::FileExists("/run/app.pid".into()), root_path.clone())
+                .await
+                .0
+        );
+        let (pass, why) = probe(&Probe::FileExists("/run/gone.pid".into()), root_path).await;
+        assert!(!pass && why.contains("does not exist"), "{why}");
+    }
+}
