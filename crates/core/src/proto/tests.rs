@@ -69,6 +69,8 @@ struct Net {
     /// (to, message kind) of every delivered message.
     delivered: Vec<(u32, &'static str)>,
     applied: Vec<(u32, u64)>,
+    /// (node, time) of every apply handed out, in order.
+    apply_times: Vec<(u32, u64)>,
     /// Which (node, version) turns the node unhealthy once applied.
     sick: Box<dyn Fn(u32, u64) -> bool>,
     /// Which (node, version) fails to apply.
@@ -108,6 +110,7 @@ impl Net {
             forge: BTreeSet::new(),
             delivered: Vec::new(),
             applied: Vec::new(),
+            apply_times: Vec::new(),
             sick: Box::new(|_, _| false),
             fail: Box::new(|_, _| false),
             liar: None,
@@ -198,6 +201,7 @@ impl Net {
                     Action::Apply { bundle, .. } => {
                         let version = bundle.header().version;
                         self.applied.push((to, version));
+                        self.apply_times.push((to, at));
                         let ev = Event::ApplyFinished {
                             channel: bundle.header().channel.clone(),
                             version,
@@ -403,6 +407,43 @@ fn a_new_status_goes_to_connected_zone_mates_first() {
     assert!(
         to.iter().all(|p| active.contains(p)),
         "pushed to {to:?}, active peers {active:?}"
+    );
+}
+
+#[test]
+fn every_node_reapplies_on_its_interval_with_jitter() {
+    let cfg = Config {
+        reapply_ms: Some(5_000),
+        ..Config::default()
+    };
+    let mut net = Net::new(10, cfg);
+    net.run_until(2_000);
+    net.publish(2_000, 0, bundle(1, &release_key()));
+    net.run_until(60_000);
+    let mut firsts_after = Vec::new();
+    for n in 0..10u32 {
+        let times: Vec<u64> = net
+            .apply_times
+            .iter()
+            .filter(|(p, _)| *p == n)
+            .map(|(_, t)| *t)
+            .collect();
+        // One apply of the new version, then re-applies 4.5-5.5 s apart (5 s +- 10%).
+        assert!(times.len() >= 9, "node {n} applied {} times", times.len());
+        for w in times[1..].windows(2) {
+            let gap = w[1] - w[0];
+            assert!(
+                (4_400..=5_600).contains(&gap),
+                "node {n}: re-applies {gap} ms apart"
+            );
+        }
+        firsts_after.push(times[2] - times[1]);
+    }
+    firsts_after.sort();
+    firsts_after.dedup();
+    assert!(
+        firsts_after.len() > 1,
+        "no jitter: every node re-applies in step"
     );
 }
 
