@@ -24,7 +24,7 @@ fn definition(version: u64, rollout: bool) -> String {
          [[check]]\nname = \"app-ok\"\ncommand = \"grep -qx ok \\\"$DRIFTLESS_ROOT/etc/app.conf\\\"\"\ninterval = \"1s\"\n"
     );
     if rollout {
-        d.push_str("[rollout]\nwaves = [0.3, 0.6, 1.0]\nbake = \"2s\"\nmax_unhealthy = 0.1\non_failure = \"rollback\"\n");
+        d.push_str("[rollout]\nwaves = [0.3, 0.6, 1.0]\nbake = \"4s\"\nmax_unhealthy = 0.1\non_failure = \"rollback\"\n");
     }
     d
 }
