@@ -1087,8 +1087,8 @@ impl<P: PeerId> Node<P> {
                     Some(theirs) => {
                         let theirs: BTreeMap<P, u64> = theirs.into_iter().collect();
                         let mut push = Vec::new();
-                        for (p, s) in &self.fleet.zone {
-                            if theirs.get(p).is_none_or(|t| *t < s.body.issued_ms) {
+                        for (p, (issued, s)) in &self.fleet.zone {
+                            if theirs.get(p).is_none_or(|t| t < issued) {
                                 push.push(s.clone());
                             }
                         }
@@ -1098,7 +1098,7 @@ impl<P: PeerId> Node<P> {
                                 self.fleet
                                     .zone
                                     .get(*p)
-                                    .is_none_or(|s| s.body.issued_ms < **t)
+                                    .is_none_or(|(issued, _)| issued < *t)
                             })
                             .map(|(p, _)| p.clone())
                             .collect();
@@ -1162,7 +1162,7 @@ impl<P: PeerId> Node<P> {
                     .filter(|(p, _)| {
                         rollout::wave_of(p.stable_hash(), version, &policy.waves) == wave
                     })
-                    .map(|(_, s)| s.clone())
+                    .map(|(_, (_, s))| s.clone())
                     .collect();
                 let members = of_wave.len() as u32;
                 let mut statuses = of_wave;
@@ -1271,8 +1271,8 @@ impl<P: PeerId> Node<P> {
             return; // only we speak for ourselves
         }
         let mut only_evidence = false;
-        if let Some(have) = self.fleet.status(&s.body.node) {
-            if have.body.issued_ms >= s.body.issued_ms {
+        if let Some(have) = self.fleet.status_issued(&s.body.node) {
+            if have >= s.body.issued_ms {
                 if !self.fleet.wants_evidence(&s) {
                     return; // nothing new: skip the signature check
                 }
@@ -2059,7 +2059,7 @@ impl<P: PeerId> Node<P> {
         // The own zone, from signed statuses: per wave, its members that report the channel
         // (whatever version they hold), and those that run v. (Their health is the halt
         // rule's: one sick member below the threshold must not hold the zone back forever.)
-        for (p, s) in &self.fleet.zone {
+        for (p, (_, s)) in &self.fleet.zone {
             let Some(c) = s.body.channels.iter().find(|c| c.channel == channel) else {
                 continue;
             };
@@ -2078,6 +2078,7 @@ impl<P: PeerId> Node<P> {
             .fleet
             .zone
             .iter()
+            .map(|(p, (_, s))| (p, s))
             .chain(self.fleet.notable.iter())
             .chain(self.fleet.evidence.iter());
         for (p, s) in statuses {
