@@ -1,8 +1,11 @@
 //! Bytes on the wire, counted without building them: postcard's size flavour, with the size
 //! of each zone row remembered (a `Rows` message carries up to `rows_per_message` rows, the
-//! same few thousand distinct rows over and over).
+//! same few thousand distinct rows over and over), and likewise of each status and bundle
+//! (every status crosses its zone a few hundred times, every bundle the fleet; a bundle's
+//! size was an encoding of its 16 KB into a fresh buffer per copy sent).
 
-use driftless_core::proto::{Message, ZoneRow};
+use driftless_core::bundle::Bundle;
+use driftless_core::proto::{Message, SignedStatus, ZoneRow};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -11,6 +14,11 @@ pub struct WireSize {
     /// (zone, issued, issuer, signature length) → encoded bytes. A leader issues one row per
     /// zone per instant (a liar's forgeries may differ in their signature alone).
     rows: HashMap<(u32, u64, u32, usize), usize, FastHash>,
+    /// Status → encoded bytes, per shared value: a status crosses the virtual network as one
+    /// `Arc`, kept here so that its address is never reused for other bytes.
+    statuses: HashMap<usize, (Arc<SignedStatus<u32>>, usize), FastHash>,
+    /// Bundle → encoded bytes (the bytes inside a `WireBundle`), per shared value likewise.
+    bundles: HashMap<usize, (Arc<Bundle>, usize), FastHash>,
 }
 
 /// A multiply-rotate hasher (FxHash's) for the simulator's own maps of small integer keys,
@@ -61,6 +69,64 @@ fn varint_len(n: usize) -> usize {
 impl WireSize {
     /// The postcard body of `msg` (the envelope not included).
     pub fn of(&mut self, msg: &mut Message<u32>) -> usize {
+        let n = self.of_inner(msg);
+        debug_assert_eq!(n, postcard_len(msg));
+        n
+    }
+
+    /// The encoded bytes of a list of statuses: the length's varint and each status, with
+    /// an empty list counted as its 1 byte elsewhere.
+    fn statuses_len(&mut self, list: &[Arc<SignedStatus<u32>>]) -> usize {
+        let mut sum = varint_len(list.len()) - 1;
+        for s in list {
+            sum += self
+                .statuses
+                .entry(Arc::as_ptr(s) as usize)
+                .or_insert_with(|| (s.clone(), postcard_len(&**s)))
+                .1;
+        }
+        sum
+    }
+
+    /// A bundle as `WireBundle` writes it: its encoding, as bytes (length varint first).
+    fn bundle_len(&mut self, b: &Arc<Bundle>) -> usize {
+        let n = self
+            .bundles
+            .entry(Arc::as_ptr(b) as usize)
+            .or_insert_with(|| (b.clone(), b.encode().len()))
+            .1;
+        varint_len(n) + n
+    }
+
+    fn of_inner(&mut self, msg: &mut Message<u32>) -> usize {
+        // Lists of statuses are taken out, the rest counted with them empty.
+        let list = match msg {
+            Message::Statuses(l) | Message::WaveStatuses { statuses: l, .. } => Some(l),
+            Message::Digest(d) => Some(&mut d.notable),
+            _ => None,
+        };
+        if let Some(list) = list {
+            if list.is_empty() {
+                return postcard_len(msg);
+            }
+            let taken = std::mem::take(list);
+            let sum = self.statuses_len(&taken);
+            let rest = postcard_len(msg);
+            match msg {
+                Message::Statuses(l) | Message::WaveStatuses { statuses: l, .. } => *l = taken,
+                Message::Digest(d) => d.notable = taken,
+                _ => unreachable!("matched above"),
+            }
+            return rest + sum;
+        }
+        // The variant index (one byte: Bundle is 10, Push 11), the bundle, the hops.
+        match msg {
+            Message::Bundle(b) => return 1 + self.bundle_len(&b.0),
+            Message::Push { bundle, hops } => {
+                return 1 + self.bundle_len(&bundle.0) + varint_len(*hops as usize)
+            }
+            _ => {}
+        }
         let rows = match msg {
             Message::Rows(r) | Message::RowWant { rows: r, .. } => r,
             _ => return postcard_len(msg),
