@@ -310,6 +310,7 @@ impl<'a> Engine<'a> {
                 break;
             }
             let (at, (to, ev)) = self.queue.pop().expect("an event is due");
+            self.prefetch_next();
             while checks.last().is_some_and(|c| *c < at) {
                 let c = checks.pop().expect("checked");
                 self.now = c;
@@ -326,6 +327,40 @@ impl<'a> Engine<'a> {
         }
         self.now = end;
         self.progress.finish_and_clear();
+    }
+
+    /// Ask the CPU to start loading what the next events will touch first while this one is
+    /// handled: with 10^4–10^5 virtual nodes a node's state and a message are rarely in
+    /// cache, and their loads were the largest stalls of the loop. Two stages: the event after
+    /// next gets its message and its node's struct loaded, the next one (whose struct was
+    /// loaded so one event ago) its active view, which every message looks up first. Hints
+    /// only: nothing is read into the simulation, nothing changes.
+    fn prefetch_next(&self) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            // SAFETY: a prefetch reads nothing into the program and never faults, whatever
+            // the address; SSE is part of the x86_64 baseline.
+            let fetch = |p: *const u8| unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) };
+            if let Some((to, ev)) = self.queue.peek_near(1) {
+                if let Ev::Deliver { msg, .. } = ev {
+                    let p = &**msg as *const Message<u32> as *const u8;
+                    fetch(p);
+                    fetch(p.wrapping_add(64));
+                }
+                if let Some(sn) = self.nodes.get(*to as usize) {
+                    let p = sn as *const SimNode as *const u8;
+                    for line in 0..std::mem::size_of::<SimNode>().div_ceil(64) {
+                        fetch(p.wrapping_add(line * 64));
+                    }
+                }
+            }
+            if let Some((to, Ev::Deliver { .. })) = self.queue.peek_near(0) {
+                if let Some(node) = self.nodes.get(*to as usize).and_then(|sn| sn.node.as_ref()) {
+                    fetch(node.active_view_addr());
+                }
+            }
+        }
     }
 
     fn next_drift(&mut self, from: u64) -> u64 {

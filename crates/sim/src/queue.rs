@@ -113,6 +113,15 @@ impl<T> Queue<T> {
         e
     }
 
+    /// The `k`th event that [`Queue::pop`] would return next (0: the next one) if it is in
+    /// the current bucket: a hint for the caller to prefetch what it will touch; None says
+    /// nothing.
+    pub fn peek_near(&self, k: usize) -> Option<&T> {
+        self.buckets[(self.base % WINDOW) as usize]
+            .get(k)
+            .map(|(_, t)| t)
+    }
+
     /// Move `base` to the first non-empty bucket, bringing far events into the window as it
     /// moves. None when nothing is queued.
     fn settle(&mut self) -> Option<()> {
