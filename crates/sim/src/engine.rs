@@ -74,6 +74,9 @@ pub struct Engine<'a> {
     /// Per node: `nodes[i].node.is_some()` (running), kept in step by `crash` and `restart`.
     /// Every message sent asks it of its receiver, whose 1.5 KB `SimNode` is rarely in cache.
     up: Vec<bool>,
+    /// Nodes with `unhealthy` set, kept in step where it is set: a sample counts them
+    /// without a pass over every `SimNode`.
+    unhealthy_count: usize,
     pub door: SimDoor,
     keys: Vec<SigningKey>,
     /// Admitted but compromised nodes: what they send is rewritten by [`Engine::lie`].
@@ -208,6 +211,7 @@ impl<'a> Engine<'a> {
             seq: 0,
             now: 0,
             up: vec![true; n],
+            unhealthy_count: 0,
             nodes,
             door,
             keys,
@@ -716,6 +720,11 @@ impl<'a> Engine<'a> {
                     let sick = hash_share(i, version) < share;
                     if sick != self.nodes[i as usize].unhealthy {
                         self.nodes[i as usize].unhealthy = sick;
+                        if sick {
+                            self.unhealthy_count += 1;
+                        } else {
+                            self.unhealthy_count -= 1;
+                        }
                         let failing = if sick {
                             vec!["http".to_string()]
                         } else {
@@ -1065,12 +1074,20 @@ impl<'a> Engine<'a> {
                     t0.elapsed().as_secs_f64(),
                     self.queue.len(),
                     self.seq,
-                    self.m.count_by_kind
+                    self.m.count_by_kind()
                 );
             }
         }
-        let alive = self.nodes.iter().filter(|n| n.node.is_some()).count();
-        let unhealthy = self.nodes.iter().filter(|n| n.unhealthy).count();
+        // Counted from `up` and `unhealthy_count`, the same as a pass over `nodes` would.
+        let alive = self.up.iter().filter(|u| **u).count();
+        let unhealthy = self.unhealthy_count;
+        debug_assert_eq!(
+            (alive, unhealthy),
+            (
+                self.nodes.iter().filter(|n| n.node.is_some()).count(),
+                self.nodes.iter().filter(|n| n.unhealthy).count()
+            )
+        );
         self.m.push_sample(Sample {
             t_ms: self.now,
             alive,

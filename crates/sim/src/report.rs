@@ -329,13 +329,13 @@ pub fn run_protocol(sc: &Scenario, seed: u64) -> Report {
     figures.push(("refused".into(), Value::Object(refused)));
     let secs = sc.duration_ms.max(1) as f64 / 1000.0;
     let kinds: serde_json::Map<String, Value> = m
-        .by_kind
+        .by_kind()
         .iter()
         .map(|(k, v)| (k.to_string(), json!(round2(*v as f64 / n as f64 / secs))))
         .collect();
     figures.push(("bytes_per_node_s_by_kind".into(), Value::Object(kinds)));
     let counts: serde_json::Map<String, Value> = m
-        .count_by_kind
+        .count_by_kind()
         .iter()
         .map(|(k, v)| (k.to_string(), json!(round2(*v as f64 / n as f64 / secs))))
         .collect();
