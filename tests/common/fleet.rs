@@ -250,6 +250,20 @@ impl Agent {
         }
     }
 
+    /// Give the node this key (`STATE/node.key`, as the agent writes it) instead of a random
+    /// one, so that what a node's id decides (its zone, its waves) is the same on every run.
+    pub fn set_node_key(&self, key: &ed25519_dalek::SigningKey) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&self.state).expect("mkdir state");
+        let path = self.state.join("node.key");
+        std::fs::write(
+            &path,
+            driftless_core::keys::format_secret(key, "driftless node key (test)"),
+        )
+        .expect("write node.key");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+
     /// kill -9, and reap it.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
