@@ -9,7 +9,7 @@ use super::control::{ControlRequest, Pending};
 use super::health::{CheckResult, Health};
 use super::metrics::{ChannelLabel, Metrics, ResultLabel, ViewLabel};
 use super::peer::{key_of, AgentPeer};
-use super::transport::{self, Hello, Request, Response};
+use super::transport::{self, Frame, Hello, Request, Response};
 use super::worker::{drift_of, Done, Watch, Why, Worker};
 use crate::state::StateDir;
 use driftless_core::bundle::Bundle;
@@ -762,7 +762,7 @@ impl Agent {
         self.swarm
             .behaviour_mut()
             .rr
-            .send_request_with_addresses(&to, frame, addrs);
+            .send_request_with_addresses(&to, Frame::out(frame), addrs);
     }
 
     fn hello(&self) -> Hello {
@@ -918,7 +918,7 @@ impl Agent {
         }
     }
 
-    fn on_rr(&mut self, e: rr::Event<Vec<u8>, Vec<u8>>) {
+    fn on_rr(&mut self, e: rr::Event<Frame, Frame>) {
         match e {
             rr::Event::Message {
                 peer,
@@ -928,20 +928,24 @@ impl Agent {
                     },
                 ..
             } => {
-                self.metrics.bytes_received.inc_by(request.len() as u64);
+                self.metrics
+                    .bytes_received
+                    .inc_by(request.bytes.len() as u64);
                 let answer = self.on_request(peer, request);
                 let _ = self
                     .swarm
                     .behaviour_mut()
                     .rr
-                    .send_response(channel, answer.encode());
+                    .send_response(channel, Frame::out(answer.encode()));
             }
             rr::Event::Message {
                 peer,
                 message: rr::Message::Response { response, .. },
                 ..
             } => {
-                self.metrics.bytes_received.inc_by(response.len() as u64);
+                self.metrics
+                    .bytes_received
+                    .inc_by(response.bytes.len() as u64);
                 self.on_response(peer, response);
             }
             rr::Event::OutboundFailure { peer, error, .. } => {
@@ -961,8 +965,8 @@ impl Agent {
     }
 
     /// Messages a peer sent back on the stream of our request.
-    fn on_response(&mut self, peer: PeerId, response: Vec<u8>) {
-        let msgs = match Response::decode(&response) {
+    fn on_response(&mut self, peer: PeerId, response: Frame) {
+        let msgs = match Response::decode(&response.bytes) {
             Ok(Response::Core(msgs)) => msgs,
             Ok(Response::Hello(h)) => {
                 self.on_hello(peer, h);
@@ -993,6 +997,11 @@ impl Agent {
             key,
             addr: self.addrs.get(&peer).cloned(),
         };
+        let all: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+        if let Some(f) = response.newer_than_stream(&all) {
+            self.refused_newer_format(peer, f, response.format);
+            return;
+        }
         for bytes in &msgs {
             match Message::<AgentPeer>::decode(bytes) {
                 Ok(m) => {
@@ -1018,7 +1027,17 @@ impl Agent {
         self.addrs.insert(peer, addr);
     }
 
-    fn on_request(&mut self, peer: PeerId, request: Vec<u8>) -> Response {
+    /// A peer wrote a message in a newer format than the stream it chose carries (an older
+    /// agent could not read it): a broken or hostile peer.
+    fn refused_newer_format(&mut self, peer: PeerId, format: u16, stream: u16) {
+        self.shut_out(
+            peer,
+            "format_newer_than_stream",
+            &format!("message format {format} on a stream of format {stream}"),
+        );
+    }
+
+    fn on_request(&mut self, peer: PeerId, request: Frame) -> Response {
         if self.admission.is_banned(&peer, Instant::now()) {
             let _ = self.swarm.disconnect_peer_id(peer);
             return Response::Refused {
@@ -1026,7 +1045,7 @@ impl Agent {
                 hello: false,
             };
         }
-        let req = match Request::decode(&request) {
+        let req = match Request::decode(&request.bytes) {
             Ok(r) => r,
             Err(e) => {
                 self.shut_out(peer, "malformed", &e.to_string());
@@ -1085,6 +1104,10 @@ impl Agent {
                 }
             }
             Request::Core { listen, msg } => {
+                if let Some(f) = request.newer_than_stream(&[&msg]) {
+                    self.refused_newer_format(peer, f, request.format);
+                    return Response::Ack;
+                }
                 let Some(key) = key_of(&peer) else {
                     self.refused(&peer, "unknown_key", "peer id carries no ed25519 key");
                     return Response::Ack;

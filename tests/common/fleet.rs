@@ -104,6 +104,8 @@ pub struct Agent {
     /// Run inside this network namespace (`ip netns exec NS ...`).
     pub netns: Option<String>,
     pub extra: Vec<String>,
+    /// Environment variables set for the agent.
+    pub env: Vec<(String, String)>,
     /// What the running (or last) agent reported: its listen address and peer id.
     pub addr: Option<String>,
     pub id: Option<String>,
@@ -126,6 +128,7 @@ impl Agent {
             metrics: None,
             netns: None,
             extra: Vec::new(),
+            env: Vec::new(),
             addr: None,
             id: None,
             child: None,
@@ -176,6 +179,7 @@ impl Agent {
         c.args(args)
             .current_dir(&self.dir)
             .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         c
     }

@@ -105,6 +105,20 @@ impl<P> From<UnsignedZoneRow<P>> for ZoneRow<P> {
     }
 }
 
+impl<P: Clone> From<&ZoneRow<P>> for UnsignedZoneRow<P> {
+    /// The row as an agent of message format 2 reads it: without signature or certificate.
+    fn from(r: &ZoneRow<P>) -> Self {
+        UnsignedZoneRow {
+            zone: r.zone,
+            issued_ms: r.issued_ms,
+            issuer: r.issuer.clone(),
+            members: r.members,
+            counts: r.counts.clone(),
+            contacts: r.contacts.clone(),
+        }
+    }
+}
+
 /// Domain separation: a row signature never passes for a status or bundle signature.
 pub const ROW_CONTEXT: &[u8] = b"driftless zone row signature v1\0";
 
