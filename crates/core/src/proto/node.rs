@@ -83,6 +83,9 @@ pub enum Event<P> {
     /// These nodes were revoked: drop them from every view, disconnect, forget their statuses.
     /// (The door refuses anything they say from now on.)
     Forget(Vec<P>),
+    /// Someone (`driftless fleet --node`) wants this node's full status: ask for it (SPEC:
+    /// any node's status on demand). The answer shows in [`Node::status_of`].
+    WantStatus(P),
 }
 
 /// Rounds over which a peer's refusals add up toward `bad_peer_limit`.
@@ -248,8 +251,18 @@ pub struct Node<P> {
     /// that wave: the zone's signed statuses of the wave, asked of one of its members, judge
     /// the zone in place of its row (`Node::probe_stalls`).
     probes: BTreeMap<(u32, u8), Probe<P>>,
+    /// Nodes whose status was asked for on demand, and when (mono ms); at most
+    /// [`ON_DEMAND`], the oldest dropped first.
+    asked: Vec<(P, u64)>,
+    /// Statuses fetched on demand (verified), newest last; at most [`ON_DEMAND`].
+    fetched: Vec<Arc<SignedStatus<P>>>,
     pub stats: Stats,
 }
+
+/// Statuses asked for and kept on demand, at most (a person at a terminal asks for a few).
+const ON_DEMAND: usize = 16;
+/// An on-demand question is forgotten after this long (an answer after it is unsolicited).
+const ON_DEMAND_MS: u64 = 10_000;
 
 /// Asking a zone's members for their signed statuses of one wave (see `Node::probes`).
 struct Probe<P> {
@@ -301,6 +314,8 @@ impl<P: PeerId> Node<P> {
             started_ms: None,
             complete_since: BTreeMap::new(),
             probes: BTreeMap::new(),
+            asked: Vec::new(),
+            fetched: Vec::new(),
             stats: Stats::default(),
         }
     }
@@ -506,11 +521,13 @@ impl<P: PeerId> Node<P> {
                     for f in &mut self.fetches {
                         f.alternates.retain(|a| a != &p);
                     }
+                    self.fetched.retain(|s| s.body.node != p);
                     if was_active {
                         out.push(Action::Disconnect(p));
                     }
                 }
             }
+            Event::WantStatus(p) => self.want_status(p, now, out),
         }
         self.after(now, rng, out);
     }
@@ -1288,11 +1305,74 @@ impl<P: PeerId> Node<P> {
             self.refuse(Some(from), reason, detail, out);
             return;
         }
+        if let Some(i) = self.asked.iter().position(|(p, _)| *p == s.body.node) {
+            self.asked.remove(i);
+            self.fetched.retain(|f| f.body.node != s.body.node);
+            if self.fetched.len() >= ON_DEMAND {
+                self.fetched.remove(0);
+            }
+            self.fetched.push(s.clone());
+        }
         if only_evidence {
             self.fleet.add_evidence(&self.cfg, &s);
         } else {
             self.fleet.insert(&self.cfg, s);
         }
+    }
+
+    /// Ask for `node`'s signed status: of the node itself when it is a peer in this node's
+    /// views, and of a member of its zone (a neighbour of that zone, else a contact its row
+    /// names), which holds its zone's statuses in full (`ZoneWant`). A relay cannot forge the
+    /// status (the node signed it), only withhold it or send an older one, which is why two
+    /// are asked when there are two. Nothing is asked for the own zone, whose statuses are
+    /// all here.
+    fn want_status(&mut self, node: P, now: Now, out: &mut Vec<Action<P>>) {
+        let zone = self.fleet.zone_of(&node);
+        if node == self.me || zone == self.fleet.my_zone {
+            return;
+        }
+        self.asked
+            .retain(|(p, at)| *p != node && at + ON_DEMAND_MS > now.mono_ms);
+        if self.asked.len() >= ON_DEMAND {
+            self.asked.remove(0);
+        }
+        self.asked.push((node.clone(), now.mono_ms));
+        let known = |p: &P| *p == node;
+        let mut ask: Vec<P> = self
+            .members
+            .active_ids()
+            .chain(self.members.passive.iter())
+            .filter(|p| known(p))
+            .cloned()
+            .collect();
+        let relay = self
+            .members
+            .active_ids()
+            .chain(self.members.passive.iter())
+            .find(|p| self.fleet.zone_of(p) == zone && !known(p))
+            .cloned()
+            .or_else(|| {
+                let row = self.fleet.rows.get(&zone)?;
+                row.contacts
+                    .iter()
+                    .chain(std::iter::once(&row.issuer))
+                    .find(|p| !known(p) && **p != self.me)
+                    .cloned()
+            });
+        ask.extend(relay);
+        for to in ask {
+            self.send(to, Message::ZoneWant(vec![node.clone()]), now, out);
+        }
+    }
+
+    /// The newest signed status held of `node`: from the own zone's table, the notable
+    /// statuses, or one fetched on demand ([`Event::WantStatus`]).
+    pub fn status_of(&self, node: &P) -> Option<&Arc<SignedStatus<P>>> {
+        let fetched = self.fetched.iter().rev().find(|s| s.body.node == *node);
+        [self.fleet.status(node), fetched]
+            .into_iter()
+            .flatten()
+            .max_by_key(|s| s.body.issued_ms)
     }
 
     /// The rows held of these zones (asked for by a peer).

@@ -491,6 +491,58 @@ fn zones_summarise_a_larger_fleet_exactly() {
 }
 
 #[test]
+fn any_nodes_status_is_fetched_on_demand_from_its_zone() {
+    let cfg = Config {
+        zone_bits: 2,
+        ..Config::default()
+    };
+    let mut net = Net::new(80, cfg);
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(20_000);
+    let asker = 0u32;
+    let zone_of = |n: &Node<u32>, p: u32| n.fleet().zone_of(&p);
+    let my_zone = net.nodes[0].fleet().my_zone;
+    // A healthy node of another zone: only its zone's row speaks for it here.
+    let far = (1..80u32)
+        .find(|p| zone_of(&net.nodes[0], *p) != my_zone && net.nodes[0].fleet().status(p).is_none())
+        .expect("a node of another zone whose status node 0 does not hold");
+    assert!(net.nodes[0].status_of(&far).is_none());
+    net.push(20_000, asker, Event::WantStatus(far));
+    net.run_until(21_000);
+    let got = net.nodes[0]
+        .status_of(&far)
+        .unwrap_or_else(|| panic!("node {far}'s status did not arrive within a second"));
+    assert_eq!(got.body.node, far);
+    assert!(got
+        .body
+        .channels
+        .iter()
+        .any(|c| c.channel == "web" && c.version == 1));
+    // What arrived is the node's own signed status, as its zone holds it.
+    let own = net.nodes[far as usize].fleet().status(&far).cloned();
+    let held_in_zone = (0..80u32)
+        .filter(|q| *q != far && zone_of(&net.nodes[0], *q) == zone_of(&net.nodes[0], far))
+        .filter_map(|q| net.nodes[q as usize].fleet().status(&far).cloned())
+        .max_by_key(|s| s.body.issued_ms);
+    assert_eq!(
+        Some(got.body.issued_ms),
+        own.or(held_in_zone).map(|s| s.body.issued_ms)
+    );
+    // The own zone's statuses are all here: nothing is asked for them.
+    let mate = (1..80u32)
+        .find(|p| zone_of(&net.nodes[0], *p) == my_zone)
+        .expect("a zone mate");
+    let before = net.delivered.len();
+    net.push(21_000, asker, Event::WantStatus(mate));
+    net.run_until(21_001);
+    assert!(net.delivered[before..]
+        .iter()
+        .all(|(_, kind)| *kind != "zone_want"));
+    assert!(net.nodes[0].status_of(&mate).is_some());
+}
+
+#[test]
 fn an_untrusted_bundle_is_refused_and_never_forwarded() {
     let mut net = Net::new(20, Config::default());
     net.run_until(3_000);
