@@ -407,6 +407,11 @@ pub fn messages() -> Vec<Message<WirePeer>> {
             members: 7,
             statuses: st.clone(),
         },
+        Message::SizeWant { zone: 3 },
+        Message::ZoneSize {
+            zone: 3,
+            members: 151,
+        },
     ]
 }
 

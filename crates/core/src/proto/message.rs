@@ -207,6 +207,18 @@ pub enum Message<P, S = Arc<SignedStatus<P>>, R = Arc<ZoneRow<P>>, D = Digest<S>
         members: u32,
         statuses: Vec<S>,
     },
+    // --- zone size probes (added last) ---
+    /// How many members does your zone's table hold? Asked of members of a zone whose row
+    /// claims more members than the asker's view can square with (`Node::probe_sizes`): a
+    /// liar may inflate its own zone's row, and its zone mates' tables say otherwise.
+    SizeWant {
+        zone: u32,
+    },
+    /// The answer: the sender's zone table holds `members` signed statuses.
+    ZoneSize {
+        zone: u32,
+        members: u32,
+    },
 }
 
 fn over(what: &'static str, len: usize, limit: usize) -> Result<(), DecodeError> {
@@ -328,6 +340,8 @@ impl<P: PeerId> Message<P> {
             Message::Tree { .. } => "tree",
             Message::WaveWant { .. } => "wave_want",
             Message::WaveStatuses { .. } => "wave_statuses",
+            Message::SizeWant { .. } => "size_want",
+            Message::ZoneSize { .. } => "zone_size",
         }
     }
 }
@@ -418,6 +432,8 @@ fn upgrade<P, S: Into<Arc<SignedStatus<P>>>>(m: MessageV2<P, S>) -> Message<P> {
             members,
             statuses: statuses(s),
         },
+        Message::SizeWant { zone } => Message::SizeWant { zone },
+        Message::ZoneSize { zone, members } => Message::ZoneSize { zone, members },
     }
 }
 

@@ -26,7 +26,7 @@ use crate::marks::{MarkDecision, Marks};
 use crate::trust::Refusal;
 use ed25519_dalek::SigningKey;
 use rand_core::RngCore;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 /// Concurrent fetches at most (a peer cannot make us chase many hashes at once).
@@ -248,8 +248,47 @@ pub struct Node<P> {
     /// that wave: the zone's signed statuses of the wave, asked of one of its members, judge
     /// the zone in place of its row (`Node::probe_stalls`).
     probes: BTreeMap<(u32, u8), Probe<P>>,
+    /// zone → asking members of a zone how many members their tables hold, where the
+    /// zone's row claims more than this node's view can square with (`Node::probe_sizes`).
+    sizes: BTreeMap<u32, SizeProbe<P>>,
+    /// Wave and size wants answered lately: (asker and question, when), oldest first, at
+    /// most `ANSWERED_CAP` (`Node::may_answer`).
+    answered: VecDeque<(u64, u64)>,
+    /// Wants answered this round (at most `ANSWER_BUDGET`).
+    answers_this_round: u32,
     pub stats: Stats,
 }
+
+/// Asking members of one zone the size of their zone tables (see `Node::sizes`).
+struct SizeProbe<P> {
+    /// When it was last asked (mono ms): at most once per `PROBE_EVERY_ROUNDS` rounds.
+    asked_ms: u64,
+    /// How many times it was asked: each time of other members, in turn.
+    asks: u32,
+    /// The members asked (an answer from anyone else is unsolicited); at most
+    /// `SIZE_ASKED_CAP`, newest last.
+    asked: Vec<P>,
+    /// (member, the size of its table, when it answered), one per member, newest last.
+    answers: Vec<(P, u32, u64)>,
+}
+
+/// Members asked at once for their zone table's size: a row is set aside only on the word
+/// of two members besides its issuer, so one more liar cannot make it so.
+const SIZE_ASK: usize = 2;
+/// Members remembered as asked, per zone.
+const SIZE_ASKED_CAP: usize = 8;
+/// Answers of a size probe count for this many rounds...
+const SIZE_FRESH_ROUNDS: u64 = 12;
+/// ... and are asked again after this many while they set a row aside.
+const SIZE_REFRESH_ROUNDS: u64 = 6;
+/// A member answers the same peer's same want at most once per this many rounds (honest
+/// probes ask again after `PROBE_EVERY_ROUNDS`).
+const ANSWER_WINDOW_ROUNDS: u64 = 3;
+/// Wants remembered as answered (bounded: the oldest is forgotten first).
+const ANSWERED_CAP: usize = 64;
+/// Wave and size wants answered per round at most: an answer can carry `MAX_STATUSES`
+/// statuses, so a peer must not make a member send them at will.
+const ANSWER_BUDGET: u32 = 16;
 
 /// Asking a zone's members for their signed statuses of one wave (see `Node::probes`).
 struct Probe<P> {
@@ -301,6 +340,9 @@ impl<P: PeerId> Node<P> {
             started_ms: None,
             complete_since: BTreeMap::new(),
             probes: BTreeMap::new(),
+            sizes: BTreeMap::new(),
+            answered: VecDeque::new(),
+            answers_this_round: 0,
             stats: Stats::default(),
         }
     }
@@ -686,6 +728,7 @@ impl<P: PeerId> Node<P> {
             })
             .map(|(n, _)| n.clone())
             .collect();
+        self.answers_this_round = 0;
         for name in rolling {
             self.consider_rollout(&name, now, out);
         }
@@ -852,7 +895,10 @@ impl<P: PeerId> Node<P> {
         *self.stats.refused.entry(reason).or_default() += 1;
         // A bundle that arrives unasked is a race honest peers run into (a fetch that timed out
         // answered late, a push from a parent just replaced): counted, not held against them.
-        if let Some(p) = from.filter(|_| reason != "unsolicited") {
+        // A repeated or over-budget want is declined, not held against the asker either (an
+        // honest node that restarted asks again at once).
+        let honest_race = matches!(reason, "unsolicited" | "want_repeated" | "want_over_budget");
+        if let Some(p) = from.filter(|_| !honest_race) {
             let n = self.bad.entry(p.clone()).or_default();
             *n += 1;
             if *n >= self.cfg.bad_peer_limit {
@@ -1155,6 +1201,10 @@ impl<P: PeerId> Node<P> {
                 else {
                     return;
                 };
+                let question = version.rotate_left(8) ^ wave as u64;
+                if !self.may_answer(&from, question, now, out) {
+                    return;
+                }
                 let of_wave: Vec<Arc<SignedStatus<P>>> = self
                     .fleet
                     .zone
@@ -1187,9 +1237,69 @@ impl<P: PeerId> Node<P> {
             } => self.take_wave_statuses(
                 &from, zone, &channel, version, wave, members, statuses, door, out,
             ),
+            Message::SizeWant { zone } => {
+                if zone != self.fleet.my_zone || !self.may_answer(&from, 1 << 63, now, out) {
+                    return;
+                }
+                let members = self.fleet.zone.len() as u32;
+                self.send(from, Message::ZoneSize { zone, members }, now, out);
+            }
+            Message::ZoneSize { zone, members } => {
+                let asked = self
+                    .sizes
+                    .get(&zone)
+                    .is_some_and(|p| p.asked.contains(&from));
+                if !asked || self.fleet.zone_of(&from) != zone {
+                    self.refuse(
+                        Some(&from),
+                        "unsolicited",
+                        format!("size of zone {zone} that was not asked for"),
+                        out,
+                    );
+                    return;
+                }
+                let p = self.sizes.get_mut(&zone).expect("checked above");
+                p.answers.retain(|(q, _, _)| *q != from);
+                p.answers.push((from, members, now.mono_ms));
+                if p.answers.len() > SIZE_ASKED_CAP {
+                    p.answers.remove(0);
+                }
+            }
             // Membership messages were handled above.
             _ => {}
         }
+    }
+
+    /// Whether to answer `from`'s wave or size want (`question` names it): at most once per
+    /// (asker, question) every `ANSWER_WINDOW_ROUNDS` rounds and `ANSWER_BUDGET` answers a
+    /// round, in bounded state. A declined want is counted (`want_repeated`,
+    /// `want_over_budget`), not held against the asker.
+    fn may_answer(&mut self, from: &P, question: u64, now: Now, out: &mut Vec<Action<P>>) -> bool {
+        let key = super::splitmix64(from.stable_hash() ^ question);
+        let window = ANSWER_WINDOW_ROUNDS * self.cfg.round_ms.max(1);
+        let repeated = self
+            .answered
+            .iter()
+            .any(|(k, at)| *k == key && now.mono_ms < at + window);
+        let reason = if repeated {
+            "want_repeated"
+        } else if self.answers_this_round >= ANSWER_BUDGET {
+            "want_over_budget"
+        } else {
+            self.answered.push_back((key, now.mono_ms));
+            if self.answered.len() > ANSWERED_CAP {
+                self.answered.pop_front();
+            }
+            self.answers_this_round += 1;
+            return true;
+        };
+        self.refuse(
+            Some(from),
+            reason,
+            format!("a want from {from:?} declined"),
+            out,
+        );
+        false
     }
 
     /// The answer to a probe (`Node::probe_stalls`): kept only if this node asked it of
@@ -1729,10 +1839,14 @@ impl<P: PeerId> Node<P> {
         let seen: u64 = tallies.iter().map(|t| t.nodes).sum();
         let has_peers =
             self.members.active_ids().next().is_some() || !self.members.passive.is_empty();
-        let partial = self.fleet.partial(
+        let sizes = self.seen_sizes(now);
+        let partial = self.fleet.partial_given(
             self.members.active_ids(),
             self.members.active_ids().chain(self.members.passive.iter()),
+            &sizes,
         );
+        let suspect = partial.and_then(|why| self.fleet.size_suspect(why, &sizes));
+        self.probe_sizes(suspect, &sizes, now, out);
         let whole = partial.is_none() && !(seen < 2 && has_peers && view_nodes < 2);
         // A wave that is not complete (any more) starts its bake anew when it is. The bake
         // starts only once every node the view shows holds the version and the view looks
@@ -1861,6 +1975,118 @@ impl<P: PeerId> Node<P> {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// zone → the size of that zone as its members' tables hold it, for each zone whose row
+    /// (issued by another node) claims well more (by the `ZoneTableShort` margin, 1/16):
+    /// the largest of the fresh answers of at least `SIZE_ASK` distinct members other than
+    /// the row's issuer, and, for the own zone, this node's table. The partial-view rule
+    /// sets those rows' sizes aside (`FleetView::partial_given`). Taking the largest means
+    /// one honest member with a full table keeps an honest row, and a member whose table
+    /// is partial (it restarted) cannot make a row look inflated alone.
+    fn seen_sizes(&self, now: Now) -> BTreeMap<u32, u32> {
+        let fresh = SIZE_FRESH_ROUNDS * self.cfg.round_ms.max(1);
+        let mut out = BTreeMap::new();
+        for (z, p) in &self.sizes {
+            let Some(row) = self.fleet.rows.get(z).filter(|r| r.issuer != self.me) else {
+                continue;
+            };
+            let answers: Vec<u32> = p
+                .answers
+                .iter()
+                .filter(|(q, _, at)| *q != row.issuer && now.mono_ms < at + fresh)
+                .map(|(_, m, _)| *m)
+                .collect();
+            if answers.len() < SIZE_ASK {
+                continue;
+            }
+            let mut m = answers.into_iter().max().unwrap_or(0);
+            if *z == self.fleet.my_zone {
+                m = m.max(self.fleet.zone.len() as u32);
+            }
+            if (m as u64) * 16 < row.members as u64 * 15 {
+                out.insert(*z, m);
+            }
+        }
+        out
+    }
+
+    /// Ask `SIZE_ASK` members of a zone (never its row's issuer) how many members their
+    /// tables hold: of `suspect`, the zone whose row makes this view partial
+    /// (`FleetView::size_suspect`), and again of each zone whose row is set aside while
+    /// its answers age. At most once per `PROBE_EVERY_ROUNDS` rounds per zone.
+    fn probe_sizes(
+        &mut self,
+        suspect: Option<u32>,
+        seen: &BTreeMap<u32, u32>,
+        now: Now,
+        out: &mut Vec<Action<P>>,
+    ) {
+        let round = self.cfg.round_ms.max(1);
+        let fresh = SIZE_FRESH_ROUNDS * round;
+        self.sizes.retain(|_, p| now.mono_ms < p.asked_ms + fresh);
+        let mut zones: Vec<u32> = suspect.into_iter().collect();
+        for z in seen.keys() {
+            let newest = self
+                .sizes
+                .get(z)
+                .and_then(|p| p.answers.iter().map(|a| a.2).max());
+            if newest.is_none_or(|t| now.mono_ms >= t + SIZE_REFRESH_ROUNDS * round) {
+                zones.push(*z);
+            }
+        }
+        for zone in zones {
+            let Some(row) = self.fleet.rows.get(&zone) else {
+                continue;
+            };
+            let issuer = row.issuer.clone();
+            let asks = match self.sizes.get(&zone) {
+                Some(p) if now.mono_ms < p.asked_ms + PROBE_EVERY_ROUNDS * round => continue,
+                Some(p) => p.asks,
+                None => 0,
+            };
+            let fits = |p: &&P| self.fleet.zone_of(p) == zone && **p != issuer && **p != self.me;
+            let mut peers: Vec<P> = self
+                .members
+                .active_ids()
+                .chain(self.members.passive.iter())
+                .filter(fits)
+                .cloned()
+                .collect();
+            if peers.len() < SIZE_ASK {
+                peers.extend(row.contacts.iter().filter(fits).cloned());
+            }
+            if zone == self.fleet.my_zone && peers.len() < SIZE_ASK {
+                peers.extend(self.fleet.zone.keys().filter(fits).take(8).cloned());
+            }
+            peers.sort();
+            peers.dedup();
+            if peers.is_empty() {
+                continue;
+            }
+            let n = SIZE_ASK.min(peers.len());
+            let to: Vec<P> = (0..n)
+                .map(|i| peers[(asks as usize * SIZE_ASK + i) % peers.len()].clone())
+                .collect();
+            let p = self.sizes.entry(zone).or_insert(SizeProbe {
+                asked_ms: now.mono_ms,
+                asks: 0,
+                asked: Vec::new(),
+                answers: Vec::new(),
+            });
+            p.asked_ms = now.mono_ms;
+            p.asks += 1;
+            for q in &to {
+                p.asked.retain(|a| a != q);
+                p.asked.push(q.clone());
+            }
+            while p.asked.len() > SIZE_ASKED_CAP {
+                p.asked.remove(0);
+            }
+            for q in to {
+                self.send(q, Message::SizeWant { zone }, now, out);
             }
         }
     }
