@@ -412,6 +412,12 @@ pub fn messages() -> Vec<Message<WirePeer>> {
             zone: 3,
             members: 151,
         },
+        Message::WaveDoubt {
+            zone: 3,
+            channel: "web".into(),
+            version: 4,
+            wave: 1,
+        },
     ]
 }
 

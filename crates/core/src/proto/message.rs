@@ -219,6 +219,16 @@ pub enum Message<P, S = Arc<SignedStatus<P>>, R = Arc<ZoneRow<P>>, D = Digest<S>
         zone: u32,
         members: u32,
     },
+    /// As `WaveWant`, asked of a second member at the same time: send only the statuses
+    /// of the wave whose node does not run `version`, and (in `WaveStatuses::members`) how
+    /// many members of the wave your table holds. A first member that left out laggards
+    /// (a second liar in the zone) is contradicted by their signed statuses.
+    WaveDoubt {
+        zone: u32,
+        channel: String,
+        version: u64,
+        wave: u8,
+    },
 }
 
 fn over(what: &'static str, len: usize, limit: usize) -> Result<(), DecodeError> {
@@ -342,6 +352,7 @@ impl<P: PeerId> Message<P> {
             Message::WaveStatuses { .. } => "wave_statuses",
             Message::SizeWant { .. } => "size_want",
             Message::ZoneSize { .. } => "zone_size",
+            Message::WaveDoubt { .. } => "wave_doubt",
         }
     }
 }
@@ -434,6 +445,17 @@ fn upgrade<P, S: Into<Arc<SignedStatus<P>>>>(m: MessageV2<P, S>) -> Message<P> {
         },
         Message::SizeWant { zone } => Message::SizeWant { zone },
         Message::ZoneSize { zone, members } => Message::ZoneSize { zone, members },
+        Message::WaveDoubt {
+            zone,
+            channel,
+            version,
+            wave,
+        } => Message::WaveDoubt {
+            zone,
+            channel,
+            version,
+            wave,
+        },
     }
 }
 

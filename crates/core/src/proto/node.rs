@@ -298,8 +298,36 @@ struct Probe<P> {
     asked_ms: u64,
     /// How many times it was asked: each time of another member, in turn.
     asks: u32,
+    /// The member asked for the wave's statuses (`WaveWant`), and the one asked at the
+    /// same time for those of its members that do not run the version (`WaveDoubt`).
+    full_from: Option<P>,
+    doubt_from: Option<P>,
+    /// The member to ask for its doubts should the first answer show the wave done, and
+    /// the question (`asks`) it was last asked for.
+    doubt_next: Option<P>,
+    doubt_asked: u32,
     /// The statuses a member sent, verified, each of the zone and of the wave.
     got: Option<Vec<Arc<SignedStatus<P>>>>,
+    /// The laggards' statuses the second member sent, verified likewise. The probe judges
+    /// the zone only once both answered, on the newest status per node of the two: a
+    /// member can leave statuses out, not forge them, so one honest answer of the two
+    /// shows every laggard it holds.
+    doubt: Option<Vec<Arc<SignedStatus<P>>>>,
+}
+
+impl<P: PeerId> Probe<P> {
+    /// The wave's statuses as both answers show them (the newest per node), once both came.
+    fn statuses(&self) -> Option<Vec<Arc<SignedStatus<P>>>> {
+        let (got, doubt) = (self.got.as_ref()?, self.doubt.as_ref()?);
+        let mut by: BTreeMap<&P, &Arc<SignedStatus<P>>> = BTreeMap::new();
+        for s in got.iter().chain(doubt) {
+            let e = by.entry(&s.body.node).or_insert(s);
+            if e.body.issued_ms < s.body.issued_ms {
+                *e = s;
+            }
+        }
+        Some(by.into_values().cloned().collect())
+    }
 }
 
 /// A held gate asks again after this many rounds (a member's statuses go on changing as
@@ -969,6 +997,7 @@ impl<P: PeerId> Node<P> {
         {
             return;
         }
+        let kind = msg.kind();
         match msg {
             Message::Announce(list) => {
                 for a in list {
@@ -1189,7 +1218,14 @@ impl<P: PeerId> Node<P> {
                 channel,
                 version,
                 wave,
+            }
+            | Message::WaveDoubt {
+                zone,
+                channel,
+                version,
+                wave,
             } => {
+                let doubt = kind == "wave_doubt";
                 if zone != self.fleet.my_zone {
                     return;
                 }
@@ -1201,7 +1237,7 @@ impl<P: PeerId> Node<P> {
                 else {
                     return;
                 };
-                let question = version.rotate_left(8) ^ wave as u64;
+                let question = version.rotate_left(8) ^ wave as u64 ^ (doubt as u64) << 62;
                 if !self.may_answer(&from, question, now, out) {
                     return;
                 }
@@ -1216,6 +1252,15 @@ impl<P: PeerId> Node<P> {
                     .collect();
                 let members = of_wave.len() as u32;
                 let mut statuses = of_wave;
+                if doubt {
+                    statuses.retain(|s| {
+                        !s.body.channels.iter().any(|c| {
+                            c.channel == channel
+                                && c.version == version
+                                && c.state == ApplyState::Applied
+                        })
+                    });
+                }
                 statuses.truncate(super::config::limits::MAX_STATUSES);
                 let msg = Message::WaveStatuses {
                     zone,
@@ -1235,7 +1280,7 @@ impl<P: PeerId> Node<P> {
                 members,
                 statuses,
             } => self.take_wave_statuses(
-                &from, zone, &channel, version, wave, members, statuses, door, out,
+                &from, zone, &channel, version, wave, members, statuses, door, now, out,
             ),
             Message::SizeWant { zone } => {
                 if zone != self.fleet.my_zone || !self.may_answer(&from, 1 << 63, now, out) {
@@ -1316,13 +1361,16 @@ impl<P: PeerId> Node<P> {
         members: u32,
         statuses: Vec<Arc<SignedStatus<P>>>,
         door: &dyn Door<P>,
+        now: Now,
         out: &mut Vec<Action<P>>,
     ) {
         let asked = self
             .probes
             .get(&(zone, wave))
-            .is_some_and(|p| p.channel == channel && p.version == version);
-        if !asked || self.fleet.zone_of(from) != zone {
+            .filter(|p| p.channel == channel && p.version == version);
+        let doubt = asked.is_some_and(|p| p.doubt_from.as_ref() == Some(from));
+        let full = asked.is_some_and(|p| p.full_from.as_ref() == Some(from));
+        if !(doubt || full) || self.fleet.zone_of(from) != zone {
             self.refuse(
                 Some(from),
                 "unsolicited",
@@ -1338,7 +1386,10 @@ impl<P: PeerId> Node<P> {
         else {
             return;
         };
-        if members as usize != statuses.len() {
+        // A whole list of the wave, or (from the member asked for its doubts) the laggards
+        // among the `members` of the wave it holds.
+        let whole = members as usize == statuses.len();
+        if full && !whole || doubt && statuses.len() > members as usize {
             self.refuse(
                 Some(from),
                 "wave_statuses_short",
@@ -1364,8 +1415,34 @@ impl<P: PeerId> Node<P> {
                 return;
             }
         }
-        if let Some(p) = self.probes.get_mut(&(zone, wave)) {
-            p.got = Some(statuses);
+        let runs = |s: &Arc<SignedStatus<P>>| {
+            s.body.channels.iter().any(|c| {
+                c.channel == channel && c.version == version && c.state == ApplyState::Applied
+            })
+        };
+        let all_run = statuses.iter().all(runs);
+        let Some(p) = self.probes.get_mut(&(zone, wave)) else {
+            return;
+        };
+        if doubt {
+            p.doubt = Some(statuses);
+            return;
+        }
+        p.got = Some(statuses);
+        // A whole list that shows the wave done is checked with a second member (one asked
+        // per question, never the first): a list that shows laggards needs no second word.
+        if all_run && p.doubt_asked < p.asks {
+            if let Some(to) = p.doubt_next.clone() {
+                p.doubt_asked = p.asks;
+                p.doubt_from = Some(to.clone());
+                let msg = Message::WaveDoubt {
+                    zone,
+                    channel: channel.to_string(),
+                    version,
+                    wave,
+                };
+                self.send(to, msg, now, out);
+            }
         }
     }
 
@@ -2116,7 +2193,7 @@ impl<P: PeerId> Node<P> {
             return;
         }
         let probe_done = |p: &Probe<P>| {
-            p.got.as_ref().map(|got| {
+            p.statuses().map(|got| {
                 got.iter().all(|s| {
                     s.body.channels.iter().any(|c| {
                         c.channel == channel
@@ -2168,35 +2245,49 @@ impl<P: PeerId> Node<P> {
             .filter(|p| self.fleet.zone_of(p) == *zone && *p != issuer)
             .cloned()
             .collect();
-        if peers.is_empty() {
-            peers = contacts
-                .iter()
-                .filter(|p| self.fleet.zone_of(p) == *zone && *p != issuer)
-                .cloned()
-                .collect();
+        if peers.len() < 2 {
+            peers.extend(
+                contacts
+                    .iter()
+                    .filter(|p| self.fleet.zone_of(p) == *zone && *p != issuer)
+                    .cloned(),
+            );
         }
         peers.sort();
         peers.dedup();
-        let Some(to) = peers.get(asks as usize % peers.len().max(1)).cloned() else {
+        // Two members: one for the wave's statuses, the next for its laggards' should the
+        // first show the wave done (`take_wave_statuses`). With one member known the probe
+        // cannot be settled (one member's word); it asks anyway, and more members turn up.
+        let n = peers.len();
+        if n == 0 {
             return;
-        };
+        }
+        let full_to = peers[asks as usize % n].clone();
+        let doubt_to = peers[(asks as usize + 1) % n].clone();
         let zone = *zone;
         let p = self.probes.entry((zone, k)).or_insert(Probe {
             channel: channel.to_string(),
             version,
             asked_ms: now.mono_ms,
             asks: 0,
+            full_from: None,
+            doubt_from: None,
+            doubt_next: None,
+            doubt_asked: 0,
             got: None,
+            doubt: None,
         });
         p.asked_ms = now.mono_ms;
         p.asks += 1;
+        p.full_from = Some(full_to.clone());
+        p.doubt_next = (doubt_to != full_to).then_some(doubt_to);
         let msg = Message::WaveWant {
             zone,
             channel: channel.to_string(),
             version,
             wave: k,
         };
-        self.send(to, msg, now, out);
+        self.send(full_to, msg, now, out);
     }
 
     /// Per wave of `version`: nodes, applied and healthy from the summaries; unhealthy from the
@@ -2221,8 +2312,7 @@ impl<P: PeerId> Node<P> {
         // zone is judged on its members' signed statuses, not on its row.
         for ((zone, k), probe) in &self.probes {
             let Some(got) = probe
-                .got
-                .as_ref()
+                .statuses()
                 .filter(|_| probe.channel == channel && probe.version == version)
             else {
                 continue;

@@ -84,6 +84,9 @@ struct Net {
     liar_stalls: bool,
     /// The stalling row claims this many times the members it counts (1: as many).
     liar_inflates: u32,
+    /// A second liar, of the first one's zone: asked for its zone's statuses of a wave, it
+    /// leaves out every member that does not run the version (the wave looks done).
+    short_lister: Option<u32>,
 }
 
 impl Net {
@@ -118,6 +121,7 @@ impl Net {
             liar: None,
             liar_stalls: false,
             liar_inflates: 1,
+            short_lister: None,
         };
         for i in 0..n {
             let bootstrap = if i == 0 {
@@ -195,6 +199,34 @@ impl Net {
                                 lie(msg, liar, version, wave, bits, stall)
                             }
                             _ => msg,
+                        };
+                        let msg = match msg {
+                            Message::WaveStatuses {
+                                zone,
+                                channel,
+                                version,
+                                wave,
+                                statuses,
+                                ..
+                            } if self.short_lister == Some(to) => {
+                                let statuses: Vec<_> = statuses
+                                    .into_iter()
+                                    .filter(|s| {
+                                        s.body.channels.iter().any(|c| {
+                                            c.version == version && c.state == ApplyState::Applied
+                                        })
+                                    })
+                                    .collect();
+                                Message::WaveStatuses {
+                                    zone,
+                                    channel,
+                                    version,
+                                    wave,
+                                    members: statuses.len() as u32,
+                                    statuses,
+                                }
+                            }
+                            m => m,
                         };
                         // Every message crosses the wire as bytes.
                         let bytes = msg.encode();
@@ -1269,6 +1301,53 @@ fn an_inflated_own_zone_row_does_not_stall_the_rollout() {
     };
     assert!(asked(false) > 0, "no node asked the liar's zone mates");
     assert_eq!(asked(true), 0, "a size probe went to the row's issuer");
+}
+
+#[test]
+fn a_second_liar_that_leaves_laggards_out_does_not_settle_a_probe() {
+    // Two zones. The liar's stalling row holds wave 0 for the other zone, whose nodes probe
+    // the liar's zone. A wave-0 member of that zone really failed to apply v2, and a second
+    // liar there, asked for the wave's statuses, leaves it out: alone, its list says wave 0
+    // is done. A list that shows the wave done is checked with a second member, whose
+    // laggards' statuses show the failed one: no node of wave 1 may apply v2.
+    let cfg = Config {
+        zone_bits: 1,
+        ..Config::default()
+    };
+    let waves = vec![0.3, 1.0];
+    let mut net = Net::new(40, cfg);
+    let zone_of = |n: u32| fleet::zone_of(1, &n);
+    let liar = 1u32;
+    let victim = (0..40u32)
+        .find(|n| *n != liar && zone_of(*n) == zone_of(liar) && wave(*n, 2, &waves) == 0)
+        .unwrap();
+    let second = (0..40u32)
+        .find(|n| *n != liar && *n != victim && zone_of(*n) == zone_of(liar))
+        .unwrap();
+    net.fail = Box::new(move |n, v| v == 2 && n == victim);
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(8_000);
+    net.liar = Some((liar, 2, 1));
+    net.liar_stalls = true;
+    net.short_lister = Some(second);
+    net.publish(8_000, 0, rollout_bundle(2, waves.clone(), 2, 0.5));
+    net.run_until(70_000);
+    let asked_second = net
+        .delivered
+        .iter()
+        .any(|(to, kind)| *to == second && *kind == "wave_want");
+    assert!(asked_second, "the second liar was never asked");
+    for n in &net.nodes {
+        if zone_of(*n.id()) != zone_of(liar) && wave(*n.id(), 2, &waves) > 0 {
+            assert_ne!(
+                n.applied("web").map(|a| a.0),
+                Some(2),
+                "node {} of wave 1 applied v2 on a short list",
+                n.id()
+            );
+        }
+    }
 }
 
 #[test]
