@@ -1354,7 +1354,7 @@ fn a_second_liar_that_leaves_laggards_out_does_not_settle_a_probe() {
 fn a_member_answers_a_peers_want_once_per_few_rounds_and_a_few_per_round() {
     // A member holding a rollout answers a peer's wave want once, declines the same want
     // from the same peer within `ANSWER_WINDOW_ROUNDS` rounds (`want_repeated`), answers it
-    // again after, and answers at most 16 wants a round in all (`want_over_budget`). Size
+    // again after, and answers at most 64 wants a round in all (`want_over_budget`). Size
     // wants count alike. Declines are counted, never held against the asker.
     let cfg = Config {
         zone_bits: 1,
@@ -1412,15 +1412,14 @@ fn a_member_answers_a_peers_want_once_per_few_rounds_and_a_few_per_round() {
     // The node's round resets the budget: run one, then 20 distinct askers at once.
     net.run_until(t + 4_500);
     let t = net.now + 1;
-    let askers: Vec<u32> = (0..40u32).filter(|i| *i != m && *i != a).take(20).collect();
-    let said: Vec<&str> = askers
-        .into_iter()
+    // (Peers outside the test's network: nothing runs after this to send them anything.)
+    let said: Vec<&str> = (1000..1070u32)
         .flat_map(|i| ask(&mut net, i, t, want()))
         .collect();
     let answered = said.iter().filter(|k| **k == "wave_statuses").count();
     let over = said.iter().filter(|k| **k == "want_over_budget").count();
-    assert!(answered <= 16 && answered + over == 20, "{said:?}");
-    assert!(over >= 4, "{said:?}");
+    assert!(answered <= 64 && answered + over == 70, "{said:?}");
+    assert!(over >= 6, "{said:?}");
     let n = &net.nodes[m as usize];
     assert!(n.stats.refused.get("want_repeated").copied().unwrap_or(0) >= 2);
     assert!(
