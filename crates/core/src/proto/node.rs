@@ -287,9 +287,10 @@ const ANSWER_WINDOW_ROUNDS: u64 = 3;
 /// Wants remembered as answered (bounded: the oldest is forgotten first).
 const ANSWERED_CAP: usize = 64;
 /// Wave and size wants answered per round at most: an answer can carry `MAX_STATUSES`
-/// statuses, so peers must not make a member send them at will. At 10k nodes, when one
-/// zone's row lags at the end of a wave, the whole fleet probes that zone: 16 declined
-/// 4145 honest wants in `rollout-good-10k` and finished its last wave 2.4 s later.
+/// statuses, so peers must not make a member send them at will. Honest probes crowd too:
+/// at 10k nodes, when one zone's row lags at the end of a wave, most of the fleet probes
+/// that zone through the few contacts its row names (their views hold no member of it),
+/// so those contacts were answering hundreds of wants a round (ARCHITECTURE.md).
 const ANSWER_BUDGET: u32 = 64;
 
 /// Asking a zone's members for their signed statuses of one wave (see `Node::probes`).
