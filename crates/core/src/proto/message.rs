@@ -210,6 +210,28 @@ pub enum Message<P, S = Arc<SignedStatus<P>>, R = Arc<ZoneRow<P>>, D = Digest<S>
         members: u32,
         statuses: Vec<S>,
     },
+    // --- zone size probes (added last) ---
+    /// How many members does your zone's table hold? Asked of members of a zone whose row
+    /// claims more members than the asker's view can square with (`Node::probe_sizes`): a
+    /// liar may inflate its own zone's row, and its zone mates' tables say otherwise.
+    SizeWant {
+        zone: u32,
+    },
+    /// The answer: the sender's zone table holds `members` signed statuses.
+    ZoneSize {
+        zone: u32,
+        members: u32,
+    },
+    /// As `WaveWant`, asked of a second member at the same time: send only the statuses
+    /// of the wave whose node does not run `version`, and (in `WaveStatuses::members`) how
+    /// many members of the wave your table holds. A first member that left out laggards
+    /// (a second liar in the zone) is contradicted by their signed statuses.
+    WaveDoubt {
+        zone: u32,
+        channel: String,
+        version: u64,
+        wave: u8,
+    },
 }
 
 fn over(what: &'static str, len: usize, limit: usize) -> Result<(), DecodeError> {
@@ -243,7 +265,7 @@ impl<P: PeerId> Message<P> {
 
     /// The message as a node that reads at most message format `format` reads it, or `None`
     /// when that format has no such message (or `format` is older than
-    /// [`OLDEST_WRITTEN_FORMAT`]). Format 2 has no push-tree adverts, wave probes or row
+    /// [`OLDEST_WRITTEN_FORMAT`]). Format 2 has no push-tree adverts, wave or size probes or row
     /// wants: they are `None`, except a `RowWant` that carries rows, which goes as `Rows`.
     /// Rows go without their signature (format 2 read unsigned rows), and a digest without
     /// its row names and wants (format 2 pushed rows in digests; an older peer repairs its
@@ -359,6 +381,9 @@ impl<P: PeerId> Message<P> {
             Message::Tree { .. } => "tree",
             Message::WaveWant { .. } => "wave_want",
             Message::WaveStatuses { .. } => "wave_statuses",
+            Message::SizeWant { .. } => "size_want",
+            Message::ZoneSize { .. } => "zone_size",
+            Message::WaveDoubt { .. } => "wave_doubt",
         }
     }
 }
@@ -419,7 +444,10 @@ fn downgrade<P: Clone>(m: &Message<P>) -> Option<MessageV2<P, Arc<SignedStatus<P
         Message::RowWant { .. }
         | Message::Tree { .. }
         | Message::WaveWant { .. }
-        | Message::WaveStatuses { .. } => return None,
+        | Message::WaveStatuses { .. }
+        | Message::SizeWant { .. }
+        | Message::ZoneSize { .. }
+        | Message::WaveDoubt { .. } => return None,
     })
 }
 
@@ -508,6 +536,19 @@ fn upgrade<P, S: Into<Arc<SignedStatus<P>>>>(m: MessageV2<P, S>) -> Message<P> {
             wave,
             members,
             statuses: statuses(s),
+        },
+        Message::SizeWant { zone } => Message::SizeWant { zone },
+        Message::ZoneSize { zone, members } => Message::ZoneSize { zone, members },
+        Message::WaveDoubt {
+            zone,
+            channel,
+            version,
+            wave,
+        } => Message::WaveDoubt {
+            zone,
+            channel,
+            version,
+            wave,
         },
     }
 }
