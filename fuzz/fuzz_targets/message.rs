@@ -1,7 +1,8 @@
 //! `Message::decode` for every wire message (membership, announcements, bundles, digests,
 //! statuses, zone rows), with the agent's peer-id layout.
 //! Invariants: only a bundle may exceed the message size cap; every count limit holds; what
-//! decodes re-encodes (in the current format) to no more bytes and decodes to an equal message; no decode holds more
+//! decodes re-encodes (in the current format) to no more bytes and decodes to an equal message,
+//! and written as format 2 (for an older agent) decodes to the same kind; no decode holds more
 //! heap than the cap.
 #![no_main]
 
@@ -68,4 +69,15 @@ fuzz_target!(|data: &[u8]| {
     let again = Message::<WirePeer>::decode(&bytes).expect("a re-encoded message decodes");
     assert_eq!(again, msg);
     assert_eq!(again.encode(), bytes);
+    // What a node writes for an agent of the previous release (format 2) decodes too, as
+    // the same kind or, for a row want, as the rows it carries.
+    if let Some(old) = msg.encode_as(2) {
+        let back = Message::<WirePeer>::decode(&old).expect("a message written as format 2 decodes");
+        assert!(
+            back.kind() == msg.kind() || (msg.kind() == "row_want" && back.kind() == "rows"),
+            "a {} written as format 2 came back as a {}",
+            msg.kind(),
+            back.kind()
+        );
+    }
 });

@@ -407,6 +407,17 @@ pub fn messages() -> Vec<Message<WirePeer>> {
             members: 7,
             statuses: st.clone(),
         },
+        Message::SizeWant { zone: 3 },
+        Message::ZoneSize {
+            zone: 3,
+            members: 151,
+        },
+        Message::WaveDoubt {
+            zone: 3,
+            channel: "web".into(),
+            version: 4,
+            wave: 1,
+        },
     ]
 }
 

@@ -39,7 +39,13 @@ pub struct AgentFile {
     pub log_format: Option<String>,
     /// This node's certificate (default: `node.cert` in the state directory).
     pub cert: Option<PathBuf>,
+    /// Zones of the fleet view: 2^zone_bits zones by hash of the node id (see `--zone-bits`).
+    pub zone_bits: Option<u8>,
 }
+
+/// Zones of the fleet view, at most 2^16 (a fleet of millions in zones of ~200 nodes would
+/// need 14 bits).
+pub const MAX_ZONE_BITS: u8 = 16;
 
 /// Settings after merging file and flags.
 #[derive(Debug, Clone)]
@@ -57,6 +63,8 @@ pub struct AgentConfig {
     pub log_json: bool,
     /// Where the node certificate is (None: `node.cert` in the state directory).
     pub cert: Option<PathBuf>,
+    /// The fleet view's zones: 2^zone_bits (0: one zone, every node sees every node).
+    pub zone_bits: u8,
 }
 
 pub fn read_file(path: &Path) -> anyhow::Result<AgentFile> {

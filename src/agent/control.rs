@@ -16,6 +16,11 @@ const MAX_REQUEST_BYTES: usize = 2 * driftless_core::trust::DEFAULT_MAX_BUNDLE_B
 pub enum ControlRequest {
     Status,
     Fleet,
+    /// One node's full signed status (`fleet --node`): from the local fleet view when this
+    /// node holds it (its own zone), else fetched from that node's zone on demand.
+    Node {
+        node: String,
+    },
     /// A bundle, hex-encoded.
     Publish {
         bundle: String,

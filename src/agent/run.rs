@@ -9,7 +9,7 @@ use super::control::{ControlRequest, Pending};
 use super::health::{CheckResult, Health};
 use super::metrics::{ChannelLabel, Metrics, ResultLabel, ViewLabel};
 use super::peer::{key_of, AgentPeer};
-use super::transport::{self, Hello, Request, Response};
+use super::transport::{self, Frame, Hello, Request, Response};
 use super::worker::{drift_of, Done, Watch, Why, Worker};
 use crate::state::StateDir;
 use driftless_core::bundle::Bundle;
@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 /// Listen addresses remembered for peers we talk to (the views are far smaller).
@@ -183,6 +183,14 @@ pub struct Agent {
     admission: Admission,
     /// Peers we said hello to on their current connection.
     hello_sent: std::collections::HashSet<PeerId>,
+    /// `fleet --node` requests waiting for a status: (node, deadline, issue time of the
+    /// status held when asked, where to answer).
+    wanted: Vec<(
+        AgentPeer,
+        Instant,
+        Option<u64>,
+        oneshot::Sender<serde_json::Value>,
+    )>,
     /// When to look at the certificate file again.
     cert_check_at: Instant,
     swarm: Swarm<transport::Behaviour>,
@@ -397,6 +405,7 @@ pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyho
     let core_cfg = CoreConfig {
         round_ms: cfg.round.as_millis() as u64,
         reapply_ms: Some(cfg.reapply.as_millis() as u64),
+        zone_bits: cfg.zone_bits,
         ..CoreConfig::default()
     };
     let start = Instant::now();
@@ -459,6 +468,7 @@ pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyho
         door,
         admission: adm,
         hello_sent: Default::default(),
+        wanted: Vec::new(),
         cert_check_at: Instant::now() + CERT_CHECK,
         swarm,
         rng,
@@ -506,6 +516,10 @@ pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyho
         if agent.watch.polling.is_some() {
             deadline = deadline.min(agent.next_poll);
         }
+        agent.answer_wanted();
+        if let Some(w) = agent.wanted.iter().map(|w| w.1).min() {
+            deadline = deadline.min(w);
+        }
         tokio::select! {
             ev = agent.swarm.select_next_some() => agent.on_swarm(ev),
             r = async { agent.persisting.as_mut().expect("guarded").await }, if agent.persisting.is_some() => {
@@ -522,10 +536,13 @@ pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyho
                     agent.event(Event::Health { healthy, failing });
                 }
             }
-            Some((req, reply)) = ctl_rx.recv() => {
-                let answer = agent.on_control(req);
-                let _ = reply.send(answer);
-            }
+            Some((req, reply)) = ctl_rx.recv() => match req {
+                ControlRequest::Node { node } => agent.want_node(&node, reply),
+                req => {
+                    let answer = agent.on_control(req);
+                    let _ = reply.send(answer);
+                }
+            },
             _ = tokio::time::sleep_until(deadline) => agent.on_timer(),
             // The watchdog is fed from this loop, so a loop that stops turning is restarted.
             _ = alive.tick(), if notifier.active() => {
@@ -762,7 +779,7 @@ impl Agent {
         self.swarm
             .behaviour_mut()
             .rr
-            .send_request_with_addresses(&to, frame, addrs);
+            .send_request_with_addresses(&to, Frame::out(frame), addrs);
     }
 
     fn hello(&self) -> Hello {
@@ -918,7 +935,7 @@ impl Agent {
         }
     }
 
-    fn on_rr(&mut self, e: rr::Event<Vec<u8>, Vec<u8>>) {
+    fn on_rr(&mut self, e: rr::Event<Frame, Frame>) {
         match e {
             rr::Event::Message {
                 peer,
@@ -928,20 +945,24 @@ impl Agent {
                     },
                 ..
             } => {
-                self.metrics.bytes_received.inc_by(request.len() as u64);
+                self.metrics
+                    .bytes_received
+                    .inc_by(request.bytes.len() as u64);
                 let answer = self.on_request(peer, request);
                 let _ = self
                     .swarm
                     .behaviour_mut()
                     .rr
-                    .send_response(channel, answer.encode());
+                    .send_response(channel, Frame::out(answer.encode()));
             }
             rr::Event::Message {
                 peer,
                 message: rr::Message::Response { response, .. },
                 ..
             } => {
-                self.metrics.bytes_received.inc_by(response.len() as u64);
+                self.metrics
+                    .bytes_received
+                    .inc_by(response.bytes.len() as u64);
                 self.on_response(peer, response);
             }
             rr::Event::OutboundFailure { peer, error, .. } => {
@@ -961,8 +982,8 @@ impl Agent {
     }
 
     /// Messages a peer sent back on the stream of our request.
-    fn on_response(&mut self, peer: PeerId, response: Vec<u8>) {
-        let msgs = match Response::decode(&response) {
+    fn on_response(&mut self, peer: PeerId, response: Frame) {
+        let msgs = match Response::decode(&response.bytes) {
             Ok(Response::Core(msgs)) => msgs,
             Ok(Response::Hello(h)) => {
                 self.on_hello(peer, h);
@@ -993,6 +1014,11 @@ impl Agent {
             key,
             addr: self.addrs.get(&peer).cloned(),
         };
+        let all: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+        if let Some(f) = response.newer_than_stream(&all) {
+            self.refused_newer_format(peer, f, response.format);
+            return;
+        }
         for bytes in &msgs {
             match Message::<AgentPeer>::decode(bytes) {
                 Ok(m) => {
@@ -1018,7 +1044,17 @@ impl Agent {
         self.addrs.insert(peer, addr);
     }
 
-    fn on_request(&mut self, peer: PeerId, request: Vec<u8>) -> Response {
+    /// A peer wrote a message in a newer format than the stream it chose carries (an older
+    /// agent could not read it): a broken or hostile peer.
+    fn refused_newer_format(&mut self, peer: PeerId, format: u16, stream: u16) {
+        self.shut_out(
+            peer,
+            "format_newer_than_stream",
+            &format!("message format {format} on a stream of format {stream}"),
+        );
+    }
+
+    fn on_request(&mut self, peer: PeerId, request: Frame) -> Response {
         if self.admission.is_banned(&peer, Instant::now()) {
             let _ = self.swarm.disconnect_peer_id(peer);
             return Response::Refused {
@@ -1026,7 +1062,7 @@ impl Agent {
                 hello: false,
             };
         }
-        let req = match Request::decode(&request) {
+        let req = match Request::decode(&request.bytes) {
             Ok(r) => r,
             Err(e) => {
                 self.shut_out(peer, "malformed", &e.to_string());
@@ -1085,6 +1121,10 @@ impl Agent {
                 }
             }
             Request::Core { listen, msg } => {
+                if let Some(f) = request.newer_than_stream(&[&msg]) {
+                    self.refused_newer_format(peer, f, request.format);
+                    return Response::Ack;
+                }
                 let Some(key) = key_of(&peer) else {
                     self.refused(&peer, "unknown_key", "peer id carries no ed25519 key");
                     return Response::Ack;
@@ -1518,6 +1558,72 @@ impl Agent {
                 }
                 Err(e) => json!({"error": format!("bundle is not hex: {e}")}),
             },
+            ControlRequest::Node { .. } => json!({"error": "answered by want_node"}),
+        }
+    }
+
+    /// `fleet --node ID`: answer from the fleet view when it holds the node's status (its own
+    /// zone, or a notable one), else ask the node's zone and answer when the status comes
+    /// (`answer_wanted`), or after [`WANT_TIMEOUT`].
+    fn want_node(&mut self, id: &str, reply: oneshot::Sender<serde_json::Value>) {
+        let Some(key) = id.parse::<PeerId>().ok().and_then(|p| key_of(&p)) else {
+            let _ = reply.send(json!({
+                "error": format!("`{id}` is not a node's peer id (12D3KooW…, as `fleet` lists them)")
+            }));
+            return;
+        };
+        let node = AgentPeer { key, addr: None };
+        if node == self.me || self.node.fleet().zone_of(&node) == self.node.fleet().my_zone {
+            let answer = match self.node.status_of(&node) {
+                Some(s) => json!({"node": status_row(s), "from": "own zone"}),
+                None if node == self.me => json!({"node": self.status_json(), "from": "this node"}),
+                None => {
+                    json!({"error": format!("no status of {id} here: it is not (or no longer) in this node's zone table")})
+                }
+            };
+            let _ = reply.send(answer);
+            return;
+        }
+        let since = self.node.status_of(&node).map(|s| s.body.issued_ms);
+        self.event(Event::WantStatus(node.clone()));
+        self.wanted
+            .push((node, Instant::now() + WANT_TIMEOUT, since, reply));
+    }
+
+    /// Answer the `fleet --node` requests whose status came (newer than what was held when
+    /// asked) or whose time is up.
+    fn answer_wanted(&mut self) {
+        if self.wanted.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.wanted.len() {
+            let (node, deadline, since, _) = &self.wanted[i];
+            let held = self.node.status_of(node);
+            let fresh = held.filter(|s| Some(s.body.issued_ms) > *since);
+            let answer = match (fresh, held) {
+                (Some(s), _) => Some(json!({"node": status_row(s), "from": "its zone, on demand"})),
+                (None, Some(s)) if now >= *deadline => Some(json!({
+                    "node": status_row(s),
+                    "from": "this node's fleet view (nothing newer came)"
+                })),
+                (None, None) if now >= *deadline => Some(json!({
+                    "error": format!(
+                        "no answer about {} within {} s: no peer of its zone here held its status",
+                        node.peer_id(),
+                        WANT_TIMEOUT.as_secs()
+                    )
+                })),
+                _ => None,
+            };
+            match answer {
+                Some(a) => {
+                    let (_, _, _, reply) = self.wanted.swap_remove(i);
+                    let _ = reply.send(a);
+                }
+                None => i += 1,
+            }
         }
     }
 
@@ -1649,29 +1755,7 @@ impl Agent {
             }
         }
         for s in newest.values() {
-            let b = &s.body;
-            let mut channels = serde_json::Map::new();
-            for c in &b.channels {
-                channels.insert(
-                    c.channel.clone(),
-                    json!({"version": c.version, "state": c.state.as_str(), "target": c.target, "wave": c.wave}),
-                );
-            }
-            let checks: Vec<serde_json::Value> = b
-                .failing_checks
-                .iter()
-                .map(|n| json!({"name": n, "ok": false}))
-                .collect();
-            nodes.push(json!({
-                "node": b.node.peer_id().to_string(),
-                "labels": b.labels,
-                "channels": channels,
-                "drift": {"detected": b.drift_detected, "corrected": b.drift_corrected},
-                "health": {"ok": b.healthy, "checks": checks},
-                "last_apply": b.last_apply.as_ref().map(|l| json!({"channel": l.channel, "version": l.version, "ok": l.ok, "at": ms_str(l.at_ms)})),
-                "last_seen": ms_str(b.issued_ms),
-                "addr": b.node.addr,
-            }));
+            nodes.push(status_row(s));
         }
         let counts = fleet.counts();
         let mut by_channel = serde_json::Map::new();
@@ -1716,4 +1800,34 @@ impl Agent {
             "waves": waves,
         }))
     }
+}
+
+/// `fleet --node` waits this long for a node's zone to answer.
+const WANT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A node's signed status as `fleet --json` lists it (SPEC's status keys, plus `last_seen`).
+fn status_row(s: &driftless_core::proto::SignedStatus<AgentPeer>) -> serde_json::Value {
+    let b = &s.body;
+    let mut channels = serde_json::Map::new();
+    for c in &b.channels {
+        channels.insert(
+            c.channel.clone(),
+            json!({"version": c.version, "state": c.state.as_str(), "target": c.target, "wave": c.wave}),
+        );
+    }
+    let checks: Vec<serde_json::Value> = b
+        .failing_checks
+        .iter()
+        .map(|n| json!({"name": n, "ok": false}))
+        .collect();
+    json!({
+        "node": b.node.peer_id().to_string(),
+        "labels": b.labels,
+        "channels": channels,
+        "drift": {"detected": b.drift_detected, "corrected": b.drift_corrected},
+        "health": {"ok": b.healthy, "checks": checks},
+        "last_apply": b.last_apply.as_ref().map(|l| json!({"channel": l.channel, "version": l.version, "ok": l.ok, "at": ms_str(l.at_ms)})),
+        "last_seen": ms_str(b.issued_ms),
+        "addr": b.node.addr,
+    })
 }

@@ -3,7 +3,10 @@
 //!
 //! This is an adapter only: frames in, frames out. No protocol rules live here.
 
+use super::peer::AgentPeer;
 use driftless_core::encoding::{self, DecodeError};
+use driftless_core::proto::message::{MESSAGE_FORMAT, OLDEST_WRITTEN_FORMAT};
+use driftless_core::proto::Message;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
@@ -12,11 +15,36 @@ use serde::{Deserialize, Serialize};
 use std::io;
 use std::time::Duration;
 
-/// The protocol name is `/driftless/1/FLEET`: nodes of different fleets cannot even agree on a
-/// protocol, so a node that does not know the fleet name gets no conversation.
-pub const PROTOCOL_PREFIX: &str = "/driftless/1/";
+/// The protocol name is `/driftless/F/FLEET`: nodes of different fleets cannot even agree on a
+/// protocol, so a node that does not know the fleet name gets no conversation. `F` is the
+/// message format the stream's core messages are written in (`/driftless/1/` is the name
+/// agents of formats 1 and 2 used, and carries format 2).
+pub const PROTOCOL_PREFIX: &str = "/driftless/";
 
+/// The protocol this node prefers: core messages in today's format.
 pub fn protocol(fleet: &str) -> anyhow::Result<StreamProtocol> {
+    protocol_for(fleet, MESSAGE_FORMAT)
+}
+
+/// The protocol of the previous release's agents: core messages in format 2. Every agent also
+/// speaks it, so that a fleet can be upgraded one node at a time: a stream to an older peer
+/// negotiates this one, and what goes on it is written as format 2 (`Message::encode_as`).
+pub fn legacy_protocol(fleet: &str) -> anyhow::Result<StreamProtocol> {
+    protocol_for(fleet, OLDEST_WRITTEN_FORMAT)
+}
+
+/// The message format a stream of this protocol carries.
+pub fn format_of(protocol: &StreamProtocol) -> u16 {
+    protocol
+        .as_ref()
+        .strip_prefix(PROTOCOL_PREFIX)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|v| v.parse::<u16>().ok())
+        .filter(|v| *v >= MESSAGE_FORMAT)
+        .unwrap_or(OLDEST_WRITTEN_FORMAT)
+}
+
+fn protocol_for(fleet: &str, format: u16) -> anyhow::Result<StreamProtocol> {
     if fleet.is_empty()
         || !fleet
             .chars()
@@ -24,7 +52,8 @@ pub fn protocol(fleet: &str) -> anyhow::Result<StreamProtocol> {
     {
         anyhow::bail!("fleet name `{fleet}` may only hold letters, digits, `-`, `_` and `.`");
     }
-    StreamProtocol::try_from_owned(format!("{PROTOCOL_PREFIX}{fleet}"))
+    let version = if format >= MESSAGE_FORMAT { format } else { 1 };
+    StreamProtocol::try_from_owned(format!("{PROTOCOL_PREFIX}{version}/{fleet}"))
         .map_err(|e| anyhow::anyhow!("fleet name `{fleet}`: {e}"))
 }
 const FRAME_MAGIC: &[u8; 4] = b"DLTF";
@@ -134,9 +163,88 @@ impl Response {
     }
 }
 
-/// Length-prefixed raw frames; decoding happens in the agent, where refusals are counted.
+/// A frame as it crosses a stream: its bytes and the message format of the stream's protocol.
+/// On the way out the format is ignored (the stream's protocol decides it); on the way in
+/// it says what the peer may send: a core message newer than it is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub bytes: Vec<u8>,
+    pub format: u16,
+}
+
+impl Frame {
+    /// A frame to send (the format it goes out in is the stream's).
+    pub fn out(bytes: Vec<u8>) -> Frame {
+        Frame {
+            bytes,
+            format: MESSAGE_FORMAT,
+        }
+    }
+
+    /// The core message format of the first message this frame carries that is newer than
+    /// the stream's, if any (the frame is then refused).
+    pub fn newer_than_stream(&self, msgs: &[&[u8]]) -> Option<u16> {
+        msgs.iter()
+            .filter_map(|m| Message::<AgentPeer>::format_of(m))
+            .find(|f| *f > self.format)
+    }
+}
+
+/// Length-prefixed frames; decoding happens in the agent, where refusals are counted. On a
+/// stream of an older protocol the core messages of a frame are written in that protocol's
+/// format (decoded and encoded again: only while a fleet is being upgraded).
 #[derive(Debug, Clone, Default)]
 pub struct FrameCodec;
+
+/// A core message rewritten for a stream of message format `format`; a message that format
+/// does not have goes as a `Ping` (a request must carry something; any message is a sign of
+/// life).
+fn core_for(msg: Vec<u8>, format: u16) -> Vec<u8> {
+    if Message::<AgentPeer>::format_of(&msg).is_none_or(|f| f <= format) {
+        return msg;
+    }
+    match Message::<AgentPeer>::decode(&msg) {
+        Ok(m) => m
+            .encode_as(format)
+            .or_else(|| Message::<AgentPeer>::Ping.encode_as(format))
+            .unwrap_or(msg),
+        Err(_) => msg,
+    }
+}
+
+fn request_for(frame: Vec<u8>, format: u16) -> Vec<u8> {
+    if format >= MESSAGE_FORMAT {
+        return frame;
+    }
+    match Request::decode(&frame) {
+        Ok(Request::Core { listen, msg }) => Request::Core {
+            listen,
+            msg: core_for(msg, format),
+        }
+        .encode(),
+        _ => frame,
+    }
+}
+
+fn response_for(frame: Vec<u8>, format: u16) -> Vec<u8> {
+    if format >= MESSAGE_FORMAT {
+        return frame;
+    }
+    match Response::decode(&frame) {
+        Ok(Response::Core(msgs)) => Response::Core(
+            msgs.into_iter()
+                .filter_map(|m| {
+                    let kept = core_for(m, format);
+                    // In a response, a message the older format lacks is left out.
+                    (Message::<AgentPeer>::format_of(&kept).is_none_or(|f| f <= format))
+                        .then_some(kept)
+                })
+                .collect(),
+        )
+        .encode(),
+        _ => frame,
+    }
+}
 
 /// Read one length-prefixed frame, refusing one over [`MAX_FRAME_BYTES`] before allocating.
 pub async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
@@ -163,38 +271,44 @@ async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> 
 #[async_trait::async_trait]
 impl request_response::Codec for FrameCodec {
     type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
+    type Request = Frame;
+    type Response = Frame;
 
     async fn read_request<T: AsyncRead + Unpin + Send>(
         &mut self,
-        _: &StreamProtocol,
+        p: &StreamProtocol,
         io: &mut T,
-    ) -> io::Result<Vec<u8>> {
-        read_frame(io).await
+    ) -> io::Result<Frame> {
+        Ok(Frame {
+            bytes: read_frame(io).await?,
+            format: format_of(p),
+        })
     }
     async fn read_response<T: AsyncRead + Unpin + Send>(
         &mut self,
-        _: &StreamProtocol,
+        p: &StreamProtocol,
         io: &mut T,
-    ) -> io::Result<Vec<u8>> {
-        read_frame(io).await
+    ) -> io::Result<Frame> {
+        Ok(Frame {
+            bytes: read_frame(io).await?,
+            format: format_of(p),
+        })
     }
     async fn write_request<T: AsyncWrite + Unpin + Send>(
         &mut self,
-        _: &StreamProtocol,
+        p: &StreamProtocol,
         io: &mut T,
-        req: Vec<u8>,
+        req: Frame,
     ) -> io::Result<()> {
-        write_frame(io, &req).await
+        write_frame(io, &request_for(req.bytes, format_of(p))).await
     }
     async fn write_response<T: AsyncWrite + Unpin + Send>(
         &mut self,
-        _: &StreamProtocol,
+        p: &StreamProtocol,
         io: &mut T,
-        res: Vec<u8>,
+        res: Frame,
     ) -> io::Result<()> {
-        write_frame(io, &res).await
+        write_frame(io, &response_for(res.bytes, format_of(p))).await
     }
 }
 
@@ -203,9 +317,20 @@ pub struct Behaviour {
     pub rr: request_response::Behaviour<FrameCodec>,
 }
 
-/// A swarm on the tokio runtime with this node's key.
+/// Set (to anything) in an agent's environment, it speaks only the previous release's
+/// protocol (message format 2) and refuses anything newer on it, as an agent of that release
+/// would: for tests of a fleet in the middle of an upgrade.
+pub const LEGACY_ONLY_ENV: &str = "DRIFTLESS_TEST_LEGACY_WIRE";
+
+/// A swarm on the tokio runtime with this node's key, speaking today's protocol (preferred)
+/// and the previous release's.
 pub fn swarm(key: identity::Keypair, fleet: &str) -> anyhow::Result<Swarm<Behaviour>> {
-    let proto = protocol(fleet)?;
+    let mut protocols = vec![(protocol(fleet)?, ProtocolSupport::Full)];
+    if std::env::var_os(LEGACY_ONLY_ENV).is_some() {
+        tracing::warn!("{LEGACY_ONLY_ENV} is set: speaking message format 2 only");
+        protocols.clear();
+    }
+    protocols.push((legacy_protocol(fleet)?, ProtocolSupport::Full));
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -216,7 +341,7 @@ pub fn swarm(key: identity::Keypair, fleet: &str) -> anyhow::Result<Swarm<Behavi
         .with_behaviour(|_| Behaviour {
             rr: request_response::Behaviour::with_codec(
                 FrameCodec,
-                [(proto, ProtocolSupport::Full)],
+                protocols,
                 request_response::Config::default()
                     .with_request_timeout(REQUEST_TIMEOUT)
                     .with_max_concurrent_streams(256),

@@ -50,6 +50,13 @@ pub struct Args {
     /// up without a restart when it appears or changes
     #[arg(long, value_name = "FILE")]
     pub cert: Option<PathBuf>,
+    /// Split the fleet view into 2^N zones by a hash of the node id: each node holds its own
+    /// zone's statuses in full and one summary row per other zone (`fleet --node` fetches a
+    /// node of another zone on demand). 0 (one zone, everyone sees everyone) suits fleets up
+    /// to a few hundred nodes; for larger ones about log2(nodes / 200). Every node of a fleet
+    /// must use the same value [default: 0]
+    #[arg(long, value_name = "N")]
+    pub zone_bits: Option<u8>,
 }
 
 fn resolve(a: Args) -> anyhow::Result<AgentConfig> {
@@ -122,6 +129,18 @@ fn resolve(a: Args) -> anyhow::Result<AgentConfig> {
         Some("json") => true,
         Some(other) => anyhow::bail!("log_format `{other}`: expected human or json"),
     };
+    let zone_bits = a.zone_bits.or(file.zone_bits).unwrap_or(0);
+    if zone_bits > config::MAX_ZONE_BITS {
+        let at = if a.zone_bits.is_some() {
+            "--zone-bits".to_string()
+        } else {
+            place("zone_bits")
+        };
+        anyhow::bail!(
+            "{at}: {zone_bits} is too many zone bits (at most {}, for 65,536 zones)",
+            config::MAX_ZONE_BITS
+        );
+    }
     Ok(AgentConfig {
         listen,
         peers,
@@ -141,6 +160,7 @@ fn resolve(a: Args) -> anyhow::Result<AgentConfig> {
         round,
         log_json,
         cert: a.cert.or(file.cert),
+        zone_bits,
     })
 }
 

@@ -91,10 +91,11 @@ async fn over_libp2p(addr: libp2p::Multiaddr, bundle: Vec<u8>) -> anyhow::Result
                 .map_err(|_| anyhow!("no answer from {addr}"))??
         }
     };
-    swarm
-        .behaviour_mut()
-        .rr
-        .send_request_with_addresses(&peer, frame, vec![dial]);
+    swarm.behaviour_mut().rr.send_request_with_addresses(
+        &peer,
+        transport::Frame::out(frame),
+        vec![dial],
+    );
     let fut = async {
         loop {
             match swarm.select_next_some().await {
@@ -102,7 +103,7 @@ async fn over_libp2p(addr: libp2p::Multiaddr, bundle: Vec<u8>) -> anyhow::Result
                     message: rr::Message::Response { response, .. },
                     ..
                 })) => {
-                    return match Response::decode(&response) {
+                    return match Response::decode(&response.bytes) {
                         Ok(Response::Published { ok, message }) => Ok((ok, message)),
                         Ok(Response::Ack) | Ok(Response::Core(_)) => {
                             Ok((true, "handed over".to_string()))

@@ -23,6 +23,11 @@ pub struct FleetArgs {
     pub control: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
+    /// Show one node's full signed status, by peer id. A node of another zone is asked of its
+    /// zone on demand (a large fleet's view holds only summaries of other zones); waits up to
+    /// 5 s. With --json: {"node": {...as in `fleet --json`}, "from": "..."}.
+    #[arg(long, value_name = "PEER_ID")]
+    pub node: Option<String>,
 }
 
 fn socket(p: Option<PathBuf>) -> PathBuf {
@@ -146,7 +151,80 @@ fn labels(v: &serde_json::Value) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+fn fleet_header() {
+    println!(
+        "{:<14} {:<22} {:<28} {:<9} {:<8} LAST SEEN",
+        "NODE", "LABELS", "CHANNELS", "DRIFT", "HEALTH"
+    );
+}
+
+fn fleet_row(n: &serde_json::Value) {
+    let id = n["node"].as_str().unwrap_or("?");
+    let short = if id.len() > 12 {
+        format!("…{}", &id[id.len() - 12..])
+    } else {
+        id.to_string()
+    };
+    let chans = n["channels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, c)| {
+                    format!(
+                        "{k}=v{}:{}",
+                        c["version"],
+                        c["state"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    let drift = format!("{}/{}", n["drift"]["detected"], n["drift"]["corrected"]);
+    let health = if n["health"]["ok"] == true {
+        "ok"
+    } else {
+        "FAILING"
+    };
+    println!(
+        "{short:<14} {:<22} {chans:<28} {drift:<9} {health:<8} {}",
+        labels(&n["labels"]),
+        n["last_seen"].as_str().unwrap_or("?")
+    );
+}
+
+/// `fleet --node ID`: one node's status.
+fn fleet_node(control: PathBuf, id: String, json: bool) -> CliResult {
+    let v =
+        control::request(&control, &ControlRequest::Node { node: id }).map_err(CliError::failed)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        return Ok(0);
+    }
+    let n = &v["node"];
+    fleet_header();
+    fleet_row(n);
+    println!(
+        "{} (from {}); failing checks: {}",
+        n["node"].as_str().unwrap_or("?"),
+        v["from"].as_str().unwrap_or("?"),
+        n["health"]["checks"]
+            .as_array()
+            .map(|c| c
+                .iter()
+                .filter_map(|c| c["name"].as_str())
+                .collect::<Vec<_>>()
+                .join(", "))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "none".into())
+    );
+    Ok(0)
+}
+
 pub fn fleet(a: FleetArgs) -> CliResult {
+    if let Some(id) = a.node {
+        return fleet_node(socket(a.control), id, a.json);
+    }
     let v =
         control::request(&socket(a.control), &ControlRequest::Fleet).map_err(CliError::failed)?;
     if a.json {
@@ -154,43 +232,9 @@ pub fn fleet(a: FleetArgs) -> CliResult {
         return Ok(0);
     }
     let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
-    println!(
-        "{:<14} {:<22} {:<28} {:<9} {:<8} LAST SEEN",
-        "NODE", "LABELS", "CHANNELS", "DRIFT", "HEALTH"
-    );
+    fleet_header();
     for n in &nodes {
-        let id = n["node"].as_str().unwrap_or("?");
-        let short = if id.len() > 12 {
-            format!("…{}", &id[id.len() - 12..])
-        } else {
-            id.to_string()
-        };
-        let chans = n["channels"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, c)| {
-                        format!(
-                            "{k}=v{}:{}",
-                            c["version"],
-                            c["state"].as_str().unwrap_or("?")
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .unwrap_or_default();
-        let drift = format!("{}/{}", n["drift"]["detected"], n["drift"]["corrected"]);
-        let health = if n["health"]["ok"] == true {
-            "ok"
-        } else {
-            "FAILING"
-        };
-        println!(
-            "{short:<14} {:<22} {chans:<28} {drift:<9} {health:<8} {}",
-            labels(&n["labels"]),
-            n["last_seen"].as_str().unwrap_or("?")
-        );
+        fleet_row(n);
     }
     let total = v["counts"]["nodes"].as_u64().unwrap_or(nodes.len() as u64);
     println!(

@@ -104,6 +104,8 @@ pub struct Agent {
     /// Run inside this network namespace (`ip netns exec NS ...`).
     pub netns: Option<String>,
     pub extra: Vec<String>,
+    /// Environment variables set for the agent.
+    pub env: Vec<(String, String)>,
     /// What the running (or last) agent reported: its listen address and peer id.
     pub addr: Option<String>,
     pub id: Option<String>,
@@ -126,6 +128,7 @@ impl Agent {
             metrics: None,
             netns: None,
             extra: Vec::new(),
+            env: Vec::new(),
             addr: None,
             id: None,
             child: None,
@@ -176,6 +179,7 @@ impl Agent {
         c.args(args)
             .current_dir(&self.dir)
             .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         c
     }
@@ -248,6 +252,20 @@ impl Agent {
             }
             std::thread::sleep(POLL);
         }
+    }
+
+    /// Give the node this key (`STATE/node.key`, as the agent writes it) instead of a random
+    /// one, so that what a node's id decides (its zone, its waves) is the same on every run.
+    pub fn set_node_key(&self, key: &ed25519_dalek::SigningKey) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&self.state).expect("mkdir state");
+        let path = self.state.join("node.key");
+        std::fs::write(
+            &path,
+            driftless_core::keys::format_secret(key, "driftless node key (test)"),
+        )
+        .expect("write node.key");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     }
 
     /// kill -9, and reap it.

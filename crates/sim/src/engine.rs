@@ -540,8 +540,11 @@ impl<'a> Engine<'a> {
                     // Every member on the previous version, in wave 0: outside its zone,
                     // wave 0 never looks done.
                     LiarMode::Stall | LiarMode::StallInflated => {
+                        // Four times its table's count, not the held row's: the liar
+                        // takes its own forged rows back from its peers, and four times
+                        // those grew without bound (and wrapped).
                         let members = if liar_mode == LiarMode::StallInflated {
-                            members * 4
+                            my_members.max(1).saturating_mul(4)
                         } else {
                             members
                         };

@@ -105,6 +105,20 @@ impl<P> From<UnsignedZoneRow<P>> for ZoneRow<P> {
     }
 }
 
+impl<P: Clone> From<&ZoneRow<P>> for UnsignedZoneRow<P> {
+    /// The row as an agent of message format 2 reads it: without signature or certificate.
+    fn from(r: &ZoneRow<P>) -> Self {
+        UnsignedZoneRow {
+            zone: r.zone,
+            issued_ms: r.issued_ms,
+            issuer: r.issuer.clone(),
+            members: r.members,
+            counts: r.counts.clone(),
+            contacts: r.contacts.clone(),
+        }
+    }
+}
+
 /// Domain separation: a row signature never passes for a status or bundle signature.
 pub const ROW_CONTEXT: &[u8] = b"driftless zone row signature v1\0";
 
@@ -929,6 +943,25 @@ impl<P: PeerId> FleetView<P> {
     where
         P: 'a,
     {
+        self.partial_given(active, known, &BTreeMap::new())
+    }
+
+    /// [`FleetView::partial`], with the rows of the zones in `seen` set aside for their size:
+    /// zone → how many members that zone's members' tables hold (the largest of at least two
+    /// answers, and this node's table for its own zone), where that is well under what the
+    /// zone's row claims (`Node::probe_sizes`). A row can claim any size its issuer likes (an
+    /// admitted liar inflates its own zone's row to make every view look partial); its zone
+    /// mates' tables, made of signed statuses, say how many there are.
+    pub fn partial_given<'a>(
+        &self,
+        active: impl Iterator<Item = &'a P>,
+        known: impl Iterator<Item = &'a P>,
+        seen: &BTreeMap<u32, u32>,
+    ) -> Option<Partial>
+    where
+        P: 'a,
+    {
+        let members = |r: &ZoneRow<P>| seen.get(&r.zone).copied().unwrap_or(r.members) as u64;
         for p in active {
             if self.zone_of(p) == self.my_zone && !self.zone.contains_key(p) {
                 return Some(Partial::NeighbourMissing);
@@ -944,7 +977,7 @@ impl<P: PeerId> FleetView<P> {
         }
         let table = self.zone.len() as u64;
         if let Some(own) = self.rows.get(&self.my_zone) {
-            if own.issuer != self.me && table * 16 < own.members as u64 * 15 {
+            if own.issuer != self.me && table * 16 < members(own) * 15 {
                 return Some(Partial::ZoneTableShort);
             }
         }
@@ -952,7 +985,7 @@ impl<P: PeerId> FleetView<P> {
             .rows
             .values()
             .filter(|r| r.zone != self.my_zone)
-            .map(|r| r.members as u64)
+            .map(|r| members(r))
             .chain([table])
             .collect();
         sizes.sort_unstable();
@@ -973,6 +1006,27 @@ impl<P: PeerId> FleetView<P> {
             }
         }
         None
+    }
+
+    /// The zone whose row to check with its members when the view is partial for `why`
+    /// ([`FleetView::partial_given`]): the own zone when its row (issued by another) claims
+    /// more than the table holds; for a sparse zone, the zone whose row claims the most
+    /// members, if that is more than the own table holds (it may be inflated, and it sets
+    /// the typical size the others are measured by). None for other reasons.
+    pub fn size_suspect(&self, why: Partial, seen: &BTreeMap<u32, u32>) -> Option<u32> {
+        let table = self.zone.len() as u64;
+        let members = |r: &ZoneRow<P>| seen.get(&r.zone).copied().unwrap_or(r.members) as u64;
+        match why {
+            Partial::ZoneTableShort => Some(self.my_zone),
+            Partial::ZoneSparse => self
+                .rows
+                .values()
+                .filter(|r| r.zone != self.my_zone && r.issuer != self.me)
+                .max_by_key(|r| members(r))
+                .filter(|r| table * 16 < members(r) * 15)
+                .map(|r| r.zone),
+            _ => None,
+        }
     }
 
     /// Rough bytes held, for the simulator's memory figures.

@@ -27,6 +27,9 @@ use std::sync::Arc;
 
 pub const MESSAGE_MAGIC: &[u8; 4] = b"DLWM";
 pub const MESSAGE_FORMAT: u16 = 3;
+/// The oldest format a node still writes, for a peer that reads no newer one (an agent of
+/// the previous release, during an upgrade): see [`Message::encode_as`].
+pub const OLDEST_WRITTEN_FORMAT: u16 = 2;
 
 /// "I hold `version` of `channel`, with this hash; fetch it from me." `hops` counts the
 /// announcements between the publisher and the sender (for measurements only).
@@ -207,6 +210,28 @@ pub enum Message<P, S = Arc<SignedStatus<P>>, R = Arc<ZoneRow<P>>, D = Digest<S>
         members: u32,
         statuses: Vec<S>,
     },
+    // --- zone size probes (added last) ---
+    /// How many members does your zone's table hold? Asked of members of a zone whose row
+    /// claims more members than the asker's view can square with (`Node::probe_sizes`): a
+    /// liar may inflate its own zone's row, and its zone mates' tables say otherwise.
+    SizeWant {
+        zone: u32,
+    },
+    /// The answer: the sender's zone table holds `members` signed statuses.
+    ZoneSize {
+        zone: u32,
+        members: u32,
+    },
+    /// As `WaveWant`, asked of a second member at the same time: send only the statuses
+    /// of the wave whose node does not run `version`, and (in `WaveStatuses::members`) how
+    /// many members of the wave your table holds. A first member that left out laggards
+    /// (a second liar in the zone) is contradicted by their signed statuses.
+    WaveDoubt {
+        zone: u32,
+        channel: String,
+        version: u64,
+        wave: u8,
+    },
 }
 
 fn over(what: &'static str, len: usize, limit: usize) -> Result<(), DecodeError> {
@@ -236,6 +261,34 @@ type MessageV2<P, S> = Message<P, S, UnsignedZoneRow<P>, DigestV2<S, UnsignedZon
 impl<P: PeerId> Message<P> {
     pub fn encode(&self) -> Vec<u8> {
         encoding::encode(MESSAGE_MAGIC, MESSAGE_FORMAT, self)
+    }
+
+    /// The message as a node that reads at most message format `format` reads it, or `None`
+    /// when that format has no such message (or `format` is older than
+    /// [`OLDEST_WRITTEN_FORMAT`]). Format 2 has no push-tree adverts, wave or size probes or row
+    /// wants: they are `None`, except a `RowWant` that carries rows, which goes as `Rows`.
+    /// Rows go without their signature (format 2 read unsigned rows), and a digest without
+    /// its row names and wants (format 2 pushed rows in digests; an older peer repairs its
+    /// rows by `RowSync`, which both formats share).
+    pub fn encode_as(&self, format: u16) -> Option<Vec<u8>> {
+        match format {
+            MESSAGE_FORMAT.. => Some(self.encode()),
+            2 => {
+                let m = downgrade(self)?;
+                Some(encoding::encode(MESSAGE_MAGIC, 2, &m))
+            }
+            _ => None,
+        }
+    }
+
+    /// The format version written in an encoded message's envelope, if it has one.
+    pub fn format_of(bytes: &[u8]) -> Option<u16> {
+        match bytes {
+            [m0, m1, m2, m3, v0, v1, ..] if [*m0, *m1, *m2, *m3] == *MESSAGE_MAGIC => {
+                Some(u16::from_le_bytes([*v0, *v1]))
+            }
+            _ => None,
+        }
     }
 
     /// Decode untrusted bytes: size first, then the envelope, then every count.
@@ -328,8 +381,74 @@ impl<P: PeerId> Message<P> {
             Message::Tree { .. } => "tree",
             Message::WaveWant { .. } => "wave_want",
             Message::WaveStatuses { .. } => "wave_statuses",
+            Message::SizeWant { .. } => "size_want",
+            Message::ZoneSize { .. } => "zone_size",
+            Message::WaveDoubt { .. } => "wave_doubt",
         }
     }
+}
+
+/// The message in format 2's form (what [`Message::encode_as`] writes for format 2), or
+/// `None` when format 2 has no such message.
+fn downgrade<P: Clone>(m: &Message<P>) -> Option<MessageV2<P, Arc<SignedStatus<P>>>> {
+    let rows = |v: &[Arc<ZoneRow<P>>]| -> Vec<UnsignedZoneRow<P>> {
+        v.iter().map(|r| UnsignedZoneRow::from(&**r)).collect()
+    };
+    Some(match m {
+        Message::Join => Message::Join,
+        Message::ForwardJoin { joiner, ttl } => Message::ForwardJoin {
+            joiner: joiner.clone(),
+            ttl: *ttl,
+        },
+        Message::Neighbor { high } => Message::Neighbor { high: *high },
+        Message::NeighborAccept => Message::NeighborAccept,
+        Message::Disconnect { alive } => Message::Disconnect { alive: *alive },
+        Message::Shuffle { origin, peers, ttl } => Message::Shuffle {
+            origin: origin.clone(),
+            peers: peers.clone(),
+            ttl: *ttl,
+        },
+        Message::ShuffleReply { peers } => Message::ShuffleReply {
+            peers: peers.clone(),
+        },
+        Message::Ping => Message::Ping,
+        Message::Announce(a) => Message::Announce(a.clone()),
+        Message::Fetch(h) => Message::Fetch(*h),
+        Message::Bundle(b) => Message::Bundle(b.clone()),
+        Message::Push { bundle, hops } => Message::Push {
+            bundle: bundle.clone(),
+            hops: *hops,
+        },
+        Message::Prune => Message::Prune,
+        Message::Digest(d) => Message::Digest(DigestV2 {
+            channels: d.channels.clone(),
+            rows: Vec::new(),
+            notable: d.notable.clone(),
+            reply: d.reply,
+            rows_print: d.rows_print,
+        }),
+        Message::Statuses(s) => Message::Statuses(s.clone()),
+        Message::ZoneSync {
+            zone,
+            fingerprint,
+            entries,
+        } => Message::ZoneSync {
+            zone: *zone,
+            fingerprint: *fingerprint,
+            entries: entries.clone(),
+        },
+        Message::ZoneWant(w) => Message::ZoneWant(w.clone()),
+        Message::RowSync(r) => Message::RowSync(r.clone()),
+        Message::Rows(r) => Message::Rows(rows(r)),
+        Message::RowWant { rows: r, .. } if !r.is_empty() => Message::Rows(rows(r)),
+        Message::RowWant { .. }
+        | Message::Tree { .. }
+        | Message::WaveWant { .. }
+        | Message::WaveStatuses { .. }
+        | Message::SizeWant { .. }
+        | Message::ZoneSize { .. }
+        | Message::WaveDoubt { .. } => return None,
+    })
 }
 
 /// A format-1 or -2 message (rows unsigned; in format 1, statuses without certificates) in
@@ -418,6 +537,19 @@ fn upgrade<P, S: Into<Arc<SignedStatus<P>>>>(m: MessageV2<P, S>) -> Message<P> {
             members,
             statuses: statuses(s),
         },
+        Message::SizeWant { zone } => Message::SizeWant { zone },
+        Message::ZoneSize { zone, members } => Message::ZoneSize { zone, members },
+        Message::WaveDoubt {
+            zone,
+            channel,
+            version,
+            wave,
+        } => Message::WaveDoubt {
+            zone,
+            channel,
+            version,
+            wave,
+        },
     }
 }
 
@@ -451,6 +583,94 @@ mod tests {
         assert_eq!(back, m);
         let alone = SignedStatus::<u32>::decode(&s.encode()).unwrap();
         assert_eq!(alone.cert.as_deref(), Some(&vec![9; 200]));
+    }
+
+    #[test]
+    fn messages_written_for_format_2_read_as_a_format_2_agent_reads_them() {
+        let s = Arc::new(status(Some(vec![9; 20])));
+        let row = Arc::new(ZoneRow {
+            zone: 3,
+            issued_ms: 9,
+            issuer: 7u32,
+            members: 150,
+            counts: vec![],
+            contacts: vec![7],
+            sig: vec![1; 64],
+            cert: Some(Arc::new(vec![2; 10])),
+        });
+        let unsigned = UnsignedZoneRow::from(&*row);
+        let digest: Message<u32> = Message::Digest(Digest {
+            channels: vec![],
+            rows: vec![(3, 77)],
+            notable: vec![s.clone()],
+            reply: true,
+            rows_print: 5,
+            want: vec![4],
+        });
+        let v2 = |m: &Message<u32>| -> Option<MessageV2<u32, Arc<SignedStatus<u32>>>> {
+            let bytes = m.encode_as(2)?;
+            assert_eq!(Message::<u32>::format_of(&bytes), Some(2));
+            // What an agent of format 2 does with them: its own decoder, the V2 types.
+            let (v, body) = encoding::open("message", MESSAGE_MAGIC, 2, &bytes).unwrap();
+            assert_eq!(v, 2);
+            Some(encoding::body("message", body).unwrap())
+        };
+        assert_eq!(
+            v2(&digest),
+            Some(Message::Digest(DigestV2 {
+                channels: vec![],
+                rows: vec![],
+                notable: vec![s.clone()],
+                reply: true,
+                rows_print: 5,
+            }))
+        );
+        assert_eq!(
+            v2(&Message::Rows(vec![row.clone()])),
+            Some(Message::Rows(vec![unsigned.clone()]))
+        );
+        assert_eq!(
+            v2(&Message::RowWant {
+                zones: vec![1],
+                rows: vec![row.clone()]
+            }),
+            Some(Message::Rows(vec![unsigned]))
+        );
+        assert_eq!(
+            v2(&Message::Statuses(vec![s.clone()])),
+            Some(Message::Statuses(vec![s.clone()]))
+        );
+        assert_eq!(v2(&Message::Ping), Some(Message::Ping));
+        // What format 2 does not know is not sent at all.
+        for m in [
+            Message::RowWant {
+                zones: vec![1],
+                rows: vec![],
+            },
+            Message::Tree {
+                seq: 1,
+                root: 2u32,
+                dist: 1,
+                parent: false,
+            },
+            Message::WaveWant {
+                zone: 1,
+                channel: "app".into(),
+                version: 2,
+                wave: 0,
+            },
+        ] {
+            assert_eq!(m.encode_as(2), None, "{m:?}");
+        }
+        // Today's format is written as before; older than 2 is not written.
+        assert_eq!(digest.encode_as(MESSAGE_FORMAT), Some(digest.encode()));
+        assert_eq!(digest.encode_as(1), None);
+        assert_eq!(Message::<u32>::format_of(b"DLWM\x02"), None);
+        assert_eq!(Message::<u32>::format_of(b"DLXX\x02\x00"), None);
+        // And a format-3 node reads what it wrote for format 2 (the rows without a
+        // signature, so it would not take them).
+        let back = Message::<u32>::decode(&Message::Rows(vec![row]).encode_as(2).unwrap());
+        assert!(matches!(back, Ok(Message::Rows(r)) if r[0].sig.is_empty()));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::marks::{MarkDecision, Marks};
 use crate::trust::Refusal;
 use ed25519_dalek::SigningKey;
 use rand_core::RngCore;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 /// Concurrent fetches at most (a peer cannot make us chase many hashes at once).
@@ -83,6 +83,9 @@ pub enum Event<P> {
     /// These nodes were revoked: drop them from every view, disconnect, forget their statuses.
     /// (The door refuses anything they say from now on.)
     Forget(Vec<P>),
+    /// Someone (`driftless fleet --node`) wants this node's full status: ask for it (SPEC:
+    /// any node's status on demand). The answer shows in [`Node::status_of`].
+    WantStatus(P),
 }
 
 /// Rounds over which a peer's refusals add up toward `bad_peer_limit`.
@@ -248,8 +251,60 @@ pub struct Node<P> {
     /// that wave: the zone's signed statuses of the wave, asked of one of its members, judge
     /// the zone in place of its row (`Node::probe_stalls`).
     probes: BTreeMap<(u32, u8), Probe<P>>,
+    /// Nodes whose status was asked for on demand, and when (mono ms); at most
+    /// [`ON_DEMAND`], the oldest dropped first.
+    asked: Vec<(P, u64)>,
+    /// Statuses fetched on demand (verified), newest last; at most [`ON_DEMAND`].
+    fetched: Vec<Arc<SignedStatus<P>>>,
+    /// zone → asking members of a zone how many members their tables hold, where the
+    /// zone's row claims more than this node's view can square with (`Node::probe_sizes`).
+    sizes: BTreeMap<u32, SizeProbe<P>>,
+    /// Wave and size wants answered lately: (asker and question, when), oldest first, at
+    /// most `ANSWERED_CAP` (`Node::may_answer`).
+    answered: VecDeque<(u64, u64)>,
+    /// Wants answered this round (at most `ANSWER_BUDGET`).
+    answers_this_round: u32,
     pub stats: Stats,
 }
+
+/// Statuses asked for and kept on demand, at most (a person at a terminal asks for a few).
+const ON_DEMAND: usize = 16;
+/// An on-demand question is forgotten after this long (an answer after it is unsolicited).
+const ON_DEMAND_MS: u64 = 10_000;
+
+/// Asking members of one zone the size of their zone tables (see `Node::sizes`).
+struct SizeProbe<P> {
+    /// When it was last asked (mono ms): at most once per `PROBE_EVERY_ROUNDS` rounds.
+    asked_ms: u64,
+    /// How many times it was asked: each time of other members, in turn.
+    asks: u32,
+    /// The members asked (an answer from anyone else is unsolicited); at most
+    /// `SIZE_ASKED_CAP`, newest last.
+    asked: Vec<P>,
+    /// (member, the size of its table, when it answered), one per member, newest last.
+    answers: Vec<(P, u32, u64)>,
+}
+
+/// Members asked at once for their zone table's size: a row is set aside only on the word
+/// of two members besides its issuer, so one more liar cannot make it so.
+const SIZE_ASK: usize = 2;
+/// Members remembered as asked, per zone.
+const SIZE_ASKED_CAP: usize = 8;
+/// Answers of a size probe count for this many rounds...
+const SIZE_FRESH_ROUNDS: u64 = 12;
+/// ... and are asked again after this many while they set a row aside.
+const SIZE_REFRESH_ROUNDS: u64 = 6;
+/// A member answers the same peer's same want at most once per this many rounds (honest
+/// probes ask again after `PROBE_EVERY_ROUNDS`).
+const ANSWER_WINDOW_ROUNDS: u64 = 3;
+/// Wants remembered as answered (bounded: the oldest is forgotten first).
+const ANSWERED_CAP: usize = 64;
+/// Wave and size wants answered per round at most: an answer can carry `MAX_STATUSES`
+/// statuses, so peers must not make a member send them at will. Honest probes crowd too:
+/// at 10k nodes, when one zone's row lags at the end of a wave, most of the fleet probes
+/// that zone through the few contacts its row names (their views hold no member of it),
+/// so those contacts were answering hundreds of wants a round (ARCHITECTURE.md).
+const ANSWER_BUDGET: u32 = 64;
 
 /// Asking a zone's members for their signed statuses of one wave (see `Node::probes`).
 struct Probe<P> {
@@ -259,8 +314,36 @@ struct Probe<P> {
     asked_ms: u64,
     /// How many times it was asked: each time of another member, in turn.
     asks: u32,
+    /// The member asked for the wave's statuses (`WaveWant`), and the one asked at the
+    /// same time for those of its members that do not run the version (`WaveDoubt`).
+    full_from: Option<P>,
+    doubt_from: Option<P>,
+    /// The member to ask for its doubts should the first answer show the wave done, and
+    /// the question (`asks`) it was last asked for.
+    doubt_next: Option<P>,
+    doubt_asked: u32,
     /// The statuses a member sent, verified, each of the zone and of the wave.
     got: Option<Vec<Arc<SignedStatus<P>>>>,
+    /// The laggards' statuses the second member sent, verified likewise. The probe judges
+    /// the zone only once both answered, on the newest status per node of the two: a
+    /// member can leave statuses out, not forge them, so one honest answer of the two
+    /// shows every laggard it holds.
+    doubt: Option<Vec<Arc<SignedStatus<P>>>>,
+}
+
+impl<P: PeerId> Probe<P> {
+    /// The wave's statuses as both answers show them (the newest per node), once both came.
+    fn statuses(&self) -> Option<Vec<Arc<SignedStatus<P>>>> {
+        let (got, doubt) = (self.got.as_ref()?, self.doubt.as_ref()?);
+        let mut by: BTreeMap<&P, &Arc<SignedStatus<P>>> = BTreeMap::new();
+        for s in got.iter().chain(doubt) {
+            let e = by.entry(&s.body.node).or_insert(s);
+            if e.body.issued_ms < s.body.issued_ms {
+                *e = s;
+            }
+        }
+        Some(by.into_values().cloned().collect())
+    }
 }
 
 /// A held gate asks again after this many rounds (a member's statuses go on changing as
@@ -301,6 +384,11 @@ impl<P: PeerId> Node<P> {
             started_ms: None,
             complete_since: BTreeMap::new(),
             probes: BTreeMap::new(),
+            asked: Vec::new(),
+            fetched: Vec::new(),
+            sizes: BTreeMap::new(),
+            answered: VecDeque::new(),
+            answers_this_round: 0,
             stats: Stats::default(),
         }
     }
@@ -511,11 +599,13 @@ impl<P: PeerId> Node<P> {
                     for f in &mut self.fetches {
                         f.alternates.retain(|a| a != &p);
                     }
+                    self.fetched.retain(|s| s.body.node != p);
                     if was_active {
                         out.push(Action::Disconnect(p));
                     }
                 }
             }
+            Event::WantStatus(p) => self.want_status(p, now, out),
         }
         self.after(now, rng, out);
     }
@@ -691,6 +781,7 @@ impl<P: PeerId> Node<P> {
             })
             .map(|(n, _)| n.clone())
             .collect();
+        self.answers_this_round = 0;
         for name in rolling {
             self.consider_rollout(&name, now, out);
         }
@@ -857,7 +948,10 @@ impl<P: PeerId> Node<P> {
         *self.stats.refused.entry(reason).or_default() += 1;
         // A bundle that arrives unasked is a race honest peers run into (a fetch that timed out
         // answered late, a push from a parent just replaced): counted, not held against them.
-        if let Some(p) = from.filter(|_| reason != "unsolicited") {
+        // A repeated or over-budget want is declined, not held against the asker either (an
+        // honest node that restarted asks again at once).
+        let honest_race = matches!(reason, "unsolicited" | "want_repeated" | "want_over_budget");
+        if let Some(p) = from.filter(|_| !honest_race) {
             let n = self.bad.entry(p.clone()).or_default();
             *n += 1;
             if *n >= self.cfg.bad_peer_limit {
@@ -928,6 +1022,7 @@ impl<P: PeerId> Node<P> {
         {
             return;
         }
+        let kind = msg.kind();
         match msg {
             Message::Announce(list) => {
                 for a in list {
@@ -1148,7 +1243,14 @@ impl<P: PeerId> Node<P> {
                 channel,
                 version,
                 wave,
+            }
+            | Message::WaveDoubt {
+                zone,
+                channel,
+                version,
+                wave,
             } => {
+                let doubt = kind == "wave_doubt";
                 if zone != self.fleet.my_zone {
                     return;
                 }
@@ -1160,6 +1262,10 @@ impl<P: PeerId> Node<P> {
                 else {
                     return;
                 };
+                let question = version.rotate_left(8) ^ wave as u64 ^ (doubt as u64) << 62;
+                if !self.may_answer(&from, question, now, out) {
+                    return;
+                }
                 let of_wave: Vec<Arc<SignedStatus<P>>> = self
                     .fleet
                     .zone
@@ -1171,6 +1277,15 @@ impl<P: PeerId> Node<P> {
                     .collect();
                 let members = of_wave.len() as u32;
                 let mut statuses = of_wave;
+                if doubt {
+                    statuses.retain(|s| {
+                        !s.body.channels.iter().any(|c| {
+                            c.channel == channel
+                                && c.version == version
+                                && c.state == ApplyState::Applied
+                        })
+                    });
+                }
                 statuses.truncate(super::config::limits::MAX_STATUSES);
                 let msg = Message::WaveStatuses {
                     zone,
@@ -1190,11 +1305,71 @@ impl<P: PeerId> Node<P> {
                 members,
                 statuses,
             } => self.take_wave_statuses(
-                &from, zone, &channel, version, wave, members, statuses, door, out,
+                &from, zone, &channel, version, wave, members, statuses, door, now, out,
             ),
+            Message::SizeWant { zone } => {
+                if zone != self.fleet.my_zone || !self.may_answer(&from, 1 << 63, now, out) {
+                    return;
+                }
+                let members = self.fleet.zone.len() as u32;
+                self.send(from, Message::ZoneSize { zone, members }, now, out);
+            }
+            Message::ZoneSize { zone, members } => {
+                let asked = self
+                    .sizes
+                    .get(&zone)
+                    .is_some_and(|p| p.asked.contains(&from));
+                if !asked || self.fleet.zone_of(&from) != zone {
+                    self.refuse(
+                        Some(&from),
+                        "unsolicited",
+                        format!("size of zone {zone} that was not asked for"),
+                        out,
+                    );
+                    return;
+                }
+                let p = self.sizes.get_mut(&zone).expect("checked above");
+                p.answers.retain(|(q, _, _)| *q != from);
+                p.answers.push((from, members, now.mono_ms));
+                if p.answers.len() > SIZE_ASKED_CAP {
+                    p.answers.remove(0);
+                }
+            }
             // Membership messages were handled above.
             _ => {}
         }
+    }
+
+    /// Whether to answer `from`'s wave or size want (`question` names it): at most once per
+    /// (asker, question) every `ANSWER_WINDOW_ROUNDS` rounds and `ANSWER_BUDGET` answers a
+    /// round, in bounded state. A declined want is counted (`want_repeated`,
+    /// `want_over_budget`), not held against the asker.
+    fn may_answer(&mut self, from: &P, question: u64, now: Now, out: &mut Vec<Action<P>>) -> bool {
+        let key = super::splitmix64(from.stable_hash() ^ question);
+        let window = ANSWER_WINDOW_ROUNDS * self.cfg.round_ms.max(1);
+        let repeated = self
+            .answered
+            .iter()
+            .any(|(k, at)| *k == key && now.mono_ms < at + window);
+        let reason = if repeated {
+            "want_repeated"
+        } else if self.answers_this_round >= ANSWER_BUDGET {
+            "want_over_budget"
+        } else {
+            self.answered.push_back((key, now.mono_ms));
+            if self.answered.len() > ANSWERED_CAP {
+                self.answered.pop_front();
+            }
+            self.answers_this_round += 1;
+            return true;
+        };
+        self.refuse(
+            Some(from),
+            reason,
+            format!("a want from {from:?} declined"),
+            out,
+        );
+        false
     }
 
     /// The answer to a probe (`Node::probe_stalls`): kept only if this node asked it of
@@ -1211,13 +1386,16 @@ impl<P: PeerId> Node<P> {
         members: u32,
         statuses: Vec<Arc<SignedStatus<P>>>,
         door: &dyn Door<P>,
+        now: Now,
         out: &mut Vec<Action<P>>,
     ) {
         let asked = self
             .probes
             .get(&(zone, wave))
-            .is_some_and(|p| p.channel == channel && p.version == version);
-        if !asked || self.fleet.zone_of(from) != zone {
+            .filter(|p| p.channel == channel && p.version == version);
+        let doubt = asked.is_some_and(|p| p.doubt_from.as_ref() == Some(from));
+        let full = asked.is_some_and(|p| p.full_from.as_ref() == Some(from));
+        if !(doubt || full) || self.fleet.zone_of(from) != zone {
             self.refuse(
                 Some(from),
                 "unsolicited",
@@ -1233,7 +1411,10 @@ impl<P: PeerId> Node<P> {
         else {
             return;
         };
-        if members as usize != statuses.len() {
+        // A whole list of the wave, or (from the member asked for its doubts) the laggards
+        // among the `members` of the wave it holds.
+        let whole = members as usize == statuses.len();
+        if full && !whole || doubt && statuses.len() > members as usize {
             self.refuse(
                 Some(from),
                 "wave_statuses_short",
@@ -1259,8 +1440,34 @@ impl<P: PeerId> Node<P> {
                 return;
             }
         }
-        if let Some(p) = self.probes.get_mut(&(zone, wave)) {
-            p.got = Some(statuses);
+        let runs = |s: &Arc<SignedStatus<P>>| {
+            s.body.channels.iter().any(|c| {
+                c.channel == channel && c.version == version && c.state == ApplyState::Applied
+            })
+        };
+        let all_run = statuses.iter().all(runs);
+        let Some(p) = self.probes.get_mut(&(zone, wave)) else {
+            return;
+        };
+        if doubt {
+            p.doubt = Some(statuses);
+            return;
+        }
+        p.got = Some(statuses);
+        // A whole list that shows the wave done is checked with a second member (one asked
+        // per question, never the first): a list that shows laggards needs no second word.
+        if all_run && p.doubt_asked < p.asks {
+            if let Some(to) = p.doubt_next.clone() {
+                p.doubt_asked = p.asks;
+                p.doubt_from = Some(to.clone());
+                let msg = Message::WaveDoubt {
+                    zone,
+                    channel: channel.to_string(),
+                    version,
+                    wave,
+                };
+                self.send(to, msg, now, out);
+            }
         }
     }
 
@@ -1293,11 +1500,74 @@ impl<P: PeerId> Node<P> {
             self.refuse(Some(from), reason, detail, out);
             return;
         }
+        if let Some(i) = self.asked.iter().position(|(p, _)| *p == s.body.node) {
+            self.asked.remove(i);
+            self.fetched.retain(|f| f.body.node != s.body.node);
+            if self.fetched.len() >= ON_DEMAND {
+                self.fetched.remove(0);
+            }
+            self.fetched.push(s.clone());
+        }
         if only_evidence {
             self.fleet.add_evidence(&self.cfg, &s);
         } else {
             self.fleet.insert(&self.cfg, s);
         }
+    }
+
+    /// Ask for `node`'s signed status: of the node itself when it is a peer in this node's
+    /// views, and of a member of its zone (a neighbour of that zone, else a contact its row
+    /// names), which holds its zone's statuses in full (`ZoneWant`). A relay cannot forge the
+    /// status (the node signed it), only withhold it or send an older one, which is why two
+    /// are asked when there are two. Nothing is asked for the own zone, whose statuses are
+    /// all here.
+    fn want_status(&mut self, node: P, now: Now, out: &mut Vec<Action<P>>) {
+        let zone = self.fleet.zone_of(&node);
+        if node == self.me || zone == self.fleet.my_zone {
+            return;
+        }
+        self.asked
+            .retain(|(p, at)| *p != node && at + ON_DEMAND_MS > now.mono_ms);
+        if self.asked.len() >= ON_DEMAND {
+            self.asked.remove(0);
+        }
+        self.asked.push((node.clone(), now.mono_ms));
+        let known = |p: &P| *p == node;
+        let mut ask: Vec<P> = self
+            .members
+            .active_ids()
+            .chain(self.members.passive.iter())
+            .filter(|p| known(p))
+            .cloned()
+            .collect();
+        let relay = self
+            .members
+            .active_ids()
+            .chain(self.members.passive.iter())
+            .find(|p| self.fleet.zone_of(p) == zone && !known(p))
+            .cloned()
+            .or_else(|| {
+                let row = self.fleet.rows.get(&zone)?;
+                row.contacts
+                    .iter()
+                    .chain(std::iter::once(&row.issuer))
+                    .find(|p| !known(p) && **p != self.me)
+                    .cloned()
+            });
+        ask.extend(relay);
+        for to in ask {
+            self.send(to, Message::ZoneWant(vec![node.clone()]), now, out);
+        }
+    }
+
+    /// The newest signed status held of `node`: from the own zone's table, the notable
+    /// statuses, or one fetched on demand ([`Event::WantStatus`]).
+    pub fn status_of(&self, node: &P) -> Option<&Arc<SignedStatus<P>>> {
+        let fetched = self.fetched.iter().rev().find(|s| s.body.node == *node);
+        [self.fleet.status(node), fetched]
+            .into_iter()
+            .flatten()
+            .max_by_key(|s| s.body.issued_ms)
     }
 
     /// The rows held of these zones (asked for by a peer).
@@ -1734,10 +2004,14 @@ impl<P: PeerId> Node<P> {
         let seen: u64 = tallies.iter().map(|t| t.nodes).sum();
         let has_peers =
             self.members.active_ids().next().is_some() || !self.members.passive.is_empty();
-        let partial = self.fleet.partial(
+        let sizes = self.seen_sizes(now);
+        let partial = self.fleet.partial_given(
             self.members.active_ids(),
             self.members.active_ids().chain(self.members.passive.iter()),
+            &sizes,
         );
+        let suspect = partial.and_then(|why| self.fleet.size_suspect(why, &sizes));
+        self.probe_sizes(suspect, &sizes, now, out);
         let whole = partial.is_none() && !(seen < 2 && has_peers && view_nodes < 2);
         // A wave that is not complete (any more) starts its bake anew when it is. The bake
         // starts only once every node the view shows holds the version and the view looks
@@ -1870,6 +2144,118 @@ impl<P: PeerId> Node<P> {
         }
     }
 
+    /// zone → the size of that zone as its members' tables hold it, for each zone whose row
+    /// (issued by another node) claims well more (by the `ZoneTableShort` margin, 1/16):
+    /// the largest of the fresh answers of at least `SIZE_ASK` distinct members other than
+    /// the row's issuer, and, for the own zone, this node's table. The partial-view rule
+    /// sets those rows' sizes aside (`FleetView::partial_given`). Taking the largest means
+    /// one honest member with a full table keeps an honest row, and a member whose table
+    /// is partial (it restarted) cannot make a row look inflated alone.
+    fn seen_sizes(&self, now: Now) -> BTreeMap<u32, u32> {
+        let fresh = SIZE_FRESH_ROUNDS * self.cfg.round_ms.max(1);
+        let mut out = BTreeMap::new();
+        for (z, p) in &self.sizes {
+            let Some(row) = self.fleet.rows.get(z).filter(|r| r.issuer != self.me) else {
+                continue;
+            };
+            let answers: Vec<u32> = p
+                .answers
+                .iter()
+                .filter(|(q, _, at)| *q != row.issuer && now.mono_ms < at + fresh)
+                .map(|(_, m, _)| *m)
+                .collect();
+            if answers.len() < SIZE_ASK {
+                continue;
+            }
+            let mut m = answers.into_iter().max().unwrap_or(0);
+            if *z == self.fleet.my_zone {
+                m = m.max(self.fleet.zone.len() as u32);
+            }
+            if (m as u64) * 16 < row.members as u64 * 15 {
+                out.insert(*z, m);
+            }
+        }
+        out
+    }
+
+    /// Ask `SIZE_ASK` members of a zone (never its row's issuer) how many members their
+    /// tables hold: of `suspect`, the zone whose row makes this view partial
+    /// (`FleetView::size_suspect`), and again of each zone whose row is set aside while
+    /// its answers age. At most once per `PROBE_EVERY_ROUNDS` rounds per zone.
+    fn probe_sizes(
+        &mut self,
+        suspect: Option<u32>,
+        seen: &BTreeMap<u32, u32>,
+        now: Now,
+        out: &mut Vec<Action<P>>,
+    ) {
+        let round = self.cfg.round_ms.max(1);
+        let fresh = SIZE_FRESH_ROUNDS * round;
+        self.sizes.retain(|_, p| now.mono_ms < p.asked_ms + fresh);
+        let mut zones: Vec<u32> = suspect.into_iter().collect();
+        for z in seen.keys() {
+            let newest = self
+                .sizes
+                .get(z)
+                .and_then(|p| p.answers.iter().map(|a| a.2).max());
+            if newest.is_none_or(|t| now.mono_ms >= t + SIZE_REFRESH_ROUNDS * round) {
+                zones.push(*z);
+            }
+        }
+        for zone in zones {
+            let Some(row) = self.fleet.rows.get(&zone) else {
+                continue;
+            };
+            let issuer = row.issuer.clone();
+            let asks = match self.sizes.get(&zone) {
+                Some(p) if now.mono_ms < p.asked_ms + PROBE_EVERY_ROUNDS * round => continue,
+                Some(p) => p.asks,
+                None => 0,
+            };
+            let fits = |p: &&P| self.fleet.zone_of(p) == zone && **p != issuer && **p != self.me;
+            let mut peers: Vec<P> = self
+                .members
+                .active_ids()
+                .chain(self.members.passive.iter())
+                .filter(fits)
+                .cloned()
+                .collect();
+            if peers.len() < SIZE_ASK {
+                peers.extend(row.contacts.iter().filter(fits).cloned());
+            }
+            if zone == self.fleet.my_zone && peers.len() < SIZE_ASK {
+                peers.extend(self.fleet.zone.keys().filter(fits).take(8).cloned());
+            }
+            peers.sort();
+            peers.dedup();
+            if peers.is_empty() {
+                continue;
+            }
+            let n = SIZE_ASK.min(peers.len());
+            let to: Vec<P> = (0..n)
+                .map(|i| peers[(asks as usize * SIZE_ASK + i) % peers.len()].clone())
+                .collect();
+            let p = self.sizes.entry(zone).or_insert(SizeProbe {
+                asked_ms: now.mono_ms,
+                asks: 0,
+                asked: Vec::new(),
+                answers: Vec::new(),
+            });
+            p.asked_ms = now.mono_ms;
+            p.asks += 1;
+            for q in &to {
+                p.asked.retain(|a| a != q);
+                p.asked.push(q.clone());
+            }
+            while p.asked.len() > SIZE_ASKED_CAP {
+                p.asked.remove(0);
+            }
+            for q in to {
+                self.send(q, Message::SizeWant { zone }, now, out);
+            }
+        }
+    }
+
     /// A gate held at wave `k` by one foreign zone's row alone (the own zone's signed
     /// statuses and every other zone's row show the wave complete): ask a member of that
     /// zone, not the row's issuer, for the zone's signed statuses of the wave, and judge the
@@ -1895,7 +2281,7 @@ impl<P: PeerId> Node<P> {
             return;
         }
         let probe_done = |p: &Probe<P>| {
-            p.got.as_ref().map(|got| {
+            p.statuses().map(|got| {
                 got.iter().all(|s| {
                     s.body.channels.iter().any(|c| {
                         c.channel == channel
@@ -1947,35 +2333,49 @@ impl<P: PeerId> Node<P> {
             .filter(|p| self.fleet.zone_of(p) == *zone && *p != issuer)
             .cloned()
             .collect();
-        if peers.is_empty() {
-            peers = contacts
-                .iter()
-                .filter(|p| self.fleet.zone_of(p) == *zone && *p != issuer)
-                .cloned()
-                .collect();
+        if peers.len() < 2 {
+            peers.extend(
+                contacts
+                    .iter()
+                    .filter(|p| self.fleet.zone_of(p) == *zone && *p != issuer)
+                    .cloned(),
+            );
         }
         peers.sort();
         peers.dedup();
-        let Some(to) = peers.get(asks as usize % peers.len().max(1)).cloned() else {
+        // Two members: one for the wave's statuses, the next for its laggards' should the
+        // first show the wave done (`take_wave_statuses`). With one member known the probe
+        // cannot be settled (one member's word); it asks anyway, and more members turn up.
+        let n = peers.len();
+        if n == 0 {
             return;
-        };
+        }
+        let full_to = peers[asks as usize % n].clone();
+        let doubt_to = peers[(asks as usize + 1) % n].clone();
         let zone = *zone;
         let p = self.probes.entry((zone, k)).or_insert(Probe {
             channel: channel.to_string(),
             version,
             asked_ms: now.mono_ms,
             asks: 0,
+            full_from: None,
+            doubt_from: None,
+            doubt_next: None,
+            doubt_asked: 0,
             got: None,
+            doubt: None,
         });
         p.asked_ms = now.mono_ms;
         p.asks += 1;
+        p.full_from = Some(full_to.clone());
+        p.doubt_next = (doubt_to != full_to).then_some(doubt_to);
         let msg = Message::WaveWant {
             zone,
             channel: channel.to_string(),
             version,
             wave: k,
         };
-        self.send(to, msg, now, out);
+        self.send(full_to, msg, now, out);
     }
 
     /// Per wave of `version`: nodes, applied and healthy from the summaries; unhealthy from the
@@ -2000,8 +2400,7 @@ impl<P: PeerId> Node<P> {
         // zone is judged on its members' signed statuses, not on its row.
         for ((zone, k), probe) in &self.probes {
             let Some(got) = probe
-                .got
-                .as_ref()
+                .statuses()
                 .filter(|_| probe.channel == channel && probe.version == version)
             else {
                 continue;

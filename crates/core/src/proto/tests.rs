@@ -82,6 +82,11 @@ struct Net {
     /// The liar's own zone's row says instead that every member it counts is on the
     /// version before, in wave 0 (the stall: nodes of other zones wait for wave 0).
     liar_stalls: bool,
+    /// The stalling row claims this many times the members it counts (1: as many).
+    liar_inflates: u32,
+    /// A second liar, of the first one's zone: asked for its zone's statuses of a wave, it
+    /// leaves out every member that does not run the version (the wave looks done).
+    short_lister: Option<u32>,
 }
 
 impl Net {
@@ -115,6 +120,8 @@ impl Net {
             fail: Box::new(|_, _| false),
             liar: None,
             liar_stalls: false,
+            liar_inflates: 1,
+            short_lister: None,
         };
         for i in 0..n {
             let bootstrap = if i == 0 {
@@ -188,9 +195,38 @@ impl Net {
                         let msg = match self.liar {
                             Some((liar, version, wave)) if liar == to => {
                                 let bits = self.nodes[0].config().zone_bits;
-                                lie(msg, liar, version, wave, bits, self.liar_stalls)
+                                let stall = self.liar_stalls.then_some(self.liar_inflates);
+                                lie(msg, liar, version, wave, bits, stall)
                             }
                             _ => msg,
+                        };
+                        let msg = match msg {
+                            Message::WaveStatuses {
+                                zone,
+                                channel,
+                                version,
+                                wave,
+                                statuses,
+                                ..
+                            } if self.short_lister == Some(to) => {
+                                let statuses: Vec<_> = statuses
+                                    .into_iter()
+                                    .filter(|s| {
+                                        s.body.channels.iter().any(|c| {
+                                            c.version == version && c.state == ApplyState::Applied
+                                        })
+                                    })
+                                    .collect();
+                                Message::WaveStatuses {
+                                    zone,
+                                    channel,
+                                    version,
+                                    wave,
+                                    members: statuses.len() as u32,
+                                    statuses,
+                                }
+                            }
+                            m => m,
                         };
                         // Every message crosses the wire as bytes.
                         let bytes = msg.encode();
@@ -237,7 +273,7 @@ fn lie(
     version: u64,
     wave: u8,
     zone_bits: u8,
-    stall: bool,
+    stall: Option<u32>,
 ) -> Message<u32> {
     let forge = |rows: Vec<Arc<fleet::ZoneRow<u32>>>| -> Vec<Arc<fleet::ZoneRow<u32>>> {
         rows.into_iter()
@@ -255,39 +291,47 @@ fn lie(
                     }],
                     ..(*r).clone()
                 };
-                Arc::new(if fleet::zone_of(zone_bits, &liar) == r.zone && stall {
-                    fleet::ZoneRow {
-                        issuer: liar,
-                        // Far ahead of any honest row: it holds its zone's newest row, as a
-                        // liar re-issuing every round would.
-                        issued_ms: r.issued_ms + 600_000,
-                        counts: vec![fleet::Count {
-                            channel: "web".into(),
-                            version: version - 1,
-                            state: ApplyState::Held,
-                            healthy: true,
-                            target: version,
-                            wave: 0,
-                            n: r.members,
-                        }],
-                        ..row
-                    }
-                    .sign(&node_key(liar))
-                } else if fleet::zone_of(zone_bits, &liar) == r.zone {
-                    fleet::ZoneRow {
-                        issuer: liar,
-                        ..row
-                    }
-                    .sign(&node_key(liar))
-                } else if r.zone % 2 == 0 {
-                    row
-                } else {
-                    fleet::ZoneRow {
-                        issuer: liar,
-                        ..row
-                    }
-                    .sign(&node_key(liar))
-                })
+                Arc::new(
+                    if let Some(times) =
+                        stall.filter(|_| fleet::zone_of(zone_bits, &liar) == r.zone)
+                    {
+                        // It may take its own forged row back from a peer: capped, so that its
+                        // claim does not grow with every round trip.
+                        let members = r.members.min(64).saturating_mul(times);
+                        fleet::ZoneRow {
+                            issuer: liar,
+                            // Far ahead of any honest row: it holds its zone's newest row, as a
+                            // liar re-issuing every round would.
+                            issued_ms: r.issued_ms + 600_000,
+                            counts: vec![fleet::Count {
+                                channel: "web".into(),
+                                version: version - 1,
+                                state: ApplyState::Held,
+                                healthy: true,
+                                target: version,
+                                wave: 0,
+                                n: members,
+                            }],
+                            members,
+                            ..row
+                        }
+                        .sign(&node_key(liar))
+                    } else if fleet::zone_of(zone_bits, &liar) == r.zone {
+                        fleet::ZoneRow {
+                            issuer: liar,
+                            ..row
+                        }
+                        .sign(&node_key(liar))
+                    } else if r.zone % 2 == 0 {
+                        row
+                    } else {
+                        fleet::ZoneRow {
+                            issuer: liar,
+                            ..row
+                        }
+                        .sign(&node_key(liar))
+                    },
+                )
             })
             .collect()
     };
@@ -488,6 +532,58 @@ fn zones_summarise_a_larger_fleet_exactly() {
         assert_eq!(counts.nodes, 80, "node {} rows {:?}", n.id(), rows);
         assert_eq!(counts.applied_at_least("web", 1), 80, "node {}", n.id());
     }
+}
+
+#[test]
+fn any_nodes_status_is_fetched_on_demand_from_its_zone() {
+    let cfg = Config {
+        zone_bits: 2,
+        ..Config::default()
+    };
+    let mut net = Net::new(80, cfg);
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(20_000);
+    let asker = 0u32;
+    let zone_of = |n: &Node<u32>, p: u32| n.fleet().zone_of(&p);
+    let my_zone = net.nodes[0].fleet().my_zone;
+    // A healthy node of another zone: only its zone's row speaks for it here.
+    let far = (1..80u32)
+        .find(|p| zone_of(&net.nodes[0], *p) != my_zone && net.nodes[0].fleet().status(p).is_none())
+        .expect("a node of another zone whose status node 0 does not hold");
+    assert!(net.nodes[0].status_of(&far).is_none());
+    net.push(20_000, asker, Event::WantStatus(far));
+    net.run_until(21_000);
+    let got = net.nodes[0]
+        .status_of(&far)
+        .unwrap_or_else(|| panic!("node {far}'s status did not arrive within a second"));
+    assert_eq!(got.body.node, far);
+    assert!(got
+        .body
+        .channels
+        .iter()
+        .any(|c| c.channel == "web" && c.version == 1));
+    // What arrived is the node's own signed status, as its zone holds it.
+    let own = net.nodes[far as usize].fleet().status(&far).cloned();
+    let held_in_zone = (0..80u32)
+        .filter(|q| *q != far && zone_of(&net.nodes[0], *q) == zone_of(&net.nodes[0], far))
+        .filter_map(|q| net.nodes[q as usize].fleet().status(&far).cloned())
+        .max_by_key(|s| s.body.issued_ms);
+    assert_eq!(
+        Some(got.body.issued_ms),
+        own.or(held_in_zone).map(|s| s.body.issued_ms)
+    );
+    // The own zone's statuses are all here: nothing is asked for them.
+    let mate = (1..80u32)
+        .find(|p| zone_of(&net.nodes[0], *p) == my_zone)
+        .expect("a zone mate");
+    let before = net.delivered.len();
+    net.push(21_000, asker, Event::WantStatus(mate));
+    net.run_until(21_001);
+    assert!(net.delivered[before..]
+        .iter()
+        .all(|(_, kind)| *kind != "zone_want"));
+    assert!(net.nodes[0].status_of(&mate).is_some());
 }
 
 #[test]
@@ -1201,6 +1297,190 @@ fn a_liars_own_zone_row_does_not_stall_the_other_zones() {
             .iter()
             .any(|(to, kind)| *kind == "wave_want" && *to == liar),
         "a probe went to the row's issuer"
+    );
+}
+
+#[test]
+fn an_inflated_own_zone_row_does_not_stall_the_rollout() {
+    // Two zones of about 20. The liar signs, as its own zone's row, four times its members,
+    // every one on v1 in wave 0. Against that row the other zone looks sparse (a third of
+    // the typical zone) and the liar's zone mates' tables look short (they hold a quarter
+    // of what the row claims, and it outranks their leader's): every view is partial and
+    // no wave probe is asked. Members of the liar's zone, asked for their tables' sizes,
+    // contradict the row; set aside for the partial-view rule, it still holds wave 0 for
+    // the other zone, whose wave probe settles it on signed statuses. Every node applies.
+    let cfg = Config {
+        zone_bits: 1,
+        ..Config::default()
+    };
+    let waves = vec![0.2, 1.0];
+    let mut net = Net::new(40, cfg);
+    let zone_of = |n: u32| fleet::zone_of(1, &n);
+    let liar = 1u32;
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(8_000);
+    net.liar = Some((liar, 2, 1));
+    net.liar_stalls = true;
+    net.liar_inflates = 4;
+    net.publish(8_000, 0, rollout_bundle(2, waves.clone(), 2, 0.5));
+    net.run_until(60_000);
+    let table = net.nodes[liar as usize].fleet().zone.len() as u32;
+    let inflated_held = net.nodes.iter().all(|n| {
+        n.fleet()
+            .rows
+            .get(&zone_of(liar))
+            .is_some_and(|r| r.issuer == liar && r.members >= 3 * table)
+    });
+    assert!(
+        inflated_held,
+        "the liar's inflated row did not take hold everywhere"
+    );
+    for i in 0..40u32 {
+        assert!(
+            net.applied.contains(&(i, 2)),
+            "node {i} (zone {}, wave {}) never applied v2: {:?}",
+            zone_of(i),
+            wave(i, 2, &waves),
+            net.nodes[i as usize].rollout("web")
+        );
+    }
+    let asked = |to_liar: bool| {
+        net.delivered
+            .iter()
+            .filter(|(to, kind)| *kind == "size_want" && (*to == liar) == to_liar)
+            .count()
+    };
+    assert!(asked(false) > 0, "no node asked the liar's zone mates");
+    assert_eq!(asked(true), 0, "a size probe went to the row's issuer");
+}
+
+#[test]
+fn a_second_liar_that_leaves_laggards_out_does_not_settle_a_probe() {
+    // Two zones. The liar's stalling row holds wave 0 for the other zone, whose nodes probe
+    // the liar's zone. A wave-0 member of that zone really failed to apply v2, and a second
+    // liar there, asked for the wave's statuses, leaves it out: alone, its list says wave 0
+    // is done. A list that shows the wave done is checked with a second member, whose
+    // laggards' statuses show the failed one: no node of wave 1 may apply v2.
+    let cfg = Config {
+        zone_bits: 1,
+        ..Config::default()
+    };
+    let waves = vec![0.3, 1.0];
+    let mut net = Net::new(40, cfg);
+    let zone_of = |n: u32| fleet::zone_of(1, &n);
+    let liar = 1u32;
+    let victim = (0..40u32)
+        .find(|n| *n != liar && zone_of(*n) == zone_of(liar) && wave(*n, 2, &waves) == 0)
+        .unwrap();
+    let second = (0..40u32)
+        .find(|n| *n != liar && *n != victim && zone_of(*n) == zone_of(liar))
+        .unwrap();
+    net.fail = Box::new(move |n, v| v == 2 && n == victim);
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(8_000);
+    net.liar = Some((liar, 2, 1));
+    net.liar_stalls = true;
+    net.short_lister = Some(second);
+    net.publish(8_000, 0, rollout_bundle(2, waves.clone(), 2, 0.5));
+    net.run_until(70_000);
+    let asked_second = net
+        .delivered
+        .iter()
+        .any(|(to, kind)| *to == second && *kind == "wave_want");
+    assert!(asked_second, "the second liar was never asked");
+    for n in &net.nodes {
+        if zone_of(*n.id()) != zone_of(liar) && wave(*n.id(), 2, &waves) > 0 {
+            assert_ne!(
+                n.applied("web").map(|a| a.0),
+                Some(2),
+                "node {} of wave 1 applied v2 on a short list",
+                n.id()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_member_answers_a_peers_want_once_per_few_rounds_and_a_few_per_round() {
+    // A member holding a rollout answers a peer's wave want once, declines the same want
+    // from the same peer within `ANSWER_WINDOW_ROUNDS` rounds (`want_repeated`), answers it
+    // again after, and answers at most 64 wants a round in all (`want_over_budget`). Size
+    // wants count alike. Declines are counted, never held against the asker.
+    let cfg = Config {
+        zone_bits: 1,
+        ..Config::default()
+    };
+    let waves = vec![0.2, 1.0];
+    let mut net = Net::new(40, cfg);
+    net.run_until(3_000);
+    net.publish(3_000, 0, rollout_bundle(2, waves, 2, 0.5));
+    net.run_until(10_000);
+    let zone_of = |n: u32| fleet::zone_of(1, &n);
+    let m = (0..40u32).find(|n| zone_of(*n) == 0).unwrap();
+    let ask = |net: &mut Net, from: u32, at: u64, msg: Message<u32>| -> Vec<&'static str> {
+        let now = Now {
+            mono_ms: at,
+            wall_ms: WALL0 + at,
+        };
+        let mut out = Vec::new();
+        let ev = Event::Message { from, msg };
+        net.nodes[m as usize].handle(ev, now, &mut net.rng, &net.door, &mut out);
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Send { msg, .. } if msg.kind() != "tree" => Some(msg.kind()),
+                Action::Refused { reason, .. } => Some(*reason),
+                _ => None,
+            })
+            .filter(|k| {
+                matches!(
+                    *k,
+                    "wave_statuses" | "zone_size" | "want_repeated" | "want_over_budget"
+                )
+            })
+            .collect()
+    };
+    let want = || Message::WaveWant {
+        zone: 0,
+        channel: "web".into(),
+        version: 2,
+        wave: 0,
+    };
+    let a = (m + 1) % 40;
+    let t = net.now + 1;
+    assert_eq!(ask(&mut net, a, t, want()), ["wave_statuses"]);
+    assert_eq!(ask(&mut net, a, t + 10, want()), ["want_repeated"]);
+    assert_eq!(
+        ask(&mut net, a, t + 20, Message::SizeWant { zone: 0 }),
+        ["zone_size"]
+    );
+    assert_eq!(
+        ask(&mut net, a, t + 30, Message::SizeWant { zone: 0 }),
+        ["want_repeated"]
+    );
+    // Three rounds later the same want is answered again.
+    assert_eq!(ask(&mut net, a, t + 3_001, want()), ["wave_statuses"]);
+    // The node's round resets the budget: run one, then 20 distinct askers at once.
+    net.run_until(t + 4_500);
+    let t = net.now + 1;
+    // (Peers outside the test's network: nothing runs after this to send them anything.)
+    let said: Vec<&str> = (1000..1070u32)
+        .flat_map(|i| ask(&mut net, i, t, want()))
+        .collect();
+    let answered = said.iter().filter(|k| **k == "wave_statuses").count();
+    let over = said.iter().filter(|k| **k == "want_over_budget").count();
+    assert!(answered <= 64 && answered + over == 70, "{said:?}");
+    assert!(over >= 6, "{said:?}");
+    let n = &net.nodes[m as usize];
+    assert!(n.stats.refused.get("want_repeated").copied().unwrap_or(0) >= 2);
+    assert!(
+        n.stats
+            .refused
+            .get("want_over_budget")
+            .copied()
+            .unwrap_or(0)
+            >= 4
     );
 }
 
