@@ -652,12 +652,15 @@ impl<P: PeerId> FleetView<P> {
 
     /// This zone's counts, computed from the zone table.
     pub fn own_counts(&self) -> Vec<Count> {
-        type Key = (String, u64, ApplyState, bool, u64, u8);
+        // Keyed by the channel's name borrowed (the same order as the owned string): one
+        // string is cloned per count, not per status (this runs every round while a
+        // rollout is judged, over the whole zone table).
+        type Key<'a> = (&'a str, u64, ApplyState, bool, u64, u8);
         let mut m: BTreeMap<Key, u32> = BTreeMap::new();
         for (_, s) in self.zone.values() {
             for c in &s.body.channels {
                 *m.entry((
-                    c.channel.clone(),
+                    c.channel.as_str(),
                     c.version,
                     c.state,
                     s.body.healthy,
@@ -670,7 +673,7 @@ impl<P: PeerId> FleetView<P> {
         m.into_iter()
             .map(
                 |((channel, version, state, healthy, target, wave), n)| Count {
-                    channel,
+                    channel: channel.to_string(),
                     version,
                     state,
                     healthy,
