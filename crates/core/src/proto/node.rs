@@ -533,9 +533,10 @@ impl<P: PeerId> Node<P> {
         // (Only then: this runs after every event of every node, 100,000 of them in the
         // simulator.)
         let members = &self.members;
-        let moved = if self.tree.dirty || !ups.is_empty() || !downs.is_empty() {
+        let held_due = self.tree.held_until().is_some_and(|t| now.mono_ms >= t);
+        let moved = if self.tree.dirty || held_due || !ups.is_empty() || !downs.is_empty() {
             self.tree.recompute(&|p| members.is_active(p));
-            self.tree.changed()
+            self.tree.changed(now.mono_ms, self.cfg.tree_hold_ms)
         } else {
             None
         };
@@ -558,7 +559,10 @@ impl<P: PeerId> Node<P> {
             false
         };
         for p in ups {
-            if !told {
+            if !told && self.tree.held_until().is_some() {
+                // It gets the held advert with every other active peer.
+                self.tree.greet = true;
+            } else if !told {
                 let ((root, dist, parent), seq) = self.tree.position();
                 let msg = Message::Tree {
                     seq,
@@ -599,6 +603,9 @@ impl<P: PeerId> Node<P> {
         }
         if let Some(r) = self.next_reapply {
             next = next.min(r);
+        }
+        if let Some(t) = self.tree.held_until() {
+            next = next.min(t);
         }
         let next = next.max(now.mono_ms + 1);
         if self.wake != Some(next) {
