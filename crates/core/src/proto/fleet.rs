@@ -269,6 +269,11 @@ pub struct FleetView<P> {
     table_len: usize,
     quiet_rounds: u32,
     settle_waits: u32,
+    /// The leader's own counts at the last [`FleetView::maybe_issue_row`], the rounds since
+    /// they last changed, and the rounds a row has waited for them to stop changing.
+    last_counts: Vec<Count>,
+    counts_quiet: u32,
+    count_waits: u32,
 }
 
 /// A leader issues a row that counts other members than the one held only once its table has
@@ -278,6 +283,19 @@ pub struct FleetView<P> {
 const ROW_SETTLE_ROUNDS: u32 = 2;
 /// … but waits no longer than this many rounds (a zone that keeps growing still gets rows).
 const ROW_SETTLE_MAX: u32 = 20;
+
+/// A leader issues a row of new counts only once they have not changed for this many rounds:
+/// a release sweeps through a zone in a second or two, but its statuses reach the leader over
+/// a few rounds, and a row issued at the first change (a few members applied) was replaced by
+/// the next one `row_min_ms` later, while every node fetched both. At 30,000 nodes rows were
+/// the largest item that grows with the fleet (R = N/Z rows per node per version).
+const ROW_COUNTS_SETTLE_ROUNDS: u32 = 1;
+/// … but waits no longer than this many rounds (counts that keep changing still get rows):
+/// as long as `row_min_ms` (5 s) would have held back the full row after a partial one. At
+/// 30,000 nodes a zone's statuses reach its leader over 4–5 rounds; with 3 here the leader
+/// often issued a partial row at the third round anyway, and the full one came 5 s later
+/// than before (bench-30k missed "fleet view exact by 59s": 192 of 200).
+const ROW_COUNTS_SETTLE_MAX: u32 = 5;
 
 /// Zone mates remembered beside the table (a newcomer needs one to start its zone syncs).
 const MATES_CAP: usize = 8;
@@ -346,6 +364,9 @@ impl<P: PeerId> FleetView<P> {
             table_len: 0,
             quiet_rounds: 0,
             settle_waits: 0,
+            last_counts: Vec::new(),
+            counts_quiet: 0,
+            count_waits: 0,
         }
     }
 
@@ -708,15 +729,21 @@ impl<P: PeerId> FleetView<P> {
             self.quiet_rounds = self.quiet_rounds.saturating_add(1);
         }
         self.table_len = self.zone.len();
+        if !self.is_leader() {
+            return;
+        }
+        let counts = self.own_counts();
+        if counts != self.last_counts {
+            self.counts_quiet = 0;
+            self.last_counts = counts.clone();
+        } else {
+            self.counts_quiet = self.counts_quiet.saturating_add(1);
+        }
         if let Some(old) = self.rows.get(&self.my_zone) {
             if wall_ms.saturating_sub(old.issued_ms) < cfg.row_min_ms {
                 return;
             }
         }
-        if !self.is_leader() {
-            return;
-        }
-        let counts = self.own_counts();
         let members = self.zone.len() as u32;
         let row = ZoneRow {
             zone: self.my_zone,
@@ -752,6 +779,19 @@ impl<P: PeerId> FleetView<P> {
             return;
         }
         self.settle_waits = 0;
+        // (A resized row waited above; the counts change with the members anyway.)
+        let recounted = self
+            .rows
+            .get(&self.my_zone)
+            .is_some_and(|old| old.members == members && old.counts != row.counts);
+        if recounted
+            && self.counts_quiet < ROW_COUNTS_SETTLE_ROUNDS
+            && self.count_waits < ROW_COUNTS_SETTLE_MAX
+        {
+            self.count_waits += 1;
+            return;
+        }
+        self.count_waits = 0;
         let row = Arc::new(row.sign(key));
         self.put_row(row.clone());
         self.make_hot(row.zone, row_rank(&row), cfg);
@@ -1232,14 +1272,38 @@ mod tests {
         assert!(v.rows[&my].issued_ms > first, "never issued while growing");
         let limit = cfg.row_min_ms / 1_000 + ROW_SETTLE_MAX as u64;
         assert!(waited <= limit, "waited {waited} rounds");
-        // A change of counts alone (members unchanged) does not wait.
+        // A change of counts alone (members unchanged) waits one round for the counts to
+        // hold still…
         let before = v.rows[&my].issued_ms;
         for _ in 0..cfg.row_min_ms / 1_000 {
             tick(&mut v);
         }
         v.insert(&cfg, sick_status(mates[0], t + 1, false, 1));
         tick(&mut v);
+        assert_eq!(v.rows[&my].issued_ms, before);
+        tick(&mut v);
         assert!(v.rows[&my].issued_ms > before);
+        // … and counts that change every round get a row after ROW_COUNTS_SETTLE_MAX rounds.
+        let before = v.rows[&my].issued_ms;
+        for _ in 0..cfg.row_min_ms / 1_000 {
+            tick(&mut v);
+        }
+        let mut waited = 0;
+        // (Members already in the table, turning unhealthy one per round, then healthy.)
+        for i in 0..4 * ROW_COUNTS_SETTLE_MAX as usize {
+            let (p, healthy) = (mates[1 + i % 4], (i / 4) % 2 == 1);
+            v.insert(&cfg, sick_status(p, t + 2 + i as u64, healthy, 1));
+            tick(&mut v);
+            if v.rows[&my].issued_ms != before {
+                break;
+            }
+            waited += 1;
+        }
+        assert!(
+            v.rows[&my].issued_ms > before,
+            "never issued while counting"
+        );
+        assert!(waited <= ROW_COUNTS_SETTLE_MAX, "waited {waited} rounds");
     }
 
     #[test]

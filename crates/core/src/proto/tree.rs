@@ -50,6 +50,13 @@ pub struct Tree<P> {
     seq: u32,
     /// An advert arrived or a peer left since the last [`Tree::recompute`].
     pub dirty: bool,
+    /// No advert goes out before this (mono ms): see [`Tree::changed`].
+    free_at: u64,
+    /// A changed position waits for `free_at`.
+    held: bool,
+    /// A peer became active while an advert was held: it gets the held one (to every active
+    /// peer), even if the position is back to the one last sent by then.
+    pub greet: bool,
 }
 
 /// The order in which nodes become root: a hash of the id, re-mixed so that it does not
@@ -69,6 +76,9 @@ impl<P: PeerId> Tree<P> {
             sent: None,
             seq: 0,
             dirty: true,
+            free_at: 0,
+            held: false,
+            greet: false,
         }
     }
 
@@ -123,11 +133,23 @@ impl<P: PeerId> Tree<P> {
 
     /// The position to advertise to every active peer if it changed since the last time,
     /// its number, and the parent it replaced (told as well, in case it is no longer active).
-    pub fn changed(&mut self) -> Option<(Position<P>, u32, Option<P>)> {
+    /// At most one advert per `hold_ms`: a changed position within `hold_ms` of the last
+    /// advert waits until then ([`Tree::held_until`]) and goes out as it is by then, so the
+    /// flood of better roots at start-up costs a node a few adverts instead of one per
+    /// improvement (a position that changed and changed back costs none).
+    pub fn changed(&mut self, now_ms: u64, hold_ms: u64) -> Option<(Position<P>, u32, Option<P>)> {
         let now = (self.root.clone(), self.dist, self.parent.clone());
-        if self.sent.as_ref() == Some(&now) {
+        if self.sent.as_ref() == Some(&now) && !self.greet {
+            self.held = false;
             return None;
         }
+        if now_ms < self.free_at {
+            self.held = true;
+            return None;
+        }
+        self.held = false;
+        self.greet = false;
+        self.free_at = now_ms.saturating_add(hold_ms);
         self.seq += 1;
         let old = self.sent.replace(now.clone()).and_then(|s| s.2);
         Some((
@@ -135,6 +157,11 @@ impl<P: PeerId> Tree<P> {
             self.seq,
             old.filter(|o| Some(o) != self.parent.as_ref()),
         ))
+    }
+
+    /// When a held advert may go out (see [`Tree::changed`]).
+    pub fn held_until(&self) -> Option<u64> {
+        self.held.then_some(self.free_at)
     }
 
     /// The current position and its number (to greet a new active peer with).
@@ -175,6 +202,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn changes_within_the_hold_go_out_once_as_they_stand_at_its_end() {
+        // The highest-ranked of 50 nodes: every other one offers a better root.
+        let me = (0..50u32).max_by_key(rank).unwrap();
+        let mut t = Tree::new(me);
+        let active = |_: &u32| true;
+        t.recompute(&active);
+        // The first position goes out at once, and starts the hold.
+        assert!(t.changed(1_000, 100).is_some());
+        assert_eq!(t.held_until(), None);
+        // Better roots heard within the hold: nothing goes out, the last one waits.
+        let mut peers: Vec<u32> = (0..50).filter(|p| *p != me).collect();
+        peers.sort_by_key(|p| std::cmp::Reverse(rank(p)));
+        for (i, p) in peers.iter().take(3).enumerate() {
+            t.heard(p, 1, *p, 0, false);
+            t.recompute(&active);
+            assert!(t.changed(1_010 + i as u64, 100).is_none());
+        }
+        assert_eq!(t.held_until(), Some(1_100));
+        let ((root, dist, parent), seq, _) = t.changed(1_100, 100).expect("sent at the end");
+        assert_eq!((root, dist, parent, seq), (peers[2], 1, Some(peers[2]), 2));
+        assert_eq!(t.held_until(), None);
+        // A change that is undone within the hold costs nothing.
+        t.heard(&peers[3], 1, peers[3], 0, false);
+        t.recompute(&active);
+        assert_eq!(t.root, peers[3]);
+        assert!(t.changed(1_150, 100).is_none());
+        t.remove(&peers[3]);
+        t.recompute(&active);
+        assert!(t.changed(1_200, 100).is_none());
+        assert_eq!(t.held_until(), None);
+    }
+
+    #[test]
     fn a_line_settles_on_the_lowest_ranked_root_and_counts_up_when_it_leaves() {
         // Four nodes in a line 0-1-2-3; adverts delivered until nothing changes.
         let n = 4u32;
@@ -194,7 +254,7 @@ mod tests {
                     }
                     let t = &mut trees[i as usize];
                     t.recompute(&|p| Some(*p) != gone && links(i).contains(p));
-                    if let Some(((root, dist, parent), seq, _)) = t.changed() {
+                    if let Some(((root, dist, parent), seq, _)) = t.changed(0, 0) {
                         for j in links(i) {
                             msgs.push((i, j, seq, root, dist, parent == Some(j)));
                         }
