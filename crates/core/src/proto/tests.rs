@@ -1249,27 +1249,49 @@ fn a_liars_rows_do_not_advance_a_node_whose_own_zone_disagrees() {
     }
 }
 
-#[test]
-fn a_liars_own_zone_row_does_not_stall_the_other_zones() {
-    // Two zones. A liar signs, as its own zone's row, every member on v1 in wave 0: to the
-    // other zone, wave 0 never completes. Its nodes, whose gate that row alone holds, ask a
-    // member of the liar's zone (not the liar) for the zone's signed statuses of wave 0 and
-    // judge the zone on them: the rollout completes everywhere.
+/// 40 nodes in two zones, v1 everywhere; then node 1, the liar, signs its own zone's row as
+/// every member on v1 in wave 0, claiming `inflates` times its members, and v2 is published
+/// with waves 20% / 100%. Runs to 60 s; returns the net, the waves and the liar.
+fn stalled_rollout(inflates: u32) -> (Net, Vec<f64>, u32) {
     let cfg = Config {
         zone_bits: 1,
         ..Config::default()
     };
     let waves = vec![0.2, 1.0];
     let mut net = Net::new(40, cfg);
-    let zone_of = |n: u32| fleet::zone_of(1, &n);
     let liar = 1u32;
     net.run_until(3_000);
     net.publish(3_000, 0, bundle(1, &release_key()));
     net.run_until(8_000);
     net.liar = Some((liar, 2, 1));
     net.liar_stalls = true;
+    net.liar_inflates = inflates;
     net.publish(8_000, 0, rollout_bundle(2, waves.clone(), 2, 0.5));
     net.run_until(60_000);
+    (net, waves, liar)
+}
+
+#[track_caller]
+fn every_node_applied_v2(net: &Net, waves: &[f64]) {
+    for i in 0..net.nodes.len() as u32 {
+        assert!(
+            net.applied.contains(&(i, 2)),
+            "node {i} (zone {}, wave {}) never applied v2: {:?}",
+            net.nodes[i as usize].fleet().my_zone,
+            wave(i, 2, waves),
+            net.nodes[i as usize].rollout("web")
+        );
+    }
+}
+
+#[test]
+fn a_liars_own_zone_row_does_not_stall_the_other_zones() {
+    // Two zones. A liar signs, as its own zone's row, every member on v1 in wave 0: to the
+    // other zone, wave 0 never completes. Its nodes, whose gate that row alone holds, ask a
+    // member of the liar's zone (not the liar) for the zone's signed statuses of wave 0 and
+    // judge the zone on them: the rollout completes everywhere.
+    let (net, waves, liar) = stalled_rollout(1);
+    let zone_of = |n: u32| fleet::zone_of(1, &n);
     let stall_held = net.nodes.iter().any(|n| {
         zone_of(*n.id()) != zone_of(liar)
             && n.fleet().rows.get(&zone_of(liar)).is_some_and(|r| {
@@ -1277,15 +1299,7 @@ fn a_liars_own_zone_row_does_not_stall_the_other_zones() {
             })
     });
     assert!(stall_held, "the liar's stalling row never took hold");
-    for i in 0..40u32 {
-        assert!(
-            net.applied.contains(&(i, 2)),
-            "node {i} (zone {}, wave {}) never applied v2: {:?}",
-            zone_of(i),
-            wave(i, 2, &waves),
-            net.nodes[i as usize].rollout("web")
-        );
-    }
+    every_node_applied_v2(&net, &waves);
     let probes = net
         .delivered
         .iter()
@@ -1309,22 +1323,8 @@ fn an_inflated_own_zone_row_does_not_stall_the_rollout() {
     // no wave probe is asked. Members of the liar's zone, asked for their tables' sizes,
     // contradict the row; set aside for the partial-view rule, it still holds wave 0 for
     // the other zone, whose wave probe settles it on signed statuses. Every node applies.
-    let cfg = Config {
-        zone_bits: 1,
-        ..Config::default()
-    };
-    let waves = vec![0.2, 1.0];
-    let mut net = Net::new(40, cfg);
+    let (net, waves, liar) = stalled_rollout(4);
     let zone_of = |n: u32| fleet::zone_of(1, &n);
-    let liar = 1u32;
-    net.run_until(3_000);
-    net.publish(3_000, 0, bundle(1, &release_key()));
-    net.run_until(8_000);
-    net.liar = Some((liar, 2, 1));
-    net.liar_stalls = true;
-    net.liar_inflates = 4;
-    net.publish(8_000, 0, rollout_bundle(2, waves.clone(), 2, 0.5));
-    net.run_until(60_000);
     let table = net.nodes[liar as usize].fleet().zone.len() as u32;
     let inflated_held = net.nodes.iter().all(|n| {
         n.fleet()
@@ -1336,15 +1336,7 @@ fn an_inflated_own_zone_row_does_not_stall_the_rollout() {
         inflated_held,
         "the liar's inflated row did not take hold everywhere"
     );
-    for i in 0..40u32 {
-        assert!(
-            net.applied.contains(&(i, 2)),
-            "node {i} (zone {}, wave {}) never applied v2: {:?}",
-            zone_of(i),
-            wave(i, 2, &waves),
-            net.nodes[i as usize].rollout("web")
-        );
-    }
+    every_node_applied_v2(&net, &waves);
     let asked = |to_liar: bool| {
         net.delivered
             .iter()
