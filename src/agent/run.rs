@@ -1748,7 +1748,8 @@ impl Agent {
         // with its newest status.
         let mut newest: BTreeMap<&AgentPeer, &Arc<driftless_core::proto::SignedStatus<AgentPeer>>> =
             BTreeMap::new();
-        for (p, s) in fleet.zone.iter().chain(fleet.notable.iter()) {
+        let zone = fleet.zone.iter().map(|(p, (_, s))| (p, s));
+        for (p, s) in zone.chain(fleet.notable.iter()) {
             let e = newest.entry(p).or_insert(s);
             if s.body.issued_ms > e.body.issued_ms {
                 *e = s;
