@@ -145,6 +145,17 @@ fn a_node_admitted_by_its_key_file_or_its_peer_id_verifies() {
         .ok();
     let o = r.verify(&r.ws.path("other.cert"), true).ok().json();
     assert_eq!(o["node"], id.as_str());
+
+    // A certificate that expires within the warning window (30 days) is reported as such.
+    r.admit(
+        &id,
+        &r.admission,
+        "short.cert",
+        &["--trust", s(&r.trust), "--expires", "10d"],
+    )
+    .ok();
+    let short = r.verify(&r.ws.path("short.cert"), true).ok().json();
+    assert_eq!(short["near_expiry"], true, "{short:#}");
 }
 
 #[test]
