@@ -1040,7 +1040,7 @@ impl<P: PeerId> Node<P> {
         {
             return;
         }
-        let kind = msg.kind();
+        let doubt = matches!(msg, Message::WaveDoubt { .. });
         match msg {
             Message::Announce(list) => {
                 for a in list {
@@ -1279,7 +1279,6 @@ impl<P: PeerId> Node<P> {
                 version,
                 wave,
             } => {
-                let doubt = kind == "wave_doubt";
                 if zone != self.fleet.my_zone {
                     return;
                 }
@@ -1544,6 +1543,28 @@ impl<P: PeerId> Node<P> {
         }
     }
 
+    /// Members of `zone` to ask something of, never `not` (a row's issuer, or the node
+    /// asked about) nor this node: those in its active and passive views, and when they are
+    /// fewer than `at_least`, the contacts the zone's row names too. Sorted, each once.
+    fn members_to_ask(&self, zone: u32, not: &P, at_least: usize) -> Vec<P> {
+        let fits = |p: &&P| self.fleet.zone_of(p) == zone && *p != not && **p != self.me;
+        let mut peers: Vec<P> = self
+            .members
+            .active_ids()
+            .chain(self.members.passive.iter())
+            .filter(fits)
+            .cloned()
+            .collect();
+        if peers.len() < at_least {
+            if let Some(row) = self.fleet.rows.get(&zone) {
+                peers.extend(row.contacts.iter().filter(fits).cloned());
+            }
+        }
+        peers.sort();
+        peers.dedup();
+        peers
+    }
+
     /// Ask for `node`'s signed status: of the node itself when it is a peer in this node's
     /// views, and of a member of its zone (a neighbour of that zone, else a contact its row
     /// names), which holds its zone's statuses in full (`ZoneWant`). A relay cannot forge the
@@ -1570,18 +1591,12 @@ impl<P: PeerId> Node<P> {
             .cloned()
             .collect();
         let relay = self
-            .members
-            .active_ids()
-            .chain(self.members.passive.iter())
-            .find(|p| self.fleet.zone_of(p) == zone && !known(p))
-            .cloned()
+            .members_to_ask(zone, &node, 1)
+            .into_iter()
+            .next()
             .or_else(|| {
-                let row = self.fleet.rows.get(&zone)?;
-                row.contacts
-                    .iter()
-                    .chain(std::iter::once(&row.issuer))
-                    .find(|p| !known(p) && **p != self.me)
-                    .cloned()
+                let issuer = &self.fleet.rows.get(&zone)?.issuer;
+                (!known(issuer) && *issuer != self.me).then(|| issuer.clone())
             });
         ask.extend(relay);
         for to in ask {
@@ -2241,22 +2256,13 @@ impl<P: PeerId> Node<P> {
                 Some(p) => p.asks,
                 None => 0,
             };
-            let fits = |p: &&P| self.fleet.zone_of(p) == zone && **p != issuer && **p != self.me;
-            let mut peers: Vec<P> = self
-                .members
-                .active_ids()
-                .chain(self.members.passive.iter())
-                .filter(fits)
-                .cloned()
-                .collect();
-            if peers.len() < SIZE_ASK {
-                peers.extend(row.contacts.iter().filter(fits).cloned());
-            }
+            let mut peers = self.members_to_ask(zone, &issuer, SIZE_ASK);
             if zone == self.fleet.my_zone && peers.len() < SIZE_ASK {
+                let fits = |p: &&P| **p != issuer && **p != self.me;
                 peers.extend(self.fleet.zone.keys().filter(fits).take(8).cloned());
+                peers.sort();
+                peers.dedup();
             }
-            peers.sort();
-            peers.dedup();
             if peers.is_empty() {
                 continue;
             }
@@ -2340,13 +2346,13 @@ impl<P: PeerId> Node<P> {
                 continue;
             }
             if self.probes.get(&(*z, k)).and_then(probe_done) != Some(true) {
-                holders.push((*z, row.issuer.clone(), row.contacts.clone()));
+                holders.push((*z, row.issuer.clone()));
             }
         }
         for z in gone {
             self.probes.remove(&(z, k));
         }
-        let [(zone, issuer, contacts)] = holders.as_slice() else {
+        let [(zone, issuer)] = holders.as_slice() else {
             return;
         };
         let every = PROBE_EVERY_ROUNDS * self.cfg.round_ms.max(1);
@@ -2355,23 +2361,7 @@ impl<P: PeerId> Node<P> {
             Some(p) => p.asks,
             None => 0,
         };
-        let mut peers: Vec<P> = self
-            .members
-            .active_ids()
-            .chain(self.members.passive.iter())
-            .filter(|p| self.fleet.zone_of(p) == *zone && *p != issuer)
-            .cloned()
-            .collect();
-        if peers.len() < 2 {
-            peers.extend(
-                contacts
-                    .iter()
-                    .filter(|p| self.fleet.zone_of(p) == *zone && *p != issuer)
-                    .cloned(),
-            );
-        }
-        peers.sort();
-        peers.dedup();
+        let peers = self.members_to_ask(*zone, issuer, 2);
         // Two members: one for the wave's statuses, the next for its laggards' should the
         // first show the wave done (`take_wave_statuses`). With one member known the probe
         // cannot be settled (one member's word); it asks anyway, and more members turn up.
