@@ -25,18 +25,9 @@ const FIRST_WAVE: std::ops::RangeInclusive<usize> = 1..=6;
 /// [`FIRST_WAVE`]: the first of a fixed series of keys that does (deterministic, so every run
 /// has the same waves).
 fn node_key(i: usize) -> SigningKey {
-    (0u32..)
-        .map(|j| {
-            let mut seed = [0u8; 32];
-            seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            seed[8..12].copy_from_slice(&j.to_le_bytes());
-            SigningKey::from_bytes(&seed)
-        })
-        .find(|k| {
-            let wave = wave_of(k.verifying_key().to_bytes().stable_hash(), 2, &WAVES);
-            (wave == 0) == FIRST_WAVE.contains(&i)
-        })
-        .expect("a key draws any wave within a few tries")
+    fixed_key_where(0, i, |k| {
+        (wave_of(k.stable_hash(), 2, &WAVES) == 0) == FIRST_WAVE.contains(&i)
+    })
 }
 
 fn definition(version: u64, rollout: bool) -> String {

@@ -17,15 +17,7 @@ const DEADLINE: Duration = Duration::from_secs(40);
 
 /// A fixed key for node `i` that falls in zone `i % 2` of two.
 fn node_key(i: usize) -> SigningKey {
-    (0u32..)
-        .map(|j| {
-            let mut seed = [7u8; 32];
-            seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            seed[8..12].copy_from_slice(&j.to_le_bytes());
-            SigningKey::from_bytes(&seed)
-        })
-        .find(|k| zone_of(1, &k.verifying_key().to_bytes()) == (i % 2) as u32)
-        .expect("half of all keys fall in each zone")
+    fixed_key_where(7, i, |k| zone_of(1, k) == (i % 2) as u32)
 }
 
 #[test]

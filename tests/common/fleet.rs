@@ -17,6 +17,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A fixed node key for node `i` (the same on every run) that `wanted` accepts: the first of
+/// a series of keys seeded from `tag` and `i`. For tests where what a node id decides (its
+/// zone, its wave) must not be left to chance.
+pub fn fixed_key_where(
+    tag: u8,
+    i: usize,
+    wanted: impl Fn(&[u8; 32]) -> bool,
+) -> ed25519_dalek::SigningKey {
+    (0u32..)
+        .map(|j| {
+            let mut seed = [tag; 32];
+            seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            seed[8..12].copy_from_slice(&j.to_le_bytes());
+            ed25519_dalek::SigningKey::from_bytes(&seed)
+        })
+        .find(|k| wanted(&k.verifying_key().to_bytes()))
+        .expect("a key of any hash-drawn kind turns up within a few tries")
+}
+
 /// How often a condition is polled.
 pub const POLL: Duration = Duration::from_millis(50);
 

@@ -575,6 +575,18 @@ mod tests {
         .with_cert(cert.map(Arc::new))
     }
 
+    /// A zone row as format 2 wrote it.
+    fn row_v2() -> UnsignedZoneRow<u32> {
+        UnsignedZoneRow {
+            zone: 3,
+            issued_ms: 9,
+            issuer: 7u32,
+            members: 150,
+            counts: vec![],
+            contacts: vec![7],
+        }
+    }
+
     #[test]
     fn statuses_keep_their_certificate_on_the_wire() {
         let s = Arc::new(status(Some(vec![9; 200])));
@@ -588,17 +600,13 @@ mod tests {
     #[test]
     fn messages_written_for_format_2_read_as_a_format_2_agent_reads_them() {
         let s = Arc::new(status(Some(vec![9; 20])));
+        let unsigned = row_v2();
         let row = Arc::new(ZoneRow {
-            zone: 3,
-            issued_ms: 9,
-            issuer: 7u32,
-            members: 150,
-            counts: vec![],
-            contacts: vec![7],
             sig: vec![1; 64],
             cert: Some(Arc::new(vec![2; 10])),
+            ..ZoneRow::from(unsigned.clone())
         });
-        let unsigned = UnsignedZoneRow::from(&*row);
+        assert_eq!(UnsignedZoneRow::from(&*row), unsigned);
         let digest: Message<u32> = Message::Digest(Digest {
             channels: vec![],
             rows: vec![(3, 77)],
@@ -697,14 +705,7 @@ mod tests {
             other => panic!("decoded as {other:?}"),
         }
         // Format 2 rows (unsigned) are read, with an empty signature that no node takes.
-        let row = UnsignedZoneRow {
-            zone: 3,
-            issued_ms: 9,
-            issuer: 7u32,
-            members: 150,
-            counts: vec![],
-            contacts: vec![7],
-        };
+        let row = row_v2();
         let old: MessageV2<u32, Arc<SignedStatus<u32>>> = Message::Rows(vec![row.clone()]);
         match Message::<u32>::decode(&encoding::encode(MESSAGE_MAGIC, 2, &old)).unwrap() {
             Message::Rows(r) => {
