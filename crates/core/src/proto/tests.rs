@@ -635,6 +635,44 @@ fn a_cut_off_node_catches_up_without_a_republish() {
 }
 
 #[test]
+fn a_node_gone_silent_leaves_the_views_and_its_status_ages_out() {
+    // Node 7 falls silent (every link to it cut). Its neighbours stop hearing it and drop it
+    // from their active views after the peer timeout; its status, no longer refreshed, ages
+    // out of every fleet view after the status TTL, while the others' refreshed ones stay.
+    let cfg = Config {
+        status_ttl_ms: 30_000,
+        status_refresh_ms: 10_000,
+        ..Config::default()
+    };
+    let (ttl, timeout) = (cfg.status_ttl_ms, cfg.peer_timeout_ms);
+    let mut net = Net::new(20, cfg);
+    net.run_until(5_000);
+    let knew: Vec<u32> = (0..20u32)
+        .filter(|i| net.nodes[*i as usize].active_peers().contains(&7))
+        .collect();
+    assert!(!knew.is_empty(), "nobody had node 7 as a neighbour");
+    assert!(net.nodes.iter().all(|n| n.fleet().status(&7).is_some()));
+    net.cut.insert(7);
+    net.run_until(5_000 + 3 * timeout);
+    for n in net.nodes.iter().filter(|n| *n.id() != 7) {
+        assert!(
+            !n.active_peers().contains(&7),
+            "node {} still has silent node 7 as a neighbour",
+            n.id()
+        );
+    }
+    net.run_until(5_000 + ttl + 15_000);
+    for n in net.nodes.iter().filter(|n| *n.id() != 7) {
+        assert!(
+            n.fleet().status(&7).is_none(),
+            "node {} still shows node 7",
+            n.id()
+        );
+        assert_eq!(n.fleet().zone.len(), 19, "node {}'s table", n.id());
+    }
+}
+
+#[test]
 fn a_restarted_node_keeps_its_marks_and_bundles() {
     let mut net = Net::new(6, Config::default());
     net.run_until(2_000);
