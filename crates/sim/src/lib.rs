@@ -1,9 +1,9 @@
 //! `driftless simulate`: the protocol core of every agent, run for N virtual nodes on a
 //! virtual network and clock, with faults on a timeline and expectations checked at the end.
 //!
-//! Same seed, same run: one seeded random source, one event queue ordered by (time,
-//! sequence), no wall clock in anything written to `--out` (wall time goes to the terminal
-//! only). See `ARCHITECTURE-proto.md` beside this crate for the design.
+//! Same seed, same run, whatever the number of threads: a random stream per node, events
+//! ordered by (time, who caused them), no wall clock in anything written to `--out` (wall
+//! time goes to the terminal only). See `engine.rs` and ARCHITECTURE.md ("The simulator").
 
 pub mod door;
 pub mod engine;
@@ -67,11 +67,22 @@ impl From<Scenario> for Source<'_> {
 }
 
 /// Run a scenario. `seed` overrides the file's seed; `out` receives JSON, CSV and SVG plots
-/// (byte-identical for the same seed).
+/// (byte-identical for the same seed). Threads: [`engine::default_threads`].
 pub fn run_scenario<'a>(
     scenario: impl Into<Source<'a>>,
     seed: Option<u64>,
     out: Option<&Path>,
+) -> Result<Report, Error> {
+    run_scenario_with(scenario, seed, out, None)
+}
+
+/// [`run_scenario`] on `threads` threads (None: [`engine::default_threads`]). The outputs
+/// are the same bytes whatever the thread count.
+pub fn run_scenario_with<'a>(
+    scenario: impl Into<Source<'a>>,
+    seed: Option<u64>,
+    out: Option<&Path>,
+    threads: Option<usize>,
 ) -> Result<Report, Error> {
     let sc = match scenario.into() {
         Source::File(p) => Scenario::load(p)?,
@@ -80,7 +91,10 @@ pub fn run_scenario<'a>(
     let seed = seed.unwrap_or(sc.seed);
     let started = std::time::Instant::now();
     let mut report = match sc.mode {
-        scenario::Mode::Protocol => report::run_protocol(&sc, seed),
+        scenario::Mode::Protocol => {
+            let threads = threads.unwrap_or_else(|| engine::default_threads(sc.nodes));
+            report::run_protocol(&sc, seed, threads)
+        }
         scenario::Mode::Models => models::run_models(&sc, seed),
     };
     report.wall_ms = started.elapsed().as_millis() as u64;

@@ -270,6 +270,19 @@ impl Metrics {
         self.interval_bytes += bytes;
     }
 
+    /// `count` messages of `kind` sent, `bytes` in all (a shard's share, merged).
+    pub fn sent_many(&mut self, kind: &'static str, bytes: u64, count: u64) {
+        match self.kinds.iter_mut().find(|k| k.0 == kind) {
+            Some(k) => {
+                k.1 += bytes;
+                k.2 += count;
+            }
+            None => self.kinds.push((kind, bytes, count)),
+        }
+        self.bytes_sent += bytes;
+        self.interval_bytes += bytes;
+    }
+
     /// Bytes sent by message kind.
     pub fn by_kind(&self) -> BTreeMap<&'static str, u64> {
         self.kinds.iter().map(|k| (k.0, k.1)).collect()

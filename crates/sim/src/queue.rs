@@ -4,10 +4,14 @@
 //! Nearly every event is due within a second (message latencies are tens of milliseconds,
 //! rounds are one second), so a push is an append to its millisecond's bucket and a pop takes
 //! the front of the current one: O(1), where the heap of ~10^4–10^5 events paid a
-//! cache-missing sift per pop. The order is exactly the heap's, (time, push order): a bucket
-//! holds one millisecond, appended in push order, and events from the far heap enter their
-//! bucket (in order) as soon as it comes into the window, before anything can be pushed to it
-//! directly.
+//! cache-missing sift per pop.
+//!
+//! Events carry a key (the engine's: origin node and that node's count of events caused), and
+//! events of one millisecond pop in key order, not in push order: the engine pushes from
+//! several threads' shards, and the order of pushes depends on how the fleet is sharded
+//! where the keys do not. A bucket is sorted by key when it becomes current (at its first
+//! pop); an event pushed into the current bucket after that (zero delay: an event a node
+//! caused for itself at the same instant) pops after those already there, in push order.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
@@ -21,21 +25,22 @@ pub struct Queue<T> {
     buckets: Vec<VecDeque<(u64, T)>>,
     /// The time of the current bucket; every queued event is at `base` or later.
     base: u64,
+    /// The current bucket has been sorted by key (it is being popped).
+    sorted: bool,
     /// Events in the buckets.
     near: usize,
     far: BinaryHeap<Far<T>>,
-    seq: u64,
 }
 
 struct Far<T> {
     at: u64,
-    seq: u64,
+    key: u64,
     item: T,
 }
 
 impl<T> PartialEq for Far<T> {
     fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
+        (self.at, self.key) == (o.at, o.key)
     }
 }
 impl<T> Eq for Far<T> {}
@@ -46,7 +51,7 @@ impl<T> PartialOrd for Far<T> {
 }
 impl<T> Ord for Far<T> {
     fn cmp(&self, o: &Self) -> Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq)) // min-heap
+        (o.at, o.key).cmp(&(self.at, self.key)) // min-heap
     }
 }
 
@@ -61,9 +66,9 @@ impl<T> Queue<T> {
         Queue {
             buckets: (0..WINDOW).map(|_| VecDeque::new()).collect(),
             base: 0,
+            sorted: false,
             near: 0,
             far: BinaryHeap::new(),
-            seq: 0,
         }
     }
 
@@ -75,73 +80,74 @@ impl<T> Queue<T> {
         self.len() == 0
     }
 
-    /// Queue `item` at `at`. An event in the past is due at once (after those already due).
-    pub fn push(&mut self, at: u64, item: T) {
+    /// Queue `item` at `at` with the ordering `key`. An event in the past is due at once
+    /// (after those already due).
+    pub fn push(&mut self, at: u64, key: u64, item: T) {
         let at = at.max(self.base);
         if at < self.base + WINDOW {
-            self.buckets[(at % WINDOW) as usize].push_back((at, item));
+            self.buckets[(at % WINDOW) as usize].push_back((key, item));
             self.near += 1;
         } else {
-            self.seq += 1;
-            self.far.push(Far {
-                at,
-                seq: self.seq,
-                item,
-            });
+            self.far.push(Far { at, key, item });
         }
     }
 
-    /// The time of the next event.
-    pub fn next_at(&mut self) -> Option<u64> {
-        self.settle()?;
-        self.buckets[(self.base % WINDOW) as usize]
-            .front()
-            .map(|(at, _)| *at)
-    }
-
-    /// The next event in (time, push order), with its time.
-    pub fn pop(&mut self) -> Option<(u64, T)> {
-        self.settle()?;
-        self.near -= 1;
+    /// The next event due before `until`, in (time, key) order, with its time and key. The
+    /// clock never moves to `until` or beyond, so events may still be pushed at `until`.
+    pub fn pop_before(&mut self, until: u64) -> Option<(u64, u64, T)> {
+        if !self.settle(until) {
+            return None;
+        }
         let bucket = &mut self.buckets[(self.base % WINDOW) as usize];
-        let e = bucket.pop_front();
+        if !self.sorted {
+            bucket
+                .make_contiguous()
+                .sort_unstable_by_key(|(key, _)| *key);
+            self.sorted = true;
+        }
+        self.near -= 1;
+        let (key, item) = bucket.pop_front().expect("settled on a non-empty bucket");
         if bucket.is_empty() && bucket.capacity() > KEEP {
             // A burst (a fleet starting, a release) would otherwise leave every bucket it
             // passed through holding its peak size: 100,000 nodes, hundreds of MB.
             *bucket = VecDeque::new();
         }
-        e
+        Some((self.base, key, item))
     }
 
-    /// The `k`th event that [`Queue::pop`] would return next (0: the next one) if it is in
-    /// the current bucket: a hint for the caller to prefetch what it will touch; None says
-    /// nothing.
+    /// The `k`th event in the current bucket (0: the next one, once sorted): a hint for the
+    /// caller to prefetch what it will touch; None says nothing.
     pub fn peek_near(&self, k: usize) -> Option<&T> {
         self.buckets[(self.base % WINDOW) as usize]
             .get(k)
             .map(|(_, t)| t)
     }
 
-    /// Move `base` to the first non-empty bucket, bringing far events into the window as it
-    /// moves. None when nothing is queued.
-    fn settle(&mut self) -> Option<()> {
+    /// Move `base` to the first non-empty bucket before `until` (true), or no further than
+    /// `until` (false), bringing far events into the window as it moves.
+    fn settle(&mut self, until: u64) -> bool {
         loop {
+            if self.base >= until {
+                return false;
+            }
             if !self.buckets[(self.base % WINDOW) as usize].is_empty() {
-                return Some(());
+                return true;
             }
-            if self.near == 0 {
-                // Nothing in the window: jump to the first far event.
-                let first = self.far.peek()?.at;
-                self.base = first;
+            self.base = if self.near == 0 {
+                // Nothing in the window: jump towards the first far event.
+                match self.far.peek() {
+                    Some(f) => f.at.min(until),
+                    None => return false,
+                }
             } else {
-                self.base += 1;
-            }
-            // Far events now inside the window enter their buckets, in (time, seq) order and
-            // before any direct push to those buckets (which needs the window to reach them).
+                self.base + 1
+            };
+            self.sorted = false;
+            // Far events now inside the window enter their buckets (sorted at their turn).
             let end = self.base + WINDOW;
             while self.far.peek().is_some_and(|f| f.at < end) {
                 let f = self.far.pop().expect("peeked");
-                self.buckets[(f.at % WINDOW) as usize].push_back((f.at, f.item));
+                self.buckets[(f.at % WINDOW) as usize].push_back((f.key, f.item));
                 self.near += 1;
             }
         }
@@ -153,9 +159,10 @@ mod tests {
     use super::*;
     use std::collections::BinaryHeap;
 
-    /// The same pops as a binary heap keyed by (time, push order), over times near and far.
+    /// The same pops as a binary heap keyed by (time, key), over times near and far, popped
+    /// in windows of any length.
     #[test]
-    fn pops_in_time_then_push_order_like_a_heap() {
+    fn pops_in_time_then_key_order_like_a_heap() {
         let mut q = Queue::new();
         let mut heap = BinaryHeap::new();
         let mut x = 0x2545_f491_4f6c_dd1du64;
@@ -166,28 +173,36 @@ mod tests {
             x
         };
         let mut now = 0u64;
-        let mut seq = 0u64;
+        let mut until = 0u64;
         for _ in 0..200_000 {
             if rand() % 3 != 0 || heap.is_empty() {
+                // Pushes land at the window's end or later (as the engine's cross-shard
+                // messages do), or at the clock for the current one.
                 let d = match rand() % 10 {
                     0 => rand() % 100_000,
                     1 => 0,
                     _ => rand() % 60,
                 };
-                seq += 1;
-                q.push(now + d, seq);
-                heap.push(std::cmp::Reverse((now + d, seq)));
+                let at = (now + d).max(until);
+                let key = rand();
+                q.push(at, key, key);
+                heap.push(std::cmp::Reverse((at, key)));
             } else {
-                let std::cmp::Reverse((at, s)) = heap.pop().unwrap();
-                assert_eq!(q.next_at(), Some(at));
-                assert_eq!(q.pop(), Some((at, s)));
+                let std::cmp::Reverse((at, key)) = *heap.peek().unwrap();
+                if at >= until {
+                    assert!(q.pop_before(until).is_none());
+                    until = at + rand() % 20 + 1;
+                    continue;
+                }
+                heap.pop();
+                assert_eq!(q.pop_before(until), Some((at, key, key)));
                 now = at;
             }
             assert_eq!(q.len(), heap.len());
         }
-        while let Some(std::cmp::Reverse(e)) = heap.pop() {
-            assert_eq!(q.pop(), Some(e));
+        while let Some(std::cmp::Reverse((at, key))) = heap.pop() {
+            assert_eq!(q.pop_before(u64::MAX), Some((at, key, key)));
         }
-        assert!(q.pop().is_none());
+        assert!(q.pop_before(u64::MAX).is_none());
     }
 }

@@ -189,8 +189,8 @@ fn ms_or_never(t: Option<u64>) -> Value {
     }
 }
 
-pub fn run_protocol(sc: &Scenario, seed: u64) -> Report {
-    let mut e = Engine::new(sc, seed);
+pub fn run_protocol(sc: &Scenario, seed: u64, threads: usize) -> Report {
+    let mut e = Engine::new(sc, seed, threads);
     for x in &sc.expect {
         if let Expectation::FleetViewExact { by_ms } = x {
             e.checks_at.push(*by_ms);
@@ -200,9 +200,9 @@ pub fn run_protocol(sc: &Scenario, seed: u64) -> Report {
     let n = sc.nodes as u64;
     let m = &e.m;
     let mut figures: Vec<(String, Value)> = Vec::new();
-    let round = e.cfg.round_ms;
+    let round = e.cfg().round_ms;
     figures.push(("round_ms".into(), json!(round)));
-    figures.push(("zone_bits".into(), json!(e.cfg.zone_bits)));
+    figures.push(("zone_bits".into(), json!(e.cfg().zone_bits)));
     figures.push(("log2_n".into(), json!(round2((n as f64).log2()))));
     for (v, st) in &m.versions {
         let t50 = st.time_to((n as f64 * 0.5).ceil() as u64);
@@ -224,10 +224,10 @@ pub fn run_protocol(sc: &Scenario, seed: u64) -> Report {
     // Rollouts: waves, when each started and completed (ms after publish), who applied it,
     // who halted it and who sees the halt at the end.
     let channel = &sc.fleet.channel;
-    let live = e.nodes.iter().filter(|x| x.node.is_some()).count();
+    let live = e.nodes().filter(|x| x.node.is_some()).count();
     let seen_halted = |v: u64| -> BTreeMap<u8, usize> {
         let mut by = BTreeMap::new();
-        for x in e.nodes.iter().filter_map(|x| x.node.as_ref()) {
+        for x in e.nodes().filter_map(|x| x.node.as_ref()) {
             if let Some(r) = x.rollout(channel).filter(|r| r.version == v) {
                 if let Some((w, _, _)) = r.halted {
                     *by.entry(w).or_default() += 1;
@@ -315,9 +315,9 @@ pub fn run_protocol(sc: &Scenario, seed: u64) -> Report {
     ));
     figures.push((
         "distinct_signatures_checked".into(),
-        json!(e.door.check.len()),
+        json!(e.signatures_checked()),
     ));
-    figures.push(("statuses_signed".into(), json!(e.door.signed_here.get())));
+    figures.push(("statuses_signed".into(), json!(e.statuses_signed())));
     figures.push(("crashes".into(), json!(m.crashes)));
     figures.push(("drift_events".into(), json!(m.drift_events)));
     figures.push(("untrusted_applied".into(), json!(m.untrusted_applied)));
@@ -364,9 +364,9 @@ pub fn run_protocol(sc: &Scenario, seed: u64) -> Report {
         }
     }
     let liar_zones: Vec<u32> = e
-        .liars
+        .liars()
         .iter()
-        .map(|l| driftless_core::proto::fleet::zone_of(e.cfg.zone_bits, l))
+        .map(|l| driftless_core::proto::fleet::zone_of(e.cfg().zone_bits, l))
         .collect();
     for x in &expect {
         let (passed, detail) = match x {

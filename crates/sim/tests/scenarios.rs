@@ -5,7 +5,7 @@
 //! (`cargo test --release -p driftless-sim`, as CI does). A debug build runs only those of up
 //! to 300 nodes and says which it skipped: the unoptimised core is ~50x slower.
 
-use driftless_sim::{run_scenario, Scenario};
+use driftless_sim::{run_scenario, run_scenario_with, Scenario};
 use std::path::{Path, PathBuf};
 
 fn scenarios() -> Vec<PathBuf> {
@@ -100,6 +100,60 @@ fn the_same_seed_gives_the_same_bytes() {
     );
     let svg = String::from_utf8(read(&dirs[0], "adoption.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("share of nodes"));
+}
+
+/// The engine runs shards of the fleet on threads; the run must not depend on how many.
+/// A scenario with every source of disorder (loss, drift, crashes and restarts, a partition,
+/// a rollout that halts, a liar, a rogue publisher) run on 1, 2 and 3 threads must give the
+/// same files and the same summary (but for the wall time).
+#[test]
+fn the_thread_count_does_not_change_the_bytes() {
+    let text = "# threads\nnodes = 90\nduration = \"14s\"\n\
+                [network]\nloss = 0.05\nlatency = \"10ms..12ms\"\n[fleet]\ndrift_per_node_hour = 100.0\nliars = 1\n\
+                [[timeline]]\nat = \"3s\"\npublish = 2\n\
+                [[timeline]]\nat = \"4s\"\ncrash = 0.1\ndown = \"2s\"\n\
+                [[timeline]]\nat = \"5s\"\npartition = 0.3\nheal = \"7s\"\n\
+                [[timeline]]\nat = \"6s\"\nrogue = 9\n\
+                [[timeline]]\nat = \"8s\"\npublish = 3\nunhealthy = 0.3\n\
+                rollout = { waves = [0.2, 1.0], bake = \"1s\", max_unhealthy = 0.1 }\n\
+                [[timeline]]\nat = \"9s\"\nchurn = 0.02\ndown = \"1s\"\nuntil = \"12s\"\n";
+    let sc = Scenario::parse(Path::new("threads.toml"), text).unwrap();
+    let names = [
+        "summary.json",
+        "timeline.csv",
+        "adoption.svg",
+        "bytes.svg",
+        "drift.svg",
+        "rollout.svg",
+    ];
+    let table = |r: &driftless_sim::Report| {
+        let t = r.table();
+        t.lines()
+            .filter(|l| !l.contains("wall time"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let one = tempfile::tempdir().unwrap();
+    let first = run_scenario_with(sc.clone(), Some(5), Some(one.path()), Some(1)).unwrap();
+    for threads in [2, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let r = run_scenario_with(sc.clone(), Some(5), Some(dir.path()), Some(threads)).unwrap();
+        assert_eq!(
+            table(&first),
+            table(&r),
+            "summary differs on {threads} threads"
+        );
+        for n in names {
+            let a = std::fs::read(one.path().join(n)).unwrap();
+            let b = std::fs::read(dir.path().join(n)).unwrap();
+            assert!(a == b, "{n} differs between 1 and {threads} threads");
+        }
+    }
+    // The scenario exercised what it should.
+    let f = |k: &str| first.figure(k).cloned().unwrap();
+    assert!(f("crashes").as_u64().unwrap() > 0);
+    assert!(f("drift_events").as_u64().unwrap() > 0);
+    assert!(f("v3_ever_applied").as_u64().unwrap() > 0);
 }
 
 #[test]
