@@ -2,9 +2,10 @@
 //! 100 … 100,000 (one child process per size, for its peak RSS), printed beside log2(N) and
 //! beside iroh-gossip's own simulator on the same latency model (PEERS.md).
 //!
-//! `cargo run --release -p driftless-sim --example bench [-- --max 100000]`
+//! `cargo run --release -p driftless-sim --example bench [-- --max 100000] [--threads N]`
+//! (threads: as `simulate --threads`; the figures are the same whatever N is, but wall time).
 
-use driftless_sim::{run_scenario, Scenario};
+use driftless_sim::{run_scenario_with, Scenario};
 use std::path::Path;
 use std::process::Command;
 
@@ -23,12 +24,12 @@ fn peak_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-fn one(n: usize) {
+fn one(n: usize, threads: Option<usize>) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../simulations/bench-10k.toml");
     let text = std::fs::read_to_string(&path).expect("bench-10k.toml");
     let text = text.replace("nodes = 10000", &format!("nodes = {n}"));
     let sc = Scenario::parse(&path, &text).expect("scenario");
-    let r = run_scenario(sc, None, None).expect("run");
+    let r = run_scenario_with(sc, None, None, threads).expect("run");
     let f = |k: &str| r.figure(k).cloned().unwrap_or(serde_json::Value::Null);
     let round = f("round_ms").as_f64().unwrap_or(1000.0);
     let ms = |k: &str| f(k).as_f64();
@@ -61,8 +62,14 @@ fn one(n: usize) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    let threads: Option<usize> = args.iter().position(|a| a == "--threads").map(|i| {
+        args.get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .filter(|t| *t >= 1)
+            .expect("--threads N (at least 1)")
+    });
     if let Some(i) = args.iter().position(|a| a == "--one") {
-        one(args[i + 1].parse().expect("--one N"));
+        one(args[i + 1].parse().expect("--one N"), threads);
         return;
     }
     let max: usize = args
@@ -83,10 +90,12 @@ fn main() {
         if n > max {
             break;
         }
-        let out = Command::new(&exe)
-            .args(["--one", &n.to_string()])
-            .output()
-            .expect("child run");
+        let mut cmd = Command::new(&exe);
+        cmd.args(["--one", &n.to_string()]);
+        if let Some(t) = threads {
+            cmd.args(["--threads", &t.to_string()]);
+        }
+        let out = cmd.output().expect("child run");
         let text = String::from_utf8_lossy(&out.stdout);
         let Some(line) = text.lines().find(|l| l.starts_with("ROW\t")) else {
             println!("{n:>7} failed: {}", String::from_utf8_lossy(&out.stderr));

@@ -234,6 +234,11 @@ struct Shard {
     queue: Queue<(u32, Ev)>,
     /// Per other shard: what goes there after the window.
     outbox: Vec<Vec<Outgoing>>,
+    /// Per other shard: what came from there, queued at the start of the next window (by
+    /// this shard's thread, not while the others wait).
+    inbox: Vec<Vec<Outgoing>>,
+    /// Wall time spent running windows (`DRIFTLESS_SIM_PROFILE`; never in the outputs).
+    busy: std::time::Duration,
     cache: DoorCache,
     wire: crate::wire::WireSize,
     out: Vec<Action<u32>>,
@@ -300,11 +305,27 @@ impl Shard {
     }
 
     /// Run every event of this shard due before `until`.
-    fn run_until(&mut self, fx: &Fixed, cuts: &Cuts, until: u64) {
+    fn run_until(&mut self, fx: &Fixed, cuts: &Cuts, until: u64, timed: bool) {
+        let t0 = timed.then(std::time::Instant::now);
+        self.take_inbox();
         while let Some((at, _, (to, ev))) = self.queue.pop_before(until) {
             self.prefetch_next();
             self.now = at;
             self.dispatch(fx, cuts, to, ev);
+        }
+        if let Some(t0) = t0 {
+            self.busy += t0.elapsed();
+        }
+    }
+
+    /// Queue what other shards sent here. The order of pushes does not matter: events pop
+    /// in key order.
+    fn take_inbox(&mut self) {
+        for from in 0..self.inbox.len() {
+            for (at, key, i, ev) in self.inbox[from].drain(..) {
+                self.pushed += 1;
+                self.queue.push(at, key, (i, ev));
+            }
         }
     }
 
@@ -943,6 +964,8 @@ impl<'a> Engine<'a> {
                 nodes: Vec::with_capacity(n / of as usize + 1),
                 queue: Queue::new(),
                 outbox: (0..of).map(|_| Vec::new()).collect(),
+                inbox: (0..of).map(|_| Vec::new()).collect(),
+                busy: Default::default(),
                 cache: DoorCache::default(),
                 wire: Default::default(),
                 out: Vec::with_capacity(64),
@@ -1185,6 +1208,8 @@ impl<'a> Engine<'a> {
         }
         let shards = self.shards.len();
         let lookahead = if shards > 1 { self.lookahead } else { u64::MAX };
+        let timed = self.profile.is_some();
+        let (mut windows, mut waited) = (0u64, std::time::Duration::ZERO);
         std::thread::scope(|scope| {
             // Shards 1.. go to a thread each for every window and come back.
             let mut jobs = Vec::new();
@@ -1195,7 +1220,7 @@ impl<'a> Engine<'a> {
                 let fx = self.fx.clone();
                 scope.spawn(move || {
                     while let Ok((mut sh, cuts, until)) = job_rx.recv() {
-                        sh.run_until(&fx, &cuts, until);
+                        sh.run_until(&fx, &cuts, until, timed);
                         // Dropped before the shard goes back, so the timeline can change
                         // `cuts` in place.
                         drop(cuts);
@@ -1225,24 +1250,43 @@ impl<'a> Engine<'a> {
                     .map_or(u64::MAX, |(k, _)| k.0);
                 let until = next_global.min(end + 1).min(t.saturating_add(lookahead));
                 if shards == 1 {
-                    self.shards[0].run_until(&self.fx, &self.cuts, until);
+                    self.shards[0].run_until(&self.fx, &self.cuts, until, timed);
                 } else {
                     let rest = self.shards.split_off(1);
                     for (sh, job) in rest.into_iter().zip(&jobs) {
                         job.send((sh, self.cuts.clone(), until))
                             .expect("shard thread");
                     }
-                    self.shards[0].run_until(&self.fx, &self.cuts, until);
+                    self.shards[0].run_until(&self.fx, &self.cuts, until, timed);
+                    let w0 = timed.then(std::time::Instant::now);
                     for done in &dones {
                         self.shards.push(done.recv().expect("shard thread"));
                     }
+                    if let Some(w0) = w0 {
+                        waited += w0.elapsed();
+                    }
                 }
+                windows += 1;
                 self.flush_outboxes();
                 self.merge();
                 t = until;
             }
             drop(jobs);
         });
+        if let Some(t0) = self.profile {
+            // Wall time goes to the terminal only, never to --out.
+            let busy: Vec<String> = self
+                .shards
+                .iter()
+                .map(|s| format!("{:.2}", s.busy.as_secs_f64()))
+                .collect();
+            eprintln!(
+                "{shards} shards, {windows} windows: wall {:.2} s, shards busy {} s, shard 0 waited {:.2} s for the others",
+                t0.elapsed().as_secs_f64(),
+                busy.join(" / "),
+                waited.as_secs_f64()
+            );
+        }
         for c in late {
             self.now = c.min(end);
             let (ok, total) = self.fleet_view_exact();
@@ -1255,8 +1299,8 @@ impl<'a> Engine<'a> {
         self.progress.finish_and_clear();
     }
 
-    /// Hand what each shard queued for another's nodes over to it. The order of pushes does
-    /// not matter: events pop in key order.
+    /// Hand what each shard queued for another's nodes over to it: whole lists, each queued
+    /// by its receiver at the start of its next window ([`Shard::take_inbox`]).
     fn flush_outboxes(&mut self) {
         let of = self.shards.len();
         for k in 0..of {
@@ -1265,10 +1309,12 @@ impl<'a> Engine<'a> {
                     continue;
                 }
                 let mut out = std::mem::take(&mut self.shards[k].outbox[j]);
-                let to = &mut self.shards[j];
-                for (at, key, i, ev) in out.drain(..) {
-                    to.pushed += 1;
-                    to.queue.push(at, key, (i, ev));
+                let inbox = &mut self.shards[j].inbox[k];
+                if inbox.is_empty() {
+                    // The receiver's empty list (its capacity kept) goes back as the outbox.
+                    std::mem::swap(inbox, &mut out);
+                } else {
+                    inbox.append(&mut out);
                 }
                 self.shards[k].outbox[j] = out;
             }
