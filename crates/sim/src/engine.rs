@@ -237,8 +237,11 @@ struct Shard {
     /// Per other shard: what came from there, queued at the start of the next window (by
     /// this shard's thread, not while the others wait).
     inbox: Vec<Vec<Outgoing>>,
-    /// Wall time spent running windows (`DRIFTLESS_SIM_PROFILE`; never in the outputs).
+    /// Wall time spent running windows, and the thread's CPU time in the last window and in
+    /// all (`DRIFTLESS_SIM_PROFILE`; never in the outputs).
     busy: std::time::Duration,
+    window_cpu: std::time::Duration,
+    cpu: std::time::Duration,
     cache: DoorCache,
     wire: crate::wire::WireSize,
     out: Vec<Action<u32>>,
@@ -278,6 +281,22 @@ fn now_of(at: u64) -> Now {
     }
 }
 
+/// The calling thread's CPU time (zero where unknown): for `DRIFTLESS_SIM_PROFILE` only.
+fn thread_cpu() -> std::time::Duration {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec through a valid pointer.
+        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
+            return std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+        }
+    }
+    std::time::Duration::ZERO
+}
+
 /// Exponential inter-arrival times with the scenario's drift rate.
 fn next_drift(sc: &Scenario, rng: &mut NodeRng, from: u64) -> u64 {
     let rate_per_ms = sc.fleet.drift_per_node_hour / 3_600_000.0;
@@ -306,15 +325,17 @@ impl Shard {
 
     /// Run every event of this shard due before `until`.
     fn run_until(&mut self, fx: &Fixed, cuts: &Cuts, until: u64, timed: bool) {
-        let t0 = timed.then(std::time::Instant::now);
+        let t0 = timed.then(|| (std::time::Instant::now(), thread_cpu()));
         self.take_inbox();
         while let Some((at, _, (to, ev))) = self.queue.pop_before(until) {
             self.prefetch_next();
             self.now = at;
             self.dispatch(fx, cuts, to, ev);
         }
-        if let Some(t0) = t0 {
+        if let Some((t0, c0)) = t0 {
             self.busy += t0.elapsed();
+            self.window_cpu = thread_cpu().saturating_sub(c0);
+            self.cpu += self.window_cpu;
         }
     }
 
@@ -966,6 +987,8 @@ impl<'a> Engine<'a> {
                 outbox: (0..of).map(|_| Vec::new()).collect(),
                 inbox: (0..of).map(|_| Vec::new()).collect(),
                 busy: Default::default(),
+                window_cpu: Default::default(),
+                cpu: Default::default(),
                 cache: DoorCache::default(),
                 wire: Default::default(),
                 out: Vec::with_capacity(64),
@@ -1210,6 +1233,10 @@ impl<'a> Engine<'a> {
         let lookahead = if shards > 1 { self.lookahead } else { u64::MAX };
         let timed = self.profile.is_some();
         let (mut windows, mut waited) = (0u64, std::time::Duration::ZERO);
+        // CPU time: per window the slowest shard's, summed; and the main thread's outside
+        // windows (the timeline, hand-overs, merges).
+        let (mut slowest, mut between) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+        let mut mark = thread_cpu();
         std::thread::scope(|scope| {
             // Shards 1.. go to a thread each for every window and come back.
             let mut jobs = Vec::new();
@@ -1249,6 +1276,9 @@ impl<'a> Engine<'a> {
                     .first_key_value()
                     .map_or(u64::MAX, |(k, _)| k.0);
                 let until = next_global.min(end + 1).min(t.saturating_add(lookahead));
+                if timed {
+                    between += thread_cpu().saturating_sub(mark);
+                }
                 if shards == 1 {
                     self.shards[0].run_until(&self.fx, &self.cuts, until, timed);
                 } else {
@@ -1267,6 +1297,15 @@ impl<'a> Engine<'a> {
                     }
                 }
                 windows += 1;
+                if timed {
+                    mark = thread_cpu();
+                    slowest += self
+                        .shards
+                        .iter()
+                        .map(|s| s.window_cpu)
+                        .max()
+                        .unwrap_or_default();
+                }
                 self.flush_outboxes();
                 self.merge();
                 t = until;
@@ -1280,11 +1319,19 @@ impl<'a> Engine<'a> {
                 .iter()
                 .map(|s| format!("{:.2}", s.busy.as_secs_f64()))
                 .collect();
+            let cpu: Vec<String> = self
+                .shards
+                .iter()
+                .map(|s| format!("{:.2}", s.cpu.as_secs_f64()))
+                .collect();
             eprintln!(
-                "{shards} shards, {windows} windows: wall {:.2} s, shards busy {} s, shard 0 waited {:.2} s for the others",
+                "{shards} shards, {windows} windows: wall {:.2} s; shards busy {} s (wall), {} s (CPU); shard 0 waited {:.2} s for the others; CPU of the slowest shard per window, summed, {:.2} s, plus {:.2} s between windows (on {shards} free cores the run would take about their sum)",
                 t0.elapsed().as_secs_f64(),
                 busy.join(" / "),
-                waited.as_secs_f64()
+                cpu.join(" / "),
+                waited.as_secs_f64(),
+                slowest.as_secs_f64(),
+                between.as_secs_f64(),
             );
         }
         for c in late {
