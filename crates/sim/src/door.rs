@@ -224,15 +224,21 @@ impl Door<u32> for ShardDoor<'_> {
                             .trust
                             .verify((**bundle).clone(), now, &self.shared.check)
                             .map(Arc::new);
-                        self.shared
-                            .verdicts
-                            .lock()
-                            .expect("verdicts")
-                            .insert(key.clone(), v.clone());
+                        // Expiry depends on the asker's time (and shards' clocks differ
+                        // within a window): only verdicts on the bytes are remembered.
+                        if !matches!(v, Err(Refusal::Expired { .. })) {
+                            self.shared
+                                .verdicts
+                                .lock()
+                                .expect("verdicts")
+                                .insert(key.clone(), v.clone());
+                        }
                         v
                     }
                 };
-                self.cache.verdicts.borrow_mut().insert(key, v.clone());
+                if !matches!(v, Err(Refusal::Expired { .. })) {
+                    self.cache.verdicts.borrow_mut().insert(key, v.clone());
+                }
                 v
             }
         };
