@@ -7,7 +7,7 @@ const USAGE: &str = "usage: simulate FILE [--seed N] [--out DIR] [--threads N]
   --seed N      the scenario's random seed (default: the file's `seed`)
   --out DIR     write summary.json, timeline.csv and SVG plots to DIR
   --threads N   run the fleet's shards on N threads (default: the machine's parallelism,
-                at most one thread per 1,000 nodes and at most 8; 1 when the minimum
+                at most one thread per 5,000 nodes and at most 8; 1 when the minimum
                 latency is 0). The outputs are the same bytes whatever N is.";
 
 fn main() {

@@ -55,8 +55,11 @@ const BOOTSTRAP_PEERS: usize = 3;
 /// The origin of events caused by the timeline (in keys: after every node's).
 const TIMELINE: u32 = u32::MAX;
 /// Below this many nodes per shard, a window holds too little work to pay for handing it
-/// over between threads: the default thread count stays at or under N / this.
-const MIN_NODES_PER_SHARD: usize = 1000;
+/// over between threads: the default thread count stays at or under N / this. Measured on
+/// a shared 2-core machine: at 1,000 and 3,000 nodes two threads took 1.7x and 2.2x the wall
+/// time of one (a hand-over per 10 ms window costs more than the window's work when the
+/// threads share a core); at 10,000 they gain where a core is free.
+const MIN_NODES_PER_SHARD: usize = 5000;
 /// Threads that helped on the machines measured (see ARCHITECTURE.md); more are allowed
 /// with `--threads`.
 const DEFAULT_MAX_THREADS: usize = 8;
