@@ -323,16 +323,38 @@ fn next_drift(sc: &Scenario, rng: &mut NodeRng, from: u64) -> u64 {
 }
 
 impl Shard {
+    /// Node `i`'s place in `nodes` (a shift when the shard count is a power of two: this is
+    /// asked several times per event, and a division takes tens of cycles).
+    #[inline]
+    fn local(&self, i: u32) -> usize {
+        if self.of.is_power_of_two() {
+            (i >> self.of.trailing_zeros()) as usize
+        } else {
+            (i / self.of) as usize
+        }
+    }
+
+    /// The shard of node `i`.
+    #[inline]
+    fn shard_of(&self, i: u32) -> u32 {
+        if self.of.is_power_of_two() {
+            i & (self.of - 1)
+        } else {
+            i % self.of
+        }
+    }
+
     /// The key of the next event node `i` (of this shard) causes.
     fn key_of(&mut self, i: u32) -> u64 {
-        let sn = &mut self.nodes[(i / self.of) as usize];
+        let l = self.local(i);
+        let sn = &mut self.nodes[l];
         sn.caused = sn.caused.wrapping_add(1);
         ((i as u64) << 32) | sn.caused as u64
     }
 
     /// Queue `ev` for node `to` at `at`: here, or after the window for another shard's node.
     fn route(&mut self, at: u64, key: u64, to: u32, ev: Ev) {
-        let s = to % self.of;
+        let s = self.shard_of(to);
         if s == self.k {
             self.pushed += 1;
             self.queue.push(at, key, (to, ev));
@@ -387,7 +409,7 @@ impl Shard {
                     fetch(p);
                     fetch(p.wrapping_add(64));
                 }
-                if let Some(sn) = self.nodes.get((*to / self.of) as usize) {
+                if let Some(sn) = self.nodes.get(self.local(*to)) {
                     let p = sn as *const SimNode as *const u8;
                     for line in 0..std::mem::size_of::<SimNode>().div_ceil(64) {
                         fetch(p.wrapping_add(line * 64));
@@ -397,7 +419,7 @@ impl Shard {
             if let Some((to, Ev::Deliver { .. })) = self.queue.peek_near(0) {
                 if let Some(node) = self
                     .nodes
-                    .get((*to / self.of) as usize)
+                    .get(self.local(*to))
                     .and_then(|sn| sn.node.as_ref())
                 {
                     fetch(node.active_view_addr());
@@ -410,7 +432,8 @@ impl Shard {
         let now = now_of(self.now);
         let mut out = std::mem::take(&mut self.out);
         {
-            let SimNode { node, rng, .. } = &mut self.nodes[(i / self.of) as usize];
+            let l = self.local(i);
+            let SimNode { node, rng, .. } = &mut self.nodes[l];
             let Some(node) = node.as_mut() else {
                 self.out = out;
                 return;
@@ -428,7 +451,7 @@ impl Shard {
     }
 
     fn act(&mut self, fx: &Fixed, cuts: &Cuts, i: u32, a: Action<u32>) {
-        let l = (i / self.of) as usize;
+        let l = self.local(i);
         match a {
             Action::Send { to, msg } => self.send(fx, cuts, i, to, msg),
             Action::WakeAt(t) => {
@@ -516,7 +539,7 @@ impl Shard {
         let key = &fx.keys[from as usize];
         let my_zone = zone_of(zone_bits, &from);
         let liar_mode = fx.sc.fleet.liar_mode;
-        let l = (from / self.of) as usize;
+        let l = self.local(from);
         // Its own zone's row says as many members as its table counts: the lie is in the
         // counts (a row stuck at a restarted table's few members would only stall the
         // rollout, as any view with a sparse zone waits).
@@ -637,7 +660,7 @@ impl Shard {
         liar: u32,
         latest: u64,
     ) -> Option<Arc<SignedStatus<u32>>> {
-        let real = self.nodes[(liar / self.of) as usize]
+        let real = self.nodes[self.local(liar)]
             .node
             .as_ref()?
             .own_status()?
@@ -674,7 +697,8 @@ impl Shard {
         let bytes = 6 + self.wire.of(&mut msg) as u64;
         self.sm.sent(msg.kind(), bytes);
         let net = &fx.sc.network;
-        let rng = &mut self.nodes[(from / self.of) as usize].rng;
+        let l = self.local(from);
+        let rng = &mut self.nodes[l].rng;
         if chance(rng, net.loss) {
             return;
         }
@@ -698,7 +722,7 @@ impl Shard {
     }
 
     fn dispatch(&mut self, fx: &Fixed, cuts: &Cuts, i: u32, ev: Ev) {
-        let l = (i / self.of) as usize;
+        let l = self.local(i);
         match ev {
             Ev::Deliver {
                 from,
@@ -856,7 +880,7 @@ impl Shard {
     /// Start node `i`, or restart it after a crash from what it persisted.
     fn restart(&mut self, fx: &Fixed, cuts: &Cuts, i: u32) {
         let now = now_of(self.now);
-        let l = (i / self.of) as usize;
+        let l = self.local(i);
         let sn = &mut self.nodes[l];
         if sn.node.is_none() {
             let door = ShardDoor {
@@ -901,7 +925,7 @@ impl Shard {
 
     /// Node `i` judged a rollout halted: note when, and in which wave.
     fn note_halt(&mut self, fx: &Fixed, i: u32) {
-        let Some(node) = self.nodes[(i / self.of) as usize].node.as_ref() else {
+        let Some(node) = self.nodes[self.local(i)].node.as_ref() else {
             return;
         };
         let Some(r) = node.rollout(&fx.sc.fleet.channel) else {
