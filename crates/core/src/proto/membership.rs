@@ -17,6 +17,8 @@ const DORMANT_FIRST_RETRY_MS: u64 = 1_000;
 const DORMANT_MAX_RETRY_MS: u64 = 30_000;
 /// Failed peers remembered for re-trying.
 const DORMANT_CAP: usize = 8;
+/// A node with fewer active peers than this is one failure from being cut off.
+const LONELY: usize = 2;
 
 #[derive(Debug, Clone)]
 pub struct ActivePeer<P> {
@@ -37,6 +39,14 @@ pub struct Membership<P> {
     /// Peers that entered / left the active view since the node last looked.
     pub ups: Vec<P>,
     pub downs: Vec<P>,
+    /// A full peer refused a request of ours while we had fewer than [`LONELY`] active
+    /// peers: the next requests go with high priority, which a full peer does not refuse.
+    /// HyParView asks with high priority only when the active view is empty, so two nodes
+    /// that hold only each other, in a fleet whose other views are full, are refused by
+    /// everyone for good (an island of two the simulator found at 10k nodes: each release
+    /// reached it ~0.5 s after the rest). Only after a refusal: at start-up most views are
+    /// not full, and a high request evicts one of the receiver's peers.
+    refused: bool,
 }
 
 impl<P: PeerId> Membership<P> {
@@ -49,7 +59,13 @@ impl<P: PeerId> Membership<P> {
             dormant: Vec::new(),
             ups: Vec::new(),
             downs: Vec::new(),
+            refused: false,
         }
+    }
+
+    /// Whether a request for a neighbour goes with high priority (see `refused`).
+    fn high_priority(&self) -> bool {
+        self.active.is_empty() || (self.refused && self.active.len() < LONELY)
     }
 
     pub fn is_active(&self, p: &P) -> bool {
@@ -159,6 +175,9 @@ impl<P: PeerId> Membership<P> {
             last_sent: now,
         });
         self.ups.push(p);
+        if self.active.len() >= LONELY {
+            self.refused = false;
+        }
         self.trim_passive(cfg, rng);
     }
 
@@ -267,6 +286,10 @@ impl<P: PeerId> Membership<P> {
                 self.add_active(cfg, from.clone(), now, rng, out);
             }
             Message::Disconnect { alive } => {
+                let asked = self.pending.iter().any(|(q, _)| q == from);
+                if asked && *alive && self.active.len() < LONELY {
+                    self.refused = true;
+                }
                 self.pending.retain(|(q, _)| q != from);
                 self.remove_active(from);
                 if *alive {
@@ -348,7 +371,7 @@ impl<P: PeerId> Membership<P> {
             if !self.pending.iter().any(|(q, _)| q == &p) {
                 self.pending
                     .push((p.clone(), now + cfg.neighbor_timeout_ms));
-                let high = self.active.is_empty();
+                let high = self.high_priority();
                 self.send(p, Message::Neighbor { high }, now, out);
             }
         }
@@ -369,7 +392,7 @@ impl<P: PeerId> Membership<P> {
             let p = candidates[below(rng, candidates.len())].clone();
             self.pending
                 .push((p.clone(), now + cfg.neighbor_timeout_ms));
-            let high = self.active.is_empty();
+            let high = self.high_priority();
             self.send(p, Message::Neighbor { high }, now, out);
             tries -= 1;
         }
@@ -412,5 +435,140 @@ impl<P: PeerId> Membership<P> {
         for p in failed {
             self.make_dormant(p, now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn requests(out: &[Action<u32>]) -> Vec<(u32, bool)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Send {
+                    to,
+                    msg: Message::Neighbor { high },
+                } => Some((*to, *high)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn peer(id: u32) -> ActivePeer<u32> {
+        ActivePeer {
+            id,
+            last_heard: 0,
+            last_sent: 0,
+        }
+    }
+
+    /// Two nodes that hold only each other, among nodes whose active views are full: low
+    /// requests are refused for ever, so once refused a lonely node asks with high
+    /// priority, which a full node accepts (evicting one of its own).
+    #[test]
+    fn a_lonely_node_refused_by_full_peers_asks_again_with_high_priority() {
+        let cfg = Config::default();
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut a = Membership::new(0u32);
+        a.active.push(peer(1));
+        a.passive = (10..20).collect();
+
+        let mut out = Vec::new();
+        a.tick(&cfg, 1, 1_000, &mut rng, &mut out);
+        let first = requests(&out);
+        assert_eq!(first.len(), cfg.active_size - 1, "{first:?}");
+        assert!(
+            first.iter().all(|(_, high)| !high),
+            "one peer left is not empty"
+        );
+
+        // A full peer refuses the request (it keeps the requester as a passive peer).
+        let mut full = Membership::new(first[0].0);
+        full.active = (100..100 + cfg.active_size as u32).map(peer).collect();
+        let mut reply = Vec::new();
+        full.handle(
+            &cfg,
+            &0,
+            &Message::Neighbor { high: false },
+            1_010,
+            &mut rng,
+            &mut reply,
+        );
+        assert!(!full.is_active(&0));
+        assert!(matches!(
+            reply.as_slice(),
+            [Action::Send {
+                msg: Message::Disconnect { alive: true },
+                ..
+            }]
+        ));
+        a.handle(
+            &cfg,
+            &full.me,
+            &Message::Disconnect { alive: true },
+            1_020,
+            &mut rng,
+            &mut out,
+        );
+
+        // Every request of the next round goes high, and a full peer takes it.
+        let mut out = Vec::new();
+        a.tick(&cfg, 2, 2_000, &mut rng, &mut out);
+        let second = requests(&out);
+        assert!(!second.is_empty());
+        assert!(second.iter().all(|(_, high)| *high), "{second:?}");
+        let mut reply = Vec::new();
+        full.handle(
+            &cfg,
+            &0,
+            &Message::Neighbor { high: true },
+            2_010,
+            &mut rng,
+            &mut reply,
+        );
+        assert!(full.is_active(&0));
+        assert_eq!(full.active.len(), cfg.active_size);
+
+        // With two active peers it is no longer lonely: requests go low again.
+        a.handle(
+            &cfg,
+            &full.me,
+            &Message::NeighborAccept,
+            2_020,
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!(a.active.len(), 2);
+        let mut out = Vec::new();
+        a.tick(&cfg, 3, 3_000, &mut rng, &mut out);
+        assert!(requests(&out).iter().all(|(_, high)| !high));
+    }
+
+    /// A refusal while the node still has peers enough does not raise its priority.
+    #[test]
+    fn a_refusal_with_peers_enough_keeps_requests_low() {
+        let cfg = Config::default();
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut a = Membership::new(0u32);
+        a.active.extend([peer(1), peer(2)]);
+        a.passive = (10..20).collect();
+        let mut out = Vec::new();
+        a.tick(&cfg, 1, 1_000, &mut rng, &mut out);
+        let first = requests(&out);
+        a.handle(
+            &cfg,
+            &first[0].0,
+            &Message::Disconnect { alive: true },
+            1_020,
+            &mut rng,
+            &mut out,
+        );
+        let mut out = Vec::new();
+        a.tick(&cfg, 2, 2_000, &mut rng, &mut out);
+        let second = requests(&out);
+        assert!(!second.is_empty());
+        assert!(second.iter().all(|(_, high)| !high), "{second:?}");
     }
 }
