@@ -178,10 +178,21 @@ impl<P: PeerId> ZoneRow<P> {
     /// The checks that need no key, cheapest first: signed at all, and by a member of the
     /// zone it describes.
     pub fn precheck(&self, zone_bits: u8) -> Result<(), RowRefusal> {
+        self.precheck_grouped(zone_bits, 0)
+    }
+
+    /// [`ZoneRow::precheck`] in a fleet with groups: a group row (`zone` = [`GROUP_FLAG`] |
+    /// group) must be signed by a member of that group, as a zone row by a member of its zone.
+    pub fn precheck_grouped(&self, zone_bits: u8, group_bits: u8) -> Result<(), RowRefusal> {
         if self.sig.is_empty() {
             return Err(RowRefusal::Unsigned);
         }
-        if zone_of(zone_bits, &self.issuer) != self.zone {
+        let inside = if group_bits > 0 && self.zone & GROUP_FLAG != 0 {
+            group_of(group_bits, &self.issuer) == self.zone & !GROUP_FLAG
+        } else {
+            zone_of(zone_bits, &self.issuer) == self.zone
+        };
+        if !inside {
             return Err(RowRefusal::IssuerOutsideZone);
         }
         Ok(())
@@ -197,6 +208,11 @@ impl<P: PeerId> ZoneRow<P> {
             && check.check(key, &[ROW_CONTEXT, &self.signed_bytes()], &self.sig)
     }
 }
+
+/// The `zone` of a group row is this flag | the group: group rows travel and are checked as
+/// zone rows do (the same message types and signature), and no zone number has this bit
+/// (zones are at most 2^24).
+pub const GROUP_FLAG: u32 = 1 << 31;
 
 /// What a row signature covers: `"DLZR" 1 (zone, issued_ms, issuer, members, counts,
 /// contacts)`.
@@ -230,6 +246,12 @@ impl ChannelCounts {
 #[derive(Debug, Clone)]
 pub struct FleetView<P> {
     zone_bits: u8,
+    /// Groups of zones (0: none): see [`Config::group_bits`]. With groups, `rows` holds the
+    /// zone rows of the own group's zones and one row per group (key [`GROUP_FLAG`] | group).
+    group_bits: u8,
+    pub my_group: u32,
+    /// What only a fleet with groups needs (boxed: a node without groups pays one pointer).
+    grp: Option<Box<GroupState<P>>>,
     pub my_zone: u32,
     me: P,
     /// Full statuses of the own zone, the node itself included, each with its `issued_ms`
@@ -266,7 +288,7 @@ pub struct FleetView<P> {
     mates: Vec<P>,
     /// The zone table's size at the last [`FleetView::maybe_issue_row`], the rounds since it
     /// last grew, and the rounds a row has waited for it to stop growing.
-    table_len: usize,
+    table_len: u32,
     quiet_rounds: u32,
     settle_waits: u32,
     /// The leader's own counts at the last [`FleetView::maybe_issue_row`], the rounds since
@@ -274,6 +296,22 @@ pub struct FleetView<P> {
     last_counts: Vec<Count>,
     counts_quiet: u32,
     count_waits: u32,
+}
+
+/// The group-level state of a [`FleetView`] (fleets with groups only).
+#[derive(Debug, Clone, Default)]
+struct GroupState<P> {
+    /// XOR of a hash of (key, rank) over the group rows: what a peer of another group
+    /// compares (it holds none of this group's zone rows).
+    print: u64,
+    /// Members of the own group outside the own zone, seen on the network (newest kept, at
+    /// most [`MATES_CAP`]): partners for exchanging the group's zone rows.
+    mates: Vec<P>,
+    /// The group's aggregate at the last [`FleetView::maybe_issue_group_row`], the rounds
+    /// since it last changed, and the rounds a group row has waited for it to settle.
+    last: (u32, Vec<Count>),
+    quiet: u32,
+    waits: u32,
 }
 
 /// A leader issues a row that counts other members than the one held only once its table has
@@ -346,8 +384,20 @@ fn entry_print<P: PeerId>(p: &P, issued: u64) -> u64 {
 impl<P: PeerId> FleetView<P> {
     pub fn new(cfg: &Config, me: P) -> Self {
         let zone_bits = cfg.zone_bits;
+        let group_bits = cfg.group_bits.min(zone_bits);
         FleetView {
             zone_bits,
+            group_bits,
+            my_group: group_of(group_bits, &me),
+            grp: (group_bits > 0).then(|| {
+                Box::new(GroupState {
+                    print: 0,
+                    mates: Vec::new(),
+                    last: (0, Vec::new()),
+                    quiet: 0,
+                    waits: 0,
+                })
+            }),
             my_zone: zone_of(zone_bits, &me),
             me,
             zone: BTreeMap::new(),
@@ -372,6 +422,84 @@ impl<P: PeerId> FleetView<P> {
 
     pub fn zone_of(&self, p: &P) -> u32 {
         zone_of(self.zone_bits, p)
+    }
+
+    pub fn group_bits(&self) -> u8 {
+        self.group_bits
+    }
+
+    pub fn group_of(&self, p: &P) -> u32 {
+        group_of(self.group_bits, p)
+    }
+
+    /// The group of zone `z` (0 without groups).
+    pub fn group_of_zone(&self, z: u32) -> u32 {
+        if self.group_bits == 0 {
+            0
+        } else {
+            z >> (self.zone_bits - self.group_bits)
+        }
+    }
+
+    /// Whether `key` names a group row (not a zone row).
+    pub fn is_group_key(&self, key: u32) -> bool {
+        self.group_bits > 0 && key & GROUP_FLAG != 0
+    }
+
+    /// The key of the own group's row.
+    pub fn my_group_key(&self) -> u32 {
+        GROUP_FLAG | self.my_group
+    }
+
+    /// Whether `p` belongs to the own group (always, without groups): such a peer holds the
+    /// same zone rows, and exchanges them with this node.
+    pub fn same_group(&self, p: &P) -> bool {
+        self.group_bits == 0 || self.group_of(p) == self.my_group
+    }
+
+    /// The zones of group `g`.
+    pub fn zones_of_group(&self, g: u32) -> std::ops::Range<u32> {
+        let per = 1u32 << (self.zone_bits - self.group_bits);
+        g * per..(g + 1) * per
+    }
+
+    /// Whether a row keyed `key` is one this node holds: a zone of the own group, or a group.
+    fn holds_key(&self, key: u32) -> bool {
+        if self.is_group_key(key) {
+            (key & !GROUP_FLAG) >> self.group_bits == 0
+        } else {
+            ((key as u64) >> self.zone_bits == 0 || self.zone_bits >= 32)
+                && self.group_of_zone(key) == self.my_group
+        }
+    }
+
+    /// The index of `key` in `ranks`: zones first, then groups.
+    fn rank_index(&self, key: u32) -> usize {
+        if self.is_group_key(key) {
+            (1usize << self.zone_bits) + (key & !GROUP_FLAG) as usize
+        } else {
+            key as usize
+        }
+    }
+
+    /// The rows print as a peer `p` holds it: every row for a peer of the own group, the
+    /// group rows alone for a peer of another.
+    pub fn rows_print_for(&self, p: &P) -> u64 {
+        match &self.grp {
+            Some(g) if !self.same_group(p) => g.print,
+            _ => self.rows_print,
+        }
+    }
+
+    /// `rows_print` and `group_print` with the row of `key` at `rank` added or taken out.
+    fn toggle_print(&mut self, key: u32, rank: u64) {
+        let h = row_print(key, rank);
+        self.rows_print ^= h;
+        if self.is_group_key(key) {
+            if let Some(g) = &mut self.grp {
+                g.print ^= h;
+            }
+        }
     }
 
     pub fn fingerprint(&self) -> u64 {
@@ -487,7 +615,7 @@ impl<P: PeerId> FleetView<P> {
         for z in issued {
             if let Some(r) = self.rows.remove(&z) {
                 found = true;
-                self.rows_print ^= row_print(r.zone, row_rank(&r));
+                self.toggle_print(r.zone, row_rank(&r));
                 self.hot.retain(|h| h.0 != z);
             }
         }
@@ -561,6 +689,18 @@ impl<P: PeerId> FleetView<P> {
     /// `p` was seen on the network: remember it when it is a member of the own zone that the
     /// table lacks (at most [`MATES_CAP`], the newest kept).
     pub fn learn(&mut self, p: &P) {
+        if self.group_bits > 0
+            && *p != self.me
+            && self.group_of(p) == self.my_group
+            && self.zone_of(p) != self.my_zone
+        {
+            if let Some(g) = self.grp.as_mut().filter(|g| !g.mates.contains(p)) {
+                if g.mates.len() >= MATES_CAP {
+                    g.mates.remove(0);
+                }
+                g.mates.push(p.clone());
+            }
+        }
         if *p == self.me
             || self.zone_of(p) != self.my_zone
             || self.zone.contains_key(p)
@@ -626,6 +766,32 @@ impl<P: PeerId> FleetView<P> {
         self.zone_bits
     }
 
+    /// A member of the own group outside the own zone, to exchange the group's zone rows with
+    /// (None without groups): half the time one seen on the network, else a contact of the
+    /// row of a random zone of the group; at worst a member of the own zone.
+    pub fn random_group_mate(&self, rng: &mut dyn rand_core::RngCore) -> Option<P> {
+        let mates = &self.grp.as_ref()?.mates;
+        if !mates.is_empty() && super::below(rng, 2) == 0 {
+            return Some(mates[super::below(rng, mates.len())].clone());
+        }
+        let zones = self.zones_of_group(self.my_group);
+        let z = zones.start + super::below(rng, zones.len()) as u32;
+        if z != self.my_zone {
+            if let Some(r) = self.rows.get(&z) {
+                let n = r.contacts.len() + 1;
+                let i = super::below(rng, n);
+                let p = r.contacts.get(i).unwrap_or(&r.issuer);
+                if *p != self.me {
+                    return Some(p.clone());
+                }
+            }
+        }
+        if !mates.is_empty() {
+            return Some(mates[super::below(rng, mates.len())].clone());
+        }
+        self.random_member(rng)
+    }
+
     /// One random member of the own zone other than self, without building a list.
     pub fn random_member(&self, rng: &mut dyn rand_core::RngCore) -> Option<P> {
         (!self.zone_ids.is_empty())
@@ -663,8 +829,9 @@ impl<P: PeerId> FleetView<P> {
             .collect();
         for z in stale {
             if let Some(r) = self.rows.remove(&z) {
-                self.rows_print ^= row_print(r.zone, row_rank(&r));
-                if let Some(k) = self.ranks.get_mut(z as usize) {
+                self.toggle_print(r.zone, row_rank(&r));
+                let i = self.rank_index(z);
+                if let Some(k) = self.ranks.get_mut(i) {
                     *k = 0;
                 }
             }
@@ -712,6 +879,7 @@ impl<P: PeerId> FleetView<P> {
 
     /// Once per round: the zone leader re-issues its zone's row when it changed or aged,
     /// signed with `key` (this node's key), with `cert` (its certificate, admitted fleets).
+    /// Returns the row issued, if any.
     pub fn maybe_issue_row(
         &mut self,
         cfg: &Config,
@@ -719,18 +887,18 @@ impl<P: PeerId> FleetView<P> {
         contacts: Vec<P>,
         key: &ed25519_dalek::SigningKey,
         cert: Option<Arc<Vec<u8>>>,
-    ) {
+    ) -> Option<Arc<ZoneRow<P>>> {
         if self.zone_bits == 0 {
-            return;
+            return None;
         }
-        if self.zone.len() > self.table_len {
+        if self.zone.len() > self.table_len as usize {
             self.quiet_rounds = 0;
         } else {
             self.quiet_rounds = self.quiet_rounds.saturating_add(1);
         }
-        self.table_len = self.zone.len();
+        self.table_len = self.zone.len() as u32;
         if !self.is_leader() {
-            return;
+            return None;
         }
         let counts = self.own_counts();
         if counts != self.last_counts {
@@ -741,7 +909,7 @@ impl<P: PeerId> FleetView<P> {
         }
         if let Some(old) = self.rows.get(&self.my_zone) {
             if wall_ms.saturating_sub(old.issued_ms) < cfg.row_min_ms {
-                return;
+                return None;
             }
         }
         let members = self.zone.len() as u32;
@@ -758,16 +926,16 @@ impl<P: PeerId> FleetView<P> {
         if let Some(old) = self.rows.get(&self.my_zone) {
             let fresh = wall_ms.saturating_sub(old.issued_ms) < cfg.row_refresh_ms;
             if fresh && old.counts == row.counts && old.members == members {
-                return;
+                return None;
             }
             if old.issued_ms >= wall_ms {
-                return;
+                return None;
             }
             // A row that would not outrank the one held (a fuller one, from the real leader
             // or from this node before a restart) says less than it: this table is partial.
             // Wait until it fills, or until the held row is old enough to be outranked.
             if row_rank(&row) <= row_rank(old) {
-                return;
+                return None;
             }
         }
         let resized = self
@@ -776,7 +944,7 @@ impl<P: PeerId> FleetView<P> {
             .is_none_or(|old| old.members != members);
         if resized && self.quiet_rounds < ROW_SETTLE_ROUNDS && self.settle_waits < ROW_SETTLE_MAX {
             self.settle_waits += 1;
-            return;
+            return None;
         }
         self.settle_waits = 0;
         // (A resized row waited above; the counts change with the members anyway.)
@@ -789,19 +957,148 @@ impl<P: PeerId> FleetView<P> {
             && self.count_waits < ROW_COUNTS_SETTLE_MAX
         {
             self.count_waits += 1;
-            return;
+            return None;
         }
         self.count_waits = 0;
         let row = Arc::new(row.sign(key));
         self.put_row(row.clone());
         self.make_hot(row.zone, row_rank(&row), cfg);
+        Some(row)
+    }
+
+    /// The leader of the own group, as this node sees it: the issuer with the lowest id hash
+    /// among the zone rows held for the group (every member agrees once its rows converged).
+    pub fn group_leader(&self) -> Option<&P> {
+        if self.group_bits == 0 {
+            return None;
+        }
+        self.rows
+            .range(self.zones_of_group(self.my_group))
+            .map(|(_, r)| &r.issuer)
+            .min_by_key(|p| p.stable_hash())
+    }
+
+    /// The own group's aggregate: members and counts summed over the zone rows held for it.
+    fn group_aggregate(&self) -> (u32, Vec<Count>, usize) {
+        type Key = (String, u64, ApplyState, bool, u64, u8);
+        let mut m: BTreeMap<Key, u32> = BTreeMap::new();
+        let mut members = 0u32;
+        let mut zones = 0;
+        for (_, r) in self.rows.range(self.zones_of_group(self.my_group)) {
+            zones += 1;
+            members = members.saturating_add(r.members);
+            for c in &r.counts {
+                let k = (
+                    c.channel.clone(),
+                    c.version,
+                    c.state,
+                    c.healthy,
+                    c.target,
+                    c.wave,
+                );
+                let e = m.entry(k).or_default();
+                *e = e.saturating_add(c.n);
+            }
+        }
+        let counts = m
+            .into_iter()
+            .map(
+                |((channel, version, state, healthy, target, wave), n)| Count {
+                    channel,
+                    version,
+                    state,
+                    healthy,
+                    target,
+                    wave,
+                    n,
+                },
+            )
+            .collect();
+        (members, counts, zones)
+    }
+
+    /// Once per round, with groups: the group's leader ([`FleetView::group_leader`], who
+    /// issued its own zone's row) re-issues the group's row when the aggregate of its zone
+    /// rows changed or aged, under the zone rows' rules: at most every `row_min_ms`, only
+    /// once the aggregate held still for a round and every zone of the group has a row (at
+    /// most [`ROW_SETTLE_MAX`] rounds of waiting), and only a row that outranks the one held.
+    /// Returns the row issued, if any.
+    pub fn maybe_issue_group_row(
+        &mut self,
+        cfg: &Config,
+        wall_ms: u64,
+        key: &ed25519_dalek::SigningKey,
+        cert: Option<Arc<Vec<u8>>>,
+    ) -> Option<Arc<ZoneRow<P>>> {
+        if self.grp.is_none() {
+            return None;
+        }
+        let (members, counts, zones) = self.group_aggregate();
+        let g = self.grp.as_mut()?;
+        if (members, &counts) != (g.last.0, &g.last.1) {
+            g.quiet = 0;
+            g.last = (members, counts.clone());
+        } else {
+            g.quiet = g.quiet.saturating_add(1);
+        }
+        if self.group_leader() != Some(&self.me) {
+            return None;
+        }
+        let gk = self.my_group_key();
+        if let Some(old) = self.rows.get(&gk) {
+            if wall_ms.saturating_sub(old.issued_ms) < cfg.row_min_ms || old.issued_ms >= wall_ms
+            {
+                return None;
+            }
+            let fresh = wall_ms.saturating_sub(old.issued_ms) < cfg.row_refresh_ms;
+            if fresh && old.counts == counts && old.members == members {
+                return None;
+            }
+        }
+        // A few members of the group: this node and the issuers of two other zone rows.
+        let mut contacts = vec![self.me.clone()];
+        contacts.extend(
+            self.rows
+                .range(self.zones_of_group(self.my_group))
+                .map(|(_, r)| r.issuer.clone())
+                .filter(|p| *p != self.me)
+                .take(2),
+        );
+        let row = ZoneRow {
+            zone: gk,
+            issued_ms: wall_ms,
+            issuer: self.me.clone(),
+            members,
+            counts,
+            contacts,
+            sig: Vec::new(),
+            cert,
+        };
+        if self
+            .rows
+            .get(&gk)
+            .is_some_and(|old| row_rank(&row) <= row_rank(old))
+        {
+            return None;
+        }
+        let complete = zones == self.zones_of_group(self.my_group).len();
+        let g = self.grp.as_mut()?;
+        if (g.quiet < ROW_COUNTS_SETTLE_ROUNDS || !complete) && g.waits < ROW_SETTLE_MAX {
+            g.waits += 1;
+            return None;
+        }
+        g.waits = 0;
+        let row = Arc::new(row.sign(key));
+        self.put_row(row.clone());
+        self.make_hot(row.zone, row_rank(&row), cfg);
+        Some(row)
     }
 
     /// Whether `row` would replace the row held for its zone (it is of a zone that exists
     /// and outranks it, [`row_rank`]): only then is its signature worth checking.
     pub fn wants_row(&self, row: &ZoneRow<P>) -> bool {
-        if (row.zone as u64) >> self.zone_bits != 0 && self.zone_bits < 32 {
-            return false; // no such zone
+        if !self.holds_key(row.zone) {
+            return false; // no such zone, or of another group
         }
         self.held_rank(row.zone).is_none_or(|r| r < row_rank(row))
     }
@@ -809,14 +1106,15 @@ impl<P: PeerId> FleetView<P> {
     /// Whether a row of `zone` with rank `rank` (named in a digest) would replace the one
     /// held: worth asking for.
     pub fn wants_rank(&self, zone: u32, rank: u64) -> bool {
-        ((zone as u64) >> self.zone_bits == 0 || self.zone_bits >= 32)
-            && self.held_rank(zone).is_none_or(|r| r < rank)
+        self.holds_key(zone) && self.held_rank(zone).is_none_or(|r| r < rank)
     }
 
     /// The rank of the row held for zone `z`.
     fn held_rank(&self, z: u32) -> Option<u64> {
         if self.zone_bits <= 16 {
-            self.ranks.get(z as usize).and_then(|r| r.checked_sub(1))
+            self.ranks
+                .get(self.rank_index(z))
+                .and_then(|r| r.checked_sub(1))
         } else {
             self.rows.get(&z).map(|r| row_rank(r))
         }
@@ -837,14 +1135,20 @@ impl<P: PeerId> FleetView<P> {
         let rank = row_rank(&row);
         if self.zone_bits <= 16 {
             if self.ranks.is_empty() {
-                self.ranks = vec![0; 1 << self.zone_bits];
+                let groups = if self.group_bits > 0 {
+                    1 << self.group_bits
+                } else {
+                    0
+                };
+                self.ranks = vec![0; (1 << self.zone_bits) + groups];
             }
             // Kept as rank + 1, so that 0 means "none".
-            self.ranks[row.zone as usize] = rank.saturating_add(1);
+            let i = self.rank_index(row.zone);
+            self.ranks[i] = rank.saturating_add(1);
         }
-        self.rows_print ^= row_print(row.zone, rank);
+        self.toggle_print(row.zone, rank);
         if let Some(old) = self.rows.insert(row.zone, row) {
-            self.rows_print ^= row_print(old.zone, row_rank(&old));
+            self.toggle_print(old.zone, row_rank(&old));
         }
     }
 
@@ -854,33 +1158,60 @@ impl<P: PeerId> FleetView<P> {
 
     /// (zone, rank) of every row held, in zone order, for a row sync.
     pub fn row_versions(&self) -> Vec<(u32, u64)> {
+        self.row_versions_for(true)
+    }
+
+    /// (key, rank) of the rows a peer holds too, in key order: every row for a peer of the
+    /// own group (`same_group`), the group rows alone for another.
+    pub fn row_versions_for(&self, same_group: bool) -> Vec<(u32, u64)> {
         if self.zone_bits <= 16 {
+            let zones = 1usize << self.zone_bits;
+            let from = if same_group { 0 } else { zones };
             return self
                 .ranks
                 .iter()
                 .enumerate()
+                .skip(from)
                 .filter(|(_, r)| **r != 0)
-                .map(|(z, r)| (z as u32, *r - 1))
+                .map(|(i, r)| {
+                    let key = if i >= zones {
+                        GROUP_FLAG | (i - zones) as u32
+                    } else {
+                        i as u32
+                    };
+                    (key, *r - 1)
+                })
                 .collect();
         }
-        self.rows.values().map(|r| (r.zone, row_rank(r))).collect()
+        self.rows
+            .values()
+            .filter(|r| same_group || self.is_group_key(r.zone))
+            .map(|r| (r.zone, row_rank(r)))
+            .collect()
     }
 
     /// Rows held that outrank, or are missing from, `theirs` (zone, rank).
     pub fn rows_newer_than(&self, theirs: &[(u32, u64)]) -> Vec<Arc<ZoneRow<P>>> {
+        self.rows_newer_for(theirs, true)
+    }
+
+    /// [`FleetView::rows_newer_than`] for a peer of the own group (`same_group`) or of
+    /// another, which holds the group rows alone.
+    pub fn rows_newer_for(&self, theirs: &[(u32, u64)], same_group: bool) -> Vec<Arc<ZoneRow<P>>> {
         if !theirs.windows(2).all(|w| w[0].0 < w[1].0) {
             // Not in zone order (ours always are): look each one up.
             let theirs: BTreeMap<u32, u64> = theirs.iter().copied().collect();
             return self
                 .rows
                 .values()
+                .filter(|r| same_group || self.is_group_key(r.zone))
                 .filter(|r| theirs.get(&r.zone).is_none_or(|t| *t < row_rank(r)))
                 .cloned()
                 .collect();
         }
         // Both lists in zone order: one merge walk over (zone, rank), and the rows themselves
         // only for those that are newer.
-        let mine = self.row_versions();
+        let mine = self.row_versions_for(same_group);
         let mut out = Vec::new();
         let mut j = 0;
         for (zone, rank) in mine {
@@ -907,9 +1238,22 @@ impl<P: PeerId> FleetView<P> {
 
     /// (zone, rank) of the rows to name in this digest (each hot row in `row_hot_rounds`).
     pub fn take_hot(&mut self, cfg: &Config) -> Vec<(u32, u64)> {
-        let n = self.hot.len().min(cfg.rows_per_message);
-        let mut out = Vec::with_capacity(n);
-        for h in &mut self.hot[..n] {
+        self.take_hot_for(cfg, true)
+    }
+
+    /// [`FleetView::take_hot`] for a digest to a peer of the own group (`same_group`), or of
+    /// another: that one is named only the group rows (it holds no zone rows of this group),
+    /// and the zone rows stay hot for the next peer of the group.
+    pub fn take_hot_for(&mut self, cfg: &Config, same_group: bool) -> Vec<(u32, u64)> {
+        let grouped = self.group_bits > 0;
+        let mut out = Vec::new();
+        for h in &mut self.hot {
+            if out.len() >= cfg.rows_per_message {
+                break;
+            }
+            if !same_group && !(grouped && h.0 & GROUP_FLAG != 0) {
+                continue;
+            }
             out.push((h.0, h.1));
             h.2 = h.2.saturating_sub(1);
         }
@@ -953,8 +1297,11 @@ impl<P: PeerId> FleetView<P> {
             }
         };
         add(&self.own_counts(), self.zone.len() as u32);
+        // The own group's other zones from their rows, other groups from theirs (with groups,
+        // the zone rows held are the own group's).
+        let own_group = self.is_group_key(GROUP_FLAG).then(|| self.my_group_key());
         for (z, row) in &self.rows {
-            if *z != self.my_zone {
+            if *z != self.my_zone && Some(*z) != own_group {
                 add(&row.counts, row.members);
             }
         }
@@ -1013,9 +1360,20 @@ impl<P: PeerId> FleetView<P> {
         if self.zone_bits == 0 {
             return None;
         }
+        if self.group_bits > 0 {
+            // Every zone of the own group and every other group has a row.
+            let zones = self.zones_of_group(self.my_group);
+            let (leaf, groups) = (zones.len(), 1usize << self.group_bits);
+            let mine = self.my_group_key();
+            let leaves = self.rows.range(zones).filter(|(z, _)| **z != self.my_zone);
+            let others = self.rows.range(GROUP_FLAG..).filter(|(k, _)| **k != mine);
+            if leaves.count() + 1 < leaf || others.count() + 1 < groups {
+                return Some(Partial::RowsMissing);
+            }
+        }
         let zones = 1u64 << self.zone_bits.min(32);
         let others = self.rows.keys().filter(|z| **z != self.my_zone).count() as u64;
-        if others + 1 < zones {
+        if self.group_bits == 0 && others + 1 < zones {
             return Some(Partial::RowsMissing);
         }
         let table = self.zone.len() as u64;
@@ -1027,7 +1385,7 @@ impl<P: PeerId> FleetView<P> {
         let mut sizes: Vec<u64> = self
             .rows
             .values()
-            .filter(|r| r.zone != self.my_zone)
+            .filter(|r| r.zone != self.my_zone && !self.is_group_key(r.zone))
             .map(|r| members(r))
             .chain([table])
             .collect();
@@ -1036,12 +1394,43 @@ impl<P: PeerId> FleetView<P> {
         if sizes[0] * 3 < typical {
             return Some(Partial::ZoneSparse);
         }
+        if self.group_bits > 0 {
+            // The same for groups: the own group as its table and zone rows add up, the
+            // others as their rows say.
+            let mine = self.my_group_key();
+            let own: u64 = table
+                + self
+                    .rows
+                    .range(self.zones_of_group(self.my_group))
+                    .filter(|(z, _)| **z != self.my_zone)
+                    .map(|(_, r)| members(r))
+                    .sum::<u64>();
+            let mut sizes: Vec<u64> = self
+                .rows
+                .range(GROUP_FLAG..)
+                .filter(|(k, _)| **k != mine)
+                .map(|(_, r)| r.members as u64)
+                .chain([own])
+                .collect();
+            sizes.sort_unstable();
+            let typical = sizes[sizes.len() / 2];
+            if sizes[0] * 3 < typical {
+                return Some(Partial::ZoneSparse);
+            }
+        }
         let mut known_in: BTreeMap<u32, u64> = BTreeMap::new();
         for p in known {
             let z = self.zone_of(p);
-            if z != self.my_zone {
-                *known_in.entry(z).or_default() += 1;
+            if z == self.my_zone {
+                continue;
             }
+            // A peer of another group counts toward its group's row.
+            let key = if self.same_group(p) {
+                z
+            } else {
+                GROUP_FLAG | self.group_of(p)
+            };
+            *known_in.entry(key).or_default() += 1;
         }
         for (z, n) in known_in {
             if self.rows.get(&z).is_some_and(|r| (r.members as u64) < n) {
@@ -1065,6 +1454,7 @@ impl<P: PeerId> FleetView<P> {
                 .rows
                 .values()
                 .filter(|r| r.zone != self.my_zone && r.issuer != self.me)
+                .filter(|r| !self.is_group_key(r.zone))
                 .max_by_key(|r| members(r))
                 .filter(|r| table * 16 < members(r) * 15)
                 .map(|r| r.zone),
@@ -1083,6 +1473,12 @@ impl<P: PeerId> FleetView<P> {
 
 fn row_print(zone: u32, issued: u64) -> u64 {
     splitmix64(((zone as u64) << 40) ^ issued)
+}
+
+/// The group of node `p`: the top `group_bits` bits of its id hash, as its zone is the top
+/// `zone_bits` (so a zone's group is the top bits of the zone number).
+pub fn group_of<P: PeerId>(group_bits: u8, p: &P) -> u32 {
+    zone_of(group_bits, p)
 }
 
 pub fn zone_of<P: PeerId>(zone_bits: u8, p: &P) -> u32 {

@@ -684,7 +684,7 @@ impl<P: PeerId> Node<P> {
                 rows: Vec::new(),
                 notable: self.notable_sample(rng),
                 reply: true,
-                rows_print: self.fleet.rows_print(),
+                rows_print: self.fleet.rows_print_for(&p),
                 want: Vec::new(),
             };
             self.greeted.push((p.clone(), now.mono_ms));
@@ -810,16 +810,23 @@ impl<P: PeerId> Node<P> {
             self.members
                 .random_passive(rng)
                 .or_else(|| self.members.random_active(rng))
+        } else if self.fleet.group_bits() > 0 && self.round % 2 == 1 {
+            // With groups, every other round a member of the own group: the group's zone
+            // rows spread among its members only, and random peers are rarely of the group.
+            self.fleet
+                .random_group_mate(rng)
+                .or_else(|| self.members.random_active(rng))
         } else {
             self.members.random_active(rng)
         };
-        let rows = self.hot_rows();
+        let same_group = peer.as_ref().is_none_or(|p| self.fleet.same_group(p));
+        let rows = self.fleet.take_hot_for(&self.cfg, same_group);
         if let Some(p) = peer {
             // Rumors spread row changes within a few rounds; the fingerprint is the slower
             // repair, compared every few rounds, so that the prints that differ only because
             // a rumor is on its way do not each cost a RowSync (R entries) and its answer.
             let rows_print = if self.round.is_multiple_of(ROW_SYNC_EVERY) {
-                self.fleet.rows_print()
+                self.fleet.rows_print_for(&p)
             } else {
                 NO_PRINT
             };
@@ -894,13 +901,23 @@ impl<P: PeerId> Node<P> {
             .started_ms
             .is_some_and(|t| now.mono_ms.saturating_sub(t) >= self.cfg.row_min_ms)
         {
-            self.fleet.maybe_issue_row(
+            let issued = self.fleet.maybe_issue_row(
                 &self.cfg,
                 now.wall_ms,
                 row_contacts,
                 &self.key,
                 self.cert.clone(),
             );
+            // With groups: a new zone row goes straight to the group's leader, which sums
+            // the group's zone rows into the group's row, rather than waiting on the rumor.
+            if let Some(row) = issued {
+                if let Some(leader) = self.fleet.group_leader().filter(|l| **l != self.me) {
+                    let to = leader.clone();
+                    self.send(to, Message::Rows(vec![row]), now, out);
+                }
+            }
+            self.fleet
+                .maybe_issue_group_row(&self.cfg, now.wall_ms, &self.key, self.cert.clone());
         }
         if self.own.as_ref().is_some_and(|s| {
             now.wall_ms.saturating_sub(s.body.issued_ms) >= self.cfg.status_refresh_ms
@@ -1142,9 +1159,9 @@ impl<P: PeerId> Node<P> {
                 if want.is_empty()
                     && give.is_empty()
                     && d.rows_print != NO_PRINT
-                    && d.rows_print != self.fleet.rows_print()
+                    && d.rows_print != self.fleet.rows_print_for(&from)
                 {
-                    let mine = self.fleet.row_versions();
+                    let mine = self.fleet.row_versions_for(self.fleet.same_group(&from));
                     self.send(from.clone(), Message::RowSync(mine), now, out);
                 }
                 // Both ends of a new connection send a greeting digest asking for an answer
@@ -1159,7 +1176,8 @@ impl<P: PeerId> Node<P> {
                     self.greeted.len() != before
                 };
                 if d.reply && !crossed {
-                    let rows = self.hot_rows();
+                    let same_group = self.fleet.same_group(&from);
+                    let rows = self.fleet.take_hot_for(&self.cfg, same_group);
                     let reply = Digest {
                         channels: self.digest_channels(),
                         rows,
@@ -1169,7 +1187,7 @@ impl<P: PeerId> Node<P> {
                         rows_print: if d.rows_print == NO_PRINT {
                             NO_PRINT
                         } else {
-                            self.fleet.rows_print()
+                            self.fleet.rows_print_for(&from)
                         },
                         want,
                     };
@@ -1241,7 +1259,9 @@ impl<P: PeerId> Node<P> {
                 }
             }
             Message::RowSync(theirs) => {
-                let newer = self.fleet.rows_newer_than(&theirs);
+                let newer = self
+                    .fleet
+                    .rows_newer_for(&theirs, self.fleet.same_group(&from));
                 for chunk in newer.chunks(self.cfg.rows_per_message.max(1)) {
                     self.send(from.clone(), Message::Rows(chunk.to_vec()), now, out);
                 }
@@ -1646,11 +1666,6 @@ impl<P: PeerId> Node<P> {
         }
     }
 
-    /// (zone, rank) of the rows to name in this digest ([`FleetView::take_hot`]).
-    fn hot_rows(&mut self) -> Vec<(u32, u64)> {
-        self.fleet.take_hot(&self.cfg)
-    }
-
     /// A zone row from the network: kept only if it would replace the row held for its zone,
     /// is signed, its issuer belongs to that zone, and the signature verifies with the
     /// issuer's node key as the door hands it out (admitted, not revoked). So a node can
@@ -1667,7 +1682,9 @@ impl<P: PeerId> Node<P> {
         if !self.fleet.wants_row(row) {
             return; // nothing new: skip the signature check
         }
-        let verdict = row.precheck(self.cfg.zone_bits).and_then(|()| {
+        let verdict = row
+            .precheck_grouped(self.cfg.zone_bits, self.fleet.group_bits())
+            .and_then(|()| {
             let key = door
                 .node_key(&row.issuer)
                 .ok_or(RowRefusal::UnknownIssuer)?;
