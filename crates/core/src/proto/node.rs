@@ -12,7 +12,7 @@
 
 use super::config::Config;
 use super::door::Door;
-use super::fleet::{FleetView, RowRefusal, ZoneRow};
+use super::fleet::{row_rank, FleetView, RowRefusal, ZoneRow, GROUP_FLAG};
 use super::membership::Membership;
 use super::message::{Announcement, Digest, Message, WireBundle};
 use super::rollout::{self, Decision, Wait, WaveTally};
@@ -253,6 +253,11 @@ pub struct Node<P> {
     /// that wave: the zone's signed statuses of the wave, asked of one of its members, judge
     /// the zone in place of its row (`Node::probe_stalls`).
     probes: BTreeMap<(u32, u8), Probe<P>>,
+    /// group → the zone rows of another group, asked of one of its members when that
+    /// group's row alone held this node's gate (`Node::probe_stalls`): they resolve the group
+    /// to its zones, each row signed by a member of its zone, and the one zone that holds
+    /// the wave is probed as any other.
+    foreign: BTreeMap<u32, Foreign<P>>,
     /// Nodes whose status was asked for on demand, and when (mono ms); at most
     /// [`ON_DEMAND`], the oldest dropped first.
     asked: Vec<(P, u64)>,
@@ -351,6 +356,18 @@ impl<P: PeerId> Probe<P> {
     }
 }
 
+/// The zone rows of another group, fetched for a probe (see `Node::foreign`).
+struct Foreign<P> {
+    /// When they were last asked for (mono ms), and how many times (each time of another
+    /// member, in turn).
+    asked_ms: u64,
+    asks: u32,
+    /// The member last asked (rows from anyone else are not taken here).
+    asked: Option<P>,
+    /// The rows received, verified, the highest rank per zone.
+    rows: BTreeMap<u32, Arc<ZoneRow<P>>>,
+}
+
 /// A held gate asks again after this many rounds (a member's statuses go on changing as
 /// the wave applies).
 const PROBE_EVERY_ROUNDS: u64 = 4;
@@ -389,6 +406,7 @@ impl<P: PeerId> Node<P> {
             started_ms: None,
             complete_since: BTreeMap::new(),
             probes: BTreeMap::new(),
+            foreign: BTreeMap::new(),
             asked: Vec::new(),
             fetched: Vec::new(),
             sizes: BTreeMap::new(),
@@ -1268,6 +1286,10 @@ impl<P: PeerId> Node<P> {
             }
             Message::Rows(rows) => {
                 for row in &rows {
+                    if !self.foreign.is_empty() && !self.fleet.wants_row(row) {
+                        self.take_foreign_row(&from, row, door, out);
+                        continue;
+                    }
                     self.take_row(&from, row, door, out);
                 }
             }
@@ -1576,7 +1598,7 @@ impl<P: PeerId> Node<P> {
             .cloned()
             .collect();
         if peers.len() < at_least {
-            if let Some(row) = self.fleet.rows.get(&zone) {
+            if let Some(row) = self.row_of_zone(zone) {
                 peers.extend(row.contacts.iter().filter(fits).cloned());
             }
         }
@@ -1713,6 +1735,74 @@ impl<P: PeerId> Node<P> {
                 out,
             ),
         }
+    }
+
+    /// A zone row of another group, from the member asked for them (`Node::foreign`): kept,
+    /// under the checks of [`Node::take_row`], when it outranks the one held for its zone.
+    /// Rows of other groups that were not asked for are dropped in silence, as any row not
+    /// wanted (a peer's rumor may cross a fetch).
+    fn take_foreign_row(
+        &mut self,
+        from: &P,
+        row: &Arc<ZoneRow<P>>,
+        door: &dyn Door<P>,
+        out: &mut Vec<Action<P>>,
+    ) {
+        if self.fleet.is_group_key(row.zone) || (row.zone as u64) >> self.cfg.zone_bits != 0 {
+            return;
+        }
+        let g = self.fleet.group_of_zone(row.zone);
+        let Some(f) = self.foreign.get(&g) else {
+            return;
+        };
+        if f.asked.as_ref() != Some(from)
+            || f.rows
+                .get(&row.zone)
+                .is_some_and(|r| row_rank(r) >= row_rank(row))
+        {
+            return;
+        }
+        let verdict = row
+            .precheck_grouped(self.cfg.zone_bits, self.fleet.group_bits())
+            .and_then(|()| {
+                let key = door
+                    .node_key(&row.issuer)
+                    .ok_or(RowRefusal::UnknownIssuer)?;
+                if door.verify_row(row, &key) {
+                    Ok(())
+                } else {
+                    Err(RowRefusal::BadSignature)
+                }
+            });
+        match verdict {
+            Ok(()) => {
+                if let Some(f) = self.foreign.get_mut(&g) {
+                    f.rows.insert(row.zone, row.clone());
+                }
+            }
+            Err(r) => self.refuse(
+                Some(from),
+                r.reason(),
+                format!("row of zone {} issued by {:?}", row.zone, row.issuer),
+                out,
+            ),
+        }
+    }
+
+    /// The zone rows of group `g` fetched for a probe, when they cover every zone of it.
+    fn foreign_rows(&self, g: u32) -> Option<&BTreeMap<u32, Arc<ZoneRow<P>>>> {
+        let f = self.foreign.get(&g)?;
+        (f.rows.len() == self.fleet.zones_of_group(g).len()).then_some(&f.rows)
+    }
+
+    /// The row of zone `z`: held, or fetched for a probe of its group.
+    fn row_of_zone(&self, z: u32) -> Option<&Arc<ZoneRow<P>>> {
+        self.fleet.rows.get(&z).or_else(|| {
+            self.foreign
+                .get(&self.fleet.group_of_zone(z))?
+                .rows
+                .get(&z)
+        })
     }
 
     /// A peer says it holds a version: fetch it if it is newer than anything we accepted.
@@ -2055,6 +2145,9 @@ impl<P: PeerId> Node<P> {
             self.status_dirty = true;
         }
         let already_halted = ch.rollout.as_ref().and_then(|r| r.halted).is_some();
+        // Zone rows of other groups fetched for a probe are kept while fresh.
+        let fresh = SIZE_FRESH_ROUNDS * self.cfg.round_ms.max(1);
+        self.foreign.retain(|_, f| now.mono_ms < f.asked_ms + fresh);
         let (tallies, all_received, view_nodes) =
             self.tallies(channel, version, policy.waves.len());
         // Waves are judged only on a view that looks whole. A node that just restarted, or
@@ -2343,36 +2436,71 @@ impl<P: PeerId> Node<P> {
                 })
             })
         };
-        let mut holders = Vec::new();
-        let mut gone = Vec::new();
-        for (z, row) in &self.fleet.rows {
-            if *z == self.fleet.my_zone {
-                continue;
-            }
-            let short: u64 = row
-                .counts
+        let short_in = |row: &ZoneRow<P>| -> u64 {
+            row.counts
                 .iter()
                 .filter(|c| c.channel == channel && c.target == version && c.wave == k)
                 .filter(|c| !(c.version == c.target && c.state == ApplyState::Applied))
                 .map(|c| c.n as u64)
-                .sum();
+                .sum()
+        };
+        let mut holders = Vec::new();
+        let mut gone = Vec::new();
+        let mut refresh = Vec::new();
+        let own_group = self.fleet.my_group_key();
+        for (z, row) in &self.fleet.rows {
+            if *z == self.fleet.my_zone || self.fleet.is_group_key(*z) && *z == own_group {
+                continue;
+            }
             // A probe stands in for a row only while the row says the wave is short: once
             // it does not, the row judges the zone again (a stale probe must hold nothing).
-            if short == 0 {
+            if short_in(row) == 0 {
                 gone.push(*z);
+                continue;
+            }
+            if self.fleet.is_group_key(*z) {
+                // A group whose row holds the wave: once its zone rows are here, the zones
+                // among them that hold it (each probed as any zone), else the group itself
+                // (its zone rows are asked for below).
+                match self.foreign_rows(*z & !GROUP_FLAG) {
+                    Some(rows) => {
+                        // Asked again while they stand in for the group's row.
+                        refresh.push((*z & !GROUP_FLAG, row.issuer.clone()));
+                        for (zz, r) in rows {
+                            if short_in(r) > 0
+                                && self.probes.get(&(*zz, k)).and_then(probe_done) != Some(true)
+                            {
+                                holders.push((*zz, r.issuer.clone()));
+                            }
+                        }
+                    }
+                    None => holders.push((*z, row.issuer.clone())),
+                }
                 continue;
             }
             if self.probes.get(&(*z, k)).and_then(probe_done) != Some(true) {
                 holders.push((*z, row.issuer.clone()));
             }
         }
+        for (g, issuer) in refresh {
+            self.ask_group_rows(g, &issuer, now, out);
+        }
         for z in gone {
-            self.probes.remove(&(z, k));
+            if self.fleet.is_group_key(z) {
+                let zones = self.fleet.zones_of_group(z & !GROUP_FLAG);
+                self.probes.retain(|(pz, w), _| !(zones.contains(pz) && *w == k));
+            } else {
+                self.probes.remove(&(z, k));
+            }
         }
         let [(zone, issuer)] = holders.as_slice() else {
             return;
         };
         let every = PROBE_EVERY_ROUNDS * self.cfg.round_ms.max(1);
+        if self.fleet.is_group_key(*zone) {
+            self.ask_group_rows(*zone & !GROUP_FLAG, &issuer.clone(), now, out);
+            return;
+        }
         let asks = match self.probes.get(&(*zone, k)) {
             Some(p) if now.mono_ms < p.asked_ms + every => return,
             Some(p) => p.asks,
@@ -2414,6 +2542,45 @@ impl<P: PeerId> Node<P> {
         self.send(full_to, msg, now, out);
     }
 
+    /// Ask a member of group `g` (never `issuer`, its row's) for its zone rows of the group:
+    /// at most once per `PROBE_EVERY_ROUNDS` rounds, each time of the next member in turn.
+    fn ask_group_rows(&mut self, g: u32, issuer: &P, now: Now, out: &mut Vec<Action<P>>) {
+        let every = PROBE_EVERY_ROUNDS * self.cfg.round_ms.max(1);
+        let asks = match self.foreign.get(&g) {
+            Some(f) if now.mono_ms < f.asked_ms + every => return,
+            Some(f) => f.asks,
+            None => 0,
+        };
+        let fits = |p: &&P| self.fleet.group_of(p) == g && *p != issuer && **p != self.me;
+        let mut peers: Vec<P> = self
+            .members
+            .active_ids()
+            .chain(self.members.passive.iter())
+            .filter(fits)
+            .cloned()
+            .collect();
+        if let Some(row) = self.fleet.rows.get(&(GROUP_FLAG | g)) {
+            peers.extend(row.contacts.iter().filter(fits).cloned());
+        }
+        peers.sort();
+        peers.dedup();
+        if peers.is_empty() {
+            return;
+        }
+        let to = peers[asks as usize % peers.len()].clone();
+        let f = self.foreign.entry(g).or_insert(Foreign {
+            asked_ms: now.mono_ms,
+            asks: 0,
+            asked: None,
+            rows: BTreeMap::new(),
+        });
+        f.asked_ms = now.mono_ms;
+        f.asks += 1;
+        f.asked = Some(to.clone());
+        let zones: Vec<u32> = self.fleet.zones_of_group(g).collect();
+        self.send(to, Message::RowWant { zones, rows: Vec::new() }, now, out);
+    }
+
     /// Per wave of `version`: nodes, applied and healthy from the summaries; unhealthy from the
     /// signed statuses held. And whether every node reporting the channel holds `version`,
     /// and how many nodes the view shows.
@@ -2432,6 +2599,54 @@ impl<P: PeerId> Node<P> {
         // Whether every node reporting the channel holds v: on the rows' word, before the
         // probes below (a probed zone's row still says how many of it hold v).
         let holding: u64 = t.iter().map(|x| x.nodes).sum();
+        // Adds (or takes out) a row's counts of wave `k` to the tally.
+        let tally = |x: &mut WaveTally, row: &ZoneRow<P>, k: u8, add: bool| {
+            for c in row
+                .counts
+                .iter()
+                .filter(|c| c.channel == channel && c.target == version && c.wave == k)
+            {
+                let n = c.n as u64;
+                let done = c.version == c.target && c.state == ApplyState::Applied;
+                let f = |v: &mut u64| *v = if add { *v + n } else { v.saturating_sub(n) };
+                f(&mut x.nodes);
+                if done {
+                    f(&mut x.applied);
+                    if c.healthy {
+                        f(&mut x.healthy);
+                    }
+                }
+            }
+        };
+        // A group whose row says a wave is short, resolved to its zones (`probe_stalls`):
+        // that wave of the group is judged on its zone rows, each signed by a member of its
+        // zone, not on the group's row.
+        let mut resolved: Vec<(u32, u8)> = Vec::new();
+        for g in self.foreign.keys() {
+            let (Some(rows), Some(grow)) = (
+                self.foreign_rows(*g),
+                self.fleet.rows.get(&(GROUP_FLAG | g)),
+            ) else {
+                continue;
+            };
+            for (k, x) in t.iter_mut().enumerate() {
+                let k = k as u8;
+                let short = grow.counts.iter().any(|c| {
+                    c.channel == channel
+                        && c.target == version
+                        && c.wave == k
+                        && !(c.version == c.target && c.state == ApplyState::Applied)
+                });
+                if !short {
+                    continue;
+                }
+                tally(x, grow, k, false);
+                for r in rows.values() {
+                    tally(x, r, k, true);
+                }
+                resolved.push((*g, k));
+            }
+        }
         // A zone probed because its row alone held a wave (`probe_stalls`): that wave of the
         // zone is judged on its members' signed statuses, not on its row.
         for ((zone, k), probe) in &self.probes {
@@ -2453,7 +2668,16 @@ impl<P: PeerId> Node<P> {
                         && !(c.version == c.target && c.state == ApplyState::Applied)
                 })
             };
-            let Some(row) = self.fleet.rows.get(zone).filter(short) else {
+            let foreign = || {
+                let g = self.fleet.group_of_zone(*zone);
+                resolved
+                    .contains(&(g, *k))
+                    .then(|| self.foreign.get(&g)?.rows.get(zone))
+                    .flatten()
+            };
+            let held = self.fleet.rows.get(zone).filter(|_| self.fleet.group_bits() == 0
+                || self.fleet.group_of_zone(*zone) == self.fleet.my_group);
+            let Some(row) = held.or_else(foreign).filter(short) else {
                 continue;
             };
             {
