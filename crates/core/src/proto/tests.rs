@@ -194,7 +194,8 @@ impl Net {
                         };
                         let msg = match self.liar {
                             Some((liar, version, wave)) if liar == to => {
-                                let bits = self.nodes[0].config().zone_bits;
+                                let c = self.nodes[0].config();
+                                let bits = (c.zone_bits, c.group_bits);
                                 let stall = self.liar_stalls.then_some(self.liar_inflates);
                                 lie(msg, liar, version, wave, bits, stall)
                             }
@@ -272,9 +273,14 @@ fn lie(
     liar: u32,
     version: u64,
     wave: u8,
-    zone_bits: u8,
+    (zone_bits, group_bits): (u8, u8),
     stall: Option<u32>,
 ) -> Message<u32> {
+    // Its own zone's row, and with groups its own group's row: both its to sign.
+    let own = |zone: u32| {
+        fleet::zone_of(zone_bits, &liar) == zone
+            || group_bits > 0 && zone == fleet::GROUP_FLAG | fleet::group_of(group_bits, &liar)
+    };
     let forge = |rows: Vec<Arc<fleet::ZoneRow<u32>>>| -> Vec<Arc<fleet::ZoneRow<u32>>> {
         rows.into_iter()
             .map(|r| {
@@ -293,7 +299,7 @@ fn lie(
                 };
                 Arc::new(
                     if let Some(times) =
-                        stall.filter(|_| fleet::zone_of(zone_bits, &liar) == r.zone)
+                        stall.filter(|_| own(r.zone))
                     {
                         // It may take its own forged row back from a peer: capped, so that its
                         // claim does not grow with every round trip.
@@ -316,7 +322,7 @@ fn lie(
                             ..row
                         }
                         .sign(&node_key(liar))
-                    } else if fleet::zone_of(zone_bits, &liar) == r.zone {
+                    } else if own(r.zone) {
                         fleet::ZoneRow {
                             issuer: liar,
                             ..row
@@ -1817,4 +1823,38 @@ fn sign_status(node: u32, issued: u64) -> Arc<SignedStatus<u32>> {
         }
         .sign(&node_key(node)),
     )
+}
+
+#[test]
+fn a_liars_group_row_does_not_stall_the_other_groups() {
+    // Two groups of four zones. A liar signs, as its zone's row and as its group's row, every
+    // member on v1 in wave 0: to the other group, wave 0 never completes on the group's row.
+    // Its nodes, whose gate that row alone holds, ask a member of the liar's group (not the
+    // liar) for the group's zone rows, find the one zone whose row holds the wave (the
+    // liar's), and probe it as any zone: the rollout completes everywhere.
+    let cfg = grouped();
+    let waves = vec![0.2, 1.0];
+    let mut net = Net::new(160, cfg);
+    let group_of = |n: u32| fleet::group_of(1, &n);
+    // The leader of some zone, so that its rows are its zone's (and may be its group's).
+    let liar = 1u32;
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(20_000);
+    net.liar = Some((liar, 2, 1));
+    net.liar_stalls = true;
+    net.liar_inflates = 1;
+    net.publish(20_000, 0, rollout_bundle(2, waves.clone(), 2, 0.5));
+    net.run_until(90_000);
+    let stall_held = net.nodes.iter().any(|n| {
+        group_of(*n.id()) != group_of(liar)
+            && n.fleet()
+                .rows
+                .get(&(fleet::GROUP_FLAG | group_of(liar)))
+                .is_some_and(|r| {
+                    r.issuer == liar && r.counts.iter().all(|c| c.wave == 0 && c.version == 1)
+                })
+    });
+    assert!(stall_held, "the liar's stalling group row never took hold");
+    every_node_applied_v2(&net, &waves);
 }
