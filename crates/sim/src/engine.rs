@@ -555,11 +555,7 @@ impl<'a> Engine<'a> {
                 .sign(key)
             };
             let own_group = Some(r.zone) == my_group_key;
-            let my_members = if own_group {
-                group_members
-            } else {
-                my_members
-            };
+            let my_members = if own_group { group_members } else { my_members };
             Arc::new(if r.zone == my_zone || own_group {
                 let members = row.members.max(my_members);
                 match liar_mode {

@@ -307,6 +307,9 @@ struct GroupState<P> {
     /// Members of the own group outside the own zone, seen on the network (newest kept, at
     /// most [`MATES_CAP`]): partners for exchanging the group's zone rows.
     mates: Vec<P>,
+    /// The group's leader as this node sees it ([`FleetView::group_leader`]), found again
+    /// whenever a zone row of the group changes (not every round: it reads every row).
+    leader: Option<P>,
     /// The group's aggregate at the last [`FleetView::maybe_issue_group_row`], the rounds
     /// since it last changed, and the rounds a group row has waited for it to settle.
     last: (u32, Vec<Count>),
@@ -400,6 +403,7 @@ impl<P: PeerId> FleetView<P> {
                 Box::new(GroupState {
                     print: 0,
                     mates: Vec::new(),
+                    leader: None,
                     last: (0, Vec::new()),
                     quiet: 0,
                     waits: 0,
@@ -626,6 +630,7 @@ impl<P: PeerId> FleetView<P> {
                 self.hot.retain(|h| h.0 != z);
             }
         }
+        self.recompute_leader();
         if *p != self.me {
             if let Some((old, _)) = self.zone.remove(p) {
                 found = true;
@@ -696,23 +701,25 @@ impl<P: PeerId> FleetView<P> {
     /// `p` was seen on the network: remember it when it is a member of the own zone that the
     /// table lacks (at most [`MATES_CAP`], the newest kept).
     pub fn learn(&mut self, p: &P) {
-        if self.group_bits > 0
-            && *p != self.me
-            && self.group_of(p) == self.my_group
-            && self.zone_of(p) != self.my_zone
-        {
-            if let Some(g) = self.grp.as_mut().filter(|g| !g.mates.contains(p)) {
-                if g.mates.len() >= MATES_CAP {
-                    g.mates.remove(0);
+        let zone = self.zone_of(p);
+        if zone != self.my_zone {
+            // With groups, a member of the own group (of another zone) is a partner for the
+            // group's zone rows. (This runs for every peer id seen: the group state, a pointer
+            // away, is touched only for those.)
+            if self.group_bits > 0 && self.group_of_zone(zone) == self.my_group {
+                if let Some(g) = self.grp.as_mut().filter(|g| !g.mates.contains(p)) {
+                    if g.mates.len() >= MATES_CAP {
+                        // One of them in place of another, drawn by the newcomer's hash.
+                        let i = (p.stable_hash() % MATES_CAP as u64) as usize;
+                        g.mates[i] = p.clone();
+                    } else {
+                        g.mates.push(p.clone());
+                    }
                 }
-                g.mates.push(p.clone());
             }
+            return;
         }
-        if *p == self.me
-            || self.zone_of(p) != self.my_zone
-            || self.zone.contains_key(p)
-            || self.mates.contains(p)
-        {
+        if *p == self.me || self.zone.contains_key(p) || self.mates.contains(p) {
             return;
         }
         if self.mates.len() >= MATES_CAP {
@@ -843,6 +850,7 @@ impl<P: PeerId> FleetView<P> {
                 }
             }
         }
+        self.recompute_leader();
     }
 
     /// This zone's counts, computed from the zone table.
@@ -976,13 +984,23 @@ impl<P: PeerId> FleetView<P> {
     /// The leader of the own group, as this node sees it: the issuer with the lowest id hash
     /// among the zone rows held for the group (every member agrees once its rows converged).
     pub fn group_leader(&self) -> Option<&P> {
-        if self.group_bits == 0 {
-            return None;
+        self.grp.as_ref()?.leader.as_ref()
+    }
+
+    /// Find the group's leader again (a zone row of the group came or went).
+    fn recompute_leader(&mut self) {
+        if self.grp.is_none() {
+            return;
         }
-        self.rows
+        let leader = self
+            .rows
             .range(self.zones_of_group(self.my_group))
             .map(|(_, r)| &r.issuer)
             .min_by_key(|p| p.stable_hash())
+            .cloned();
+        if let Some(g) = self.grp.as_mut() {
+            g.leader = leader;
+        }
     }
 
     /// The own group's aggregate: members and counts summed over the zone rows held for it.
@@ -1037,7 +1055,8 @@ impl<P: PeerId> FleetView<P> {
         key: &ed25519_dalek::SigningKey,
         cert: Option<Arc<Vec<u8>>>,
     ) -> Option<Arc<ZoneRow<P>>> {
-        if self.grp.is_none() {
+        // Only the leader sums the rows (every round: the sum's rounds of quiet count).
+        if self.group_leader() != Some(&self.me) {
             return None;
         }
         let (members, counts, zones) = self.group_aggregate();
@@ -1047,9 +1066,6 @@ impl<P: PeerId> FleetView<P> {
             g.last = (members, counts.clone());
         } else {
             g.quiet = g.quiet.saturating_add(1);
-        }
-        if self.group_leader() != Some(&self.me) {
-            return None;
         }
         let gk = self.my_group_key();
         if let Some(old) = self.rows.get(&gk) {
@@ -1163,8 +1179,12 @@ impl<P: PeerId> FleetView<P> {
             self.ranks[i] = rank.saturating_add(1);
         }
         self.toggle_print(row.zone, rank);
+        let leaf = self.grp.is_some() && !self.is_group_key(row.zone);
         if let Some(old) = self.rows.insert(row.zone, row) {
             self.toggle_print(old.zone, row_rank(&old));
+        }
+        if leaf {
+            self.recompute_leader();
         }
     }
 

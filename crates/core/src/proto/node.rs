@@ -1707,15 +1707,15 @@ impl<P: PeerId> Node<P> {
         let verdict = row
             .precheck_grouped(self.cfg.zone_bits, self.fleet.group_bits())
             .and_then(|()| {
-            let key = door
-                .node_key(&row.issuer)
-                .ok_or(RowRefusal::UnknownIssuer)?;
-            if door.verify_row(row, &key) {
-                Ok(())
-            } else {
-                Err(RowRefusal::BadSignature)
-            }
-        });
+                let key = door
+                    .node_key(&row.issuer)
+                    .ok_or(RowRefusal::UnknownIssuer)?;
+                if door.verify_row(row, &key) {
+                    Ok(())
+                } else {
+                    Err(RowRefusal::BadSignature)
+                }
+            });
         match verdict {
             Ok(()) => {
                 self.fleet.receive_row(&self.cfg, row);
@@ -1797,12 +1797,10 @@ impl<P: PeerId> Node<P> {
 
     /// The row of zone `z`: held, or fetched for a probe of its group.
     fn row_of_zone(&self, z: u32) -> Option<&Arc<ZoneRow<P>>> {
-        self.fleet.rows.get(&z).or_else(|| {
-            self.foreign
-                .get(&self.fleet.group_of_zone(z))?
-                .rows
-                .get(&z)
-        })
+        self.fleet
+            .rows
+            .get(&z)
+            .or_else(|| self.foreign.get(&self.fleet.group_of_zone(z))?.rows.get(&z))
     }
 
     /// A peer says it holds a version: fetch it if it is newer than anything we accepted.
@@ -2488,7 +2486,8 @@ impl<P: PeerId> Node<P> {
         for z in gone {
             if self.fleet.is_group_key(z) {
                 let zones = self.fleet.zones_of_group(z & !GROUP_FLAG);
-                self.probes.retain(|(pz, w), _| !(zones.contains(pz) && *w == k));
+                self.probes
+                    .retain(|(pz, w), _| !(zones.contains(pz) && *w == k));
             } else {
                 self.probes.remove(&(z, k));
             }
@@ -2578,7 +2577,15 @@ impl<P: PeerId> Node<P> {
         f.asks += 1;
         f.asked = Some(to.clone());
         let zones: Vec<u32> = self.fleet.zones_of_group(g).collect();
-        self.send(to, Message::RowWant { zones, rows: Vec::new() }, now, out);
+        self.send(
+            to,
+            Message::RowWant {
+                zones,
+                rows: Vec::new(),
+            },
+            now,
+            out,
+        );
     }
 
     /// Per wave of `version`: nodes, applied and healthy from the summaries; unhealthy from the
@@ -2675,8 +2682,10 @@ impl<P: PeerId> Node<P> {
                     .then(|| self.foreign.get(&g)?.rows.get(zone))
                     .flatten()
             };
-            let held = self.fleet.rows.get(zone).filter(|_| self.fleet.group_bits() == 0
-                || self.fleet.group_of_zone(*zone) == self.fleet.my_group);
+            let held = self.fleet.rows.get(zone).filter(|_| {
+                self.fleet.group_bits() == 0
+                    || self.fleet.group_of_zone(*zone) == self.fleet.my_group
+            });
             let Some(row) = held.or_else(foreign).filter(short) else {
                 continue;
             };

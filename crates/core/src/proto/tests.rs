@@ -297,47 +297,43 @@ fn lie(
                     }],
                     ..(*r).clone()
                 };
-                Arc::new(
-                    if let Some(times) =
-                        stall.filter(|_| own(r.zone))
-                    {
-                        // It may take its own forged row back from a peer: capped, so that its
-                        // claim does not grow with every round trip.
-                        let members = r.members.min(64).saturating_mul(times);
-                        fleet::ZoneRow {
-                            issuer: liar,
-                            // Far ahead of any honest row: it holds its zone's newest row, as a
-                            // liar re-issuing every round would.
-                            issued_ms: r.issued_ms + 600_000,
-                            counts: vec![fleet::Count {
-                                channel: "web".into(),
-                                version: version - 1,
-                                state: ApplyState::Held,
-                                healthy: true,
-                                target: version,
-                                wave: 0,
-                                n: members,
-                            }],
-                            members,
-                            ..row
-                        }
-                        .sign(&node_key(liar))
-                    } else if own(r.zone) {
-                        fleet::ZoneRow {
-                            issuer: liar,
-                            ..row
-                        }
-                        .sign(&node_key(liar))
-                    } else if r.zone % 2 == 0 {
-                        row
-                    } else {
-                        fleet::ZoneRow {
-                            issuer: liar,
-                            ..row
-                        }
-                        .sign(&node_key(liar))
-                    },
-                )
+                Arc::new(if let Some(times) = stall.filter(|_| own(r.zone)) {
+                    // It may take its own forged row back from a peer: capped, so that its
+                    // claim does not grow with every round trip.
+                    let members = r.members.min(64).saturating_mul(times);
+                    fleet::ZoneRow {
+                        issuer: liar,
+                        // Far ahead of any honest row: it holds its zone's newest row, as a
+                        // liar re-issuing every round would.
+                        issued_ms: r.issued_ms + 600_000,
+                        counts: vec![fleet::Count {
+                            channel: "web".into(),
+                            version: version - 1,
+                            state: ApplyState::Held,
+                            healthy: true,
+                            target: version,
+                            wave: 0,
+                            n: members,
+                        }],
+                        members,
+                        ..row
+                    }
+                    .sign(&node_key(liar))
+                } else if own(r.zone) {
+                    fleet::ZoneRow {
+                        issuer: liar,
+                        ..row
+                    }
+                    .sign(&node_key(liar))
+                } else if r.zone % 2 == 0 {
+                    row
+                } else {
+                    fleet::ZoneRow {
+                        issuer: liar,
+                        ..row
+                    }
+                    .sign(&node_key(liar))
+                })
             })
             .collect()
     };
@@ -1645,11 +1641,21 @@ fn groups_summarise_a_larger_fleet_exactly_with_the_own_groups_zone_rows_only() 
         assert_eq!(counts.applied_at_least("web", 1), 160, "node {}", n.id());
         for k in &keys {
             if k & fleet::GROUP_FLAG == 0 {
-                assert_eq!(f.group_of_zone(*k), f.my_group, "node {}: {keys:x?}", n.id());
+                assert_eq!(
+                    f.group_of_zone(*k),
+                    f.my_group,
+                    "node {}: {keys:x?}",
+                    n.id()
+                );
             }
         }
         let groups = keys.iter().filter(|k| *k & fleet::GROUP_FLAG != 0).count();
-        assert_eq!((keys.len(), groups), (4 + 2, 2), "node {}: {keys:x?}", n.id());
+        assert_eq!(
+            (keys.len(), groups),
+            (4 + 2, 2),
+            "node {}: {keys:x?}",
+            n.id()
+        );
     }
 }
 
@@ -1765,7 +1771,10 @@ fn a_peer_of_another_group_is_compared_and_synced_on_the_group_rows_alone() {
     for _ in 0..cfg.row_hot_rounds {
         va.take_hot_for(&cfg, false);
     }
-    assert_eq!(va.take_hot_for(&cfg, true), vec![(leaf_a.zone, fleet::row_rank(&leaf_a))]);
+    assert_eq!(
+        va.take_hot_for(&cfg, true),
+        vec![(leaf_a.zone, fleet::row_rank(&leaf_a))]
+    );
 }
 
 #[test]
@@ -1805,7 +1814,10 @@ fn the_groups_leader_sums_its_zone_rows_into_the_group_row() {
     let row = run(issuers[0]).expect("the leader issued no group row");
     assert_eq!(row.zone, fleet::GROUP_FLAG);
     assert_eq!(row.members, 1 + 3 * 20);
-    assert!(run(issuers[1]).is_none(), "a node that does not lead issued");
+    assert!(
+        run(issuers[1]).is_none(),
+        "a node that does not lead issued"
+    );
 }
 
 fn sign_status(node: u32, issued: u64) -> Arc<SignedStatus<u32>> {
