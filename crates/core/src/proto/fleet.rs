@@ -1287,7 +1287,7 @@ impl<P: PeerId> FleetView<P> {
             if out.len() >= cfg.rows_per_message {
                 break;
             }
-            if !same_group && !(grouped && h.0 & GROUP_FLAG != 0) {
+            if !(same_group || grouped && h.0 & GROUP_FLAG != 0) {
                 continue;
             }
             out.push((h.0, h.1));
