@@ -1068,8 +1068,16 @@ impl<P: PeerId> FleetView<P> {
             g.quiet = g.quiet.saturating_add(1);
         }
         let gk = self.my_group_key();
+        // A sum of other members (zone rows re-issued as a booting fleet's tables fill) waits
+        // as a zone's row of other members does; a sum of other counts alone (a release)
+        // follows the last row sooner (see GROUP_ROW_MIN_DIVISOR).
+        let resized = self.rows.get(&gk).is_none_or(|old| old.members != members);
         if let Some(old) = self.rows.get(&gk) {
-            let min = cfg.row_min_ms / GROUP_ROW_MIN_DIVISOR;
+            let min = if resized {
+                cfg.row_min_ms
+            } else {
+                cfg.row_min_ms / GROUP_ROW_MIN_DIVISOR
+            };
             if wall_ms.saturating_sub(old.issued_ms) < min || old.issued_ms >= wall_ms {
                 return None;
             }
@@ -1110,12 +1118,12 @@ impl<P: PeerId> FleetView<P> {
         // reach its leader over 2-5 rounds, and its row waits for them): a sum that has not
         // held still for a round waits, as a zone's counts do, at most as long; one that
         // lacks a zone of the group waits longer (a booting fleet).
-        let most = if complete {
-            ROW_COUNTS_SETTLE_MAX
+        let (quiet, most) = if !complete || resized {
+            (ROW_SETTLE_ROUNDS, ROW_SETTLE_MAX)
         } else {
-            ROW_SETTLE_MAX
+            (ROW_COUNTS_SETTLE_ROUNDS, ROW_COUNTS_SETTLE_MAX)
         };
-        if (g.quiet < ROW_COUNTS_SETTLE_ROUNDS || !complete) && g.waits < most {
+        if (g.quiet < quiet || !complete) && g.waits < most {
             g.waits += 1;
             return None;
         }
