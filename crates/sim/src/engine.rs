@@ -520,7 +520,7 @@ impl<'a> Engine<'a> {
         let my_group_key = (group_bits > 0).then(|| GROUP_FLAG | group_of(group_bits, &from));
         let group_members = self.nodes[from as usize].node.as_ref().map_or(0, |n| {
             let f = n.fleet();
-            let g = f.my_group;
+            let g = f.my_group();
             f.rows
                 .range(f.zones_of_group(g))
                 .filter(|(z, _)| **z != my_zone)

@@ -249,7 +249,6 @@ pub struct FleetView<P> {
     /// Groups of zones (0: none): see [`Config::group_bits`]. With groups, `rows` holds the
     /// zone rows of the own group's zones and one row per group (key [`GROUP_FLAG`] | group).
     group_bits: u8,
-    pub my_group: u32,
     /// What only a fleet with groups needs (boxed: a node without groups pays one pointer).
     grp: Option<Box<GroupState<P>>>,
     pub my_zone: u32,
@@ -315,6 +314,25 @@ struct GroupState<P> {
     last: (u32, Vec<Count>),
     quiet: u32,
     waits: u32,
+    /// group → the zone rows of another group, asked of one of its members when that
+    /// group's row alone held this node's gate (`Node::probe_stalls`): they resolve the group
+    /// to its zones, each row signed by a member of its zone, and the one zone that holds
+    /// the wave is probed as any other. (Here rather than in `Node`: a node without groups
+    /// pays nothing for it.)
+    foreign: BTreeMap<u32, Foreign<P>>,
+}
+
+/// The zone rows of another group, fetched for a probe (see [`FleetView::foreign`]).
+#[derive(Debug, Clone)]
+pub struct Foreign<P> {
+    /// When they were last asked for (mono ms), and how many times (each time of another
+    /// member, in turn).
+    pub asked_ms: u64,
+    pub asks: u32,
+    /// The member last asked (rows from anyone else are not taken here).
+    pub asked: Option<P>,
+    /// The rows received, verified, the highest rank per zone.
+    pub rows: BTreeMap<u32, Arc<ZoneRow<P>>>,
 }
 
 /// A leader issues a row that counts other members than the one held only once its table has
@@ -398,7 +416,6 @@ impl<P: PeerId> FleetView<P> {
         FleetView {
             zone_bits,
             group_bits,
-            my_group: group_of(group_bits, &me),
             grp: (group_bits > 0).then(|| {
                 Box::new(GroupState {
                     print: 0,
@@ -407,6 +424,7 @@ impl<P: PeerId> FleetView<P> {
                     last: (0, Vec::new()),
                     quiet: 0,
                     waits: 0,
+                    foreign: BTreeMap::new(),
                 })
             }),
             my_zone: zone_of(zone_bits, &me),
@@ -439,6 +457,21 @@ impl<P: PeerId> FleetView<P> {
         self.group_bits
     }
 
+    /// The own group (0 without groups).
+    pub fn my_group(&self) -> u32 {
+        self.group_of_zone(self.my_zone)
+    }
+
+    /// Zone rows of other groups fetched for a wave probe (`Node::probe_stalls`), by group;
+    /// None without groups.
+    pub fn foreign(&self) -> Option<&BTreeMap<u32, Foreign<P>>> {
+        self.grp.as_ref().map(|g| &g.foreign)
+    }
+
+    pub fn foreign_mut(&mut self) -> Option<&mut BTreeMap<u32, Foreign<P>>> {
+        self.grp.as_mut().map(|g| &mut g.foreign)
+    }
+
     pub fn group_of(&self, p: &P) -> u32 {
         group_of(self.group_bits, p)
     }
@@ -459,13 +492,13 @@ impl<P: PeerId> FleetView<P> {
 
     /// The key of the own group's row.
     pub fn my_group_key(&self) -> u32 {
-        GROUP_FLAG | self.my_group
+        GROUP_FLAG | self.my_group()
     }
 
     /// Whether `p` belongs to the own group (always, without groups): such a peer holds the
     /// same zone rows, and exchanges them with this node.
     pub fn same_group(&self, p: &P) -> bool {
-        self.group_bits == 0 || self.group_of(p) == self.my_group
+        self.group_bits == 0 || self.group_of(p) == self.my_group()
     }
 
     /// The zones of group `g`.
@@ -480,7 +513,7 @@ impl<P: PeerId> FleetView<P> {
             (key & !GROUP_FLAG) >> self.group_bits == 0
         } else {
             ((key as u64) >> self.zone_bits == 0 || self.zone_bits >= 32)
-                && self.group_of_zone(key) == self.my_group
+                && self.group_of_zone(key) == self.my_group()
         }
     }
 
@@ -706,7 +739,7 @@ impl<P: PeerId> FleetView<P> {
             // With groups, a member of the own group (of another zone) is a partner for the
             // group's zone rows. (This runs for every peer id seen: the group state, a pointer
             // away, is touched only for those.)
-            if self.group_bits > 0 && self.group_of_zone(zone) == self.my_group {
+            if self.group_bits > 0 && self.group_of_zone(zone) == self.my_group() {
                 if let Some(g) = self.grp.as_mut().filter(|g| !g.mates.contains(p)) {
                     if g.mates.len() >= MATES_CAP {
                         // One of them in place of another, drawn by the newcomer's hash.
@@ -788,7 +821,7 @@ impl<P: PeerId> FleetView<P> {
         if !mates.is_empty() && super::below(rng, 2) == 0 {
             return Some(mates[super::below(rng, mates.len())].clone());
         }
-        let zones = self.zones_of_group(self.my_group);
+        let zones = self.zones_of_group(self.my_group());
         let z = zones.start + super::below(rng, zones.len()) as u32;
         if z != self.my_zone {
             if let Some(r) = self.rows.get(&z) {
@@ -994,7 +1027,7 @@ impl<P: PeerId> FleetView<P> {
         }
         let leader = self
             .rows
-            .range(self.zones_of_group(self.my_group))
+            .range(self.zones_of_group(self.my_group()))
             .map(|(_, r)| &r.issuer)
             .min_by_key(|p| p.stable_hash())
             .cloned();
@@ -1009,7 +1042,7 @@ impl<P: PeerId> FleetView<P> {
         let mut m: BTreeMap<Key, u32> = BTreeMap::new();
         let mut members = 0u32;
         let mut zones = 0;
-        for (_, r) in self.rows.range(self.zones_of_group(self.my_group)) {
+        for (_, r) in self.rows.range(self.zones_of_group(self.my_group())) {
             zones += 1;
             members = members.saturating_add(r.members);
             for c in &r.counts {
@@ -1090,7 +1123,7 @@ impl<P: PeerId> FleetView<P> {
         let mut contacts = vec![self.me.clone()];
         contacts.extend(
             self.rows
-                .range(self.zones_of_group(self.my_group))
+                .range(self.zones_of_group(self.my_group()))
                 .map(|(_, r)| r.issuer.clone())
                 .filter(|p| *p != self.me)
                 .take(2),
@@ -1112,7 +1145,7 @@ impl<P: PeerId> FleetView<P> {
         {
             return None;
         }
-        let complete = zones == self.zones_of_group(self.my_group).len();
+        let complete = zones == self.zones_of_group(self.my_group()).len();
         let g = self.grp.as_mut()?;
         // Zone rows reach the leader over a few rounds after a release (each zone's statuses
         // reach its leader over 2-5 rounds, and its row waits for them): a sum that has not
@@ -1406,7 +1439,7 @@ impl<P: PeerId> FleetView<P> {
         }
         if self.group_bits > 0 {
             // Every zone of the own group and every other group has a row.
-            let zones = self.zones_of_group(self.my_group);
+            let zones = self.zones_of_group(self.my_group());
             let (leaf, groups) = (zones.len(), 1usize << self.group_bits);
             let mine = self.my_group_key();
             let leaves = self.rows.range(zones).filter(|(z, _)| **z != self.my_zone);
@@ -1445,7 +1478,7 @@ impl<P: PeerId> FleetView<P> {
             let own: u64 = table
                 + self
                     .rows
-                    .range(self.zones_of_group(self.my_group))
+                    .range(self.zones_of_group(self.my_group()))
                     .filter(|(z, _)| **z != self.my_zone)
                     .map(|(_, r)| members(r))
                     .sum::<u64>();

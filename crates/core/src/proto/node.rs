@@ -12,7 +12,7 @@
 
 use super::config::Config;
 use super::door::Door;
-use super::fleet::{row_rank, FleetView, RowRefusal, ZoneRow, GROUP_FLAG};
+use super::fleet::{row_rank, FleetView, Foreign, RowRefusal, ZoneRow, GROUP_FLAG};
 use super::membership::Membership;
 use super::message::{Announcement, Digest, Message, WireBundle};
 use super::rollout::{self, Decision, Wait, WaveTally};
@@ -253,11 +253,6 @@ pub struct Node<P> {
     /// that wave: the zone's signed statuses of the wave, asked of one of its members, judge
     /// the zone in place of its row (`Node::probe_stalls`).
     probes: BTreeMap<(u32, u8), Probe<P>>,
-    /// group → the zone rows of another group, asked of one of its members when that
-    /// group's row alone held this node's gate (`Node::probe_stalls`): they resolve the group
-    /// to its zones, each row signed by a member of its zone, and the one zone that holds
-    /// the wave is probed as any other.
-    foreign: BTreeMap<u32, Foreign<P>>,
     /// Nodes whose status was asked for on demand, and when (mono ms); at most
     /// [`ON_DEMAND`], the oldest dropped first.
     asked: Vec<(P, u64)>,
@@ -356,18 +351,6 @@ impl<P: PeerId> Probe<P> {
     }
 }
 
-/// The zone rows of another group, fetched for a probe (see `Node::foreign`).
-struct Foreign<P> {
-    /// When they were last asked for (mono ms), and how many times (each time of another
-    /// member, in turn).
-    asked_ms: u64,
-    asks: u32,
-    /// The member last asked (rows from anyone else are not taken here).
-    asked: Option<P>,
-    /// The rows received, verified, the highest rank per zone.
-    rows: BTreeMap<u32, Arc<ZoneRow<P>>>,
-}
-
 /// A held gate asks again after this many rounds (a member's statuses go on changing as
 /// the wave applies).
 const PROBE_EVERY_ROUNDS: u64 = 4;
@@ -406,7 +389,6 @@ impl<P: PeerId> Node<P> {
             started_ms: None,
             complete_since: BTreeMap::new(),
             probes: BTreeMap::new(),
-            foreign: BTreeMap::new(),
             asked: Vec::new(),
             fetched: Vec::new(),
             sizes: BTreeMap::new(),
@@ -1286,7 +1268,9 @@ impl<P: PeerId> Node<P> {
             }
             Message::Rows(rows) => {
                 for row in &rows {
-                    if !self.foreign.is_empty() && !self.fleet.wants_row(row) {
+                    if self.fleet.foreign().is_some_and(|m| !m.is_empty())
+                        && !self.fleet.wants_row(row)
+                    {
                         self.take_foreign_row(&from, row, door, out);
                         continue;
                     }
@@ -1737,7 +1721,7 @@ impl<P: PeerId> Node<P> {
         }
     }
 
-    /// A zone row of another group, from the member asked for them (`Node::foreign`): kept,
+    /// A zone row of another group, from the member asked for them (`FleetView::foreign`): kept,
     /// under the checks of [`Node::take_row`], when it outranks the one held for its zone.
     /// Rows of other groups that were not asked for are dropped in silence, as any row not
     /// wanted (a peer's rumor may cross a fetch).
@@ -1752,7 +1736,7 @@ impl<P: PeerId> Node<P> {
             return;
         }
         let g = self.fleet.group_of_zone(row.zone);
-        let Some(f) = self.foreign.get(&g) else {
+        let Some(f) = self.fleet.foreign().and_then(|m| m.get(&g)) else {
             return;
         };
         if f.asked.as_ref() != Some(from)
@@ -1776,7 +1760,7 @@ impl<P: PeerId> Node<P> {
             });
         match verdict {
             Ok(()) => {
-                if let Some(f) = self.foreign.get_mut(&g) {
+                if let Some(f) = self.fleet.foreign_mut().and_then(|m| m.get_mut(&g)) {
                     f.rows.insert(row.zone, row.clone());
                 }
             }
@@ -1791,16 +1775,19 @@ impl<P: PeerId> Node<P> {
 
     /// The zone rows of group `g` fetched for a probe, when they cover every zone of it.
     fn foreign_rows(&self, g: u32) -> Option<&BTreeMap<u32, Arc<ZoneRow<P>>>> {
-        let f = self.foreign.get(&g)?;
+        let f = self.fleet.foreign()?.get(&g)?;
         (f.rows.len() == self.fleet.zones_of_group(g).len()).then_some(&f.rows)
     }
 
     /// The row of zone `z`: held, or fetched for a probe of its group.
     fn row_of_zone(&self, z: u32) -> Option<&Arc<ZoneRow<P>>> {
-        self.fleet
-            .rows
-            .get(&z)
-            .or_else(|| self.foreign.get(&self.fleet.group_of_zone(z))?.rows.get(&z))
+        self.fleet.rows.get(&z).or_else(|| {
+            self.fleet
+                .foreign()?
+                .get(&self.fleet.group_of_zone(z))?
+                .rows
+                .get(&z)
+        })
     }
 
     /// A peer says it holds a version: fetch it if it is newer than anything we accepted.
@@ -2145,7 +2132,9 @@ impl<P: PeerId> Node<P> {
         let already_halted = ch.rollout.as_ref().and_then(|r| r.halted).is_some();
         // Zone rows of other groups fetched for a probe are kept while fresh.
         let fresh = SIZE_FRESH_ROUNDS * self.cfg.round_ms.max(1);
-        self.foreign.retain(|_, f| now.mono_ms < f.asked_ms + fresh);
+        if let Some(m) = self.fleet.foreign_mut() {
+            m.retain(|_, f| now.mono_ms < f.asked_ms + fresh);
+        }
         let (tallies, all_received, view_nodes) =
             self.tallies(channel, version, policy.waves.len());
         // Waves are judged only on a view that looks whole. A node that just restarted, or
@@ -2545,7 +2534,7 @@ impl<P: PeerId> Node<P> {
     /// at most once per `PROBE_EVERY_ROUNDS` rounds, each time of the next member in turn.
     fn ask_group_rows(&mut self, g: u32, issuer: &P, now: Now, out: &mut Vec<Action<P>>) {
         let every = PROBE_EVERY_ROUNDS * self.cfg.round_ms.max(1);
-        let asks = match self.foreign.get(&g) {
+        let asks = match self.fleet.foreign().and_then(|m| m.get(&g)) {
             Some(f) if now.mono_ms < f.asked_ms + every => return,
             Some(f) => f.asks,
             None => 0,
@@ -2567,7 +2556,10 @@ impl<P: PeerId> Node<P> {
             return;
         }
         let to = peers[asks as usize % peers.len()].clone();
-        let f = self.foreign.entry(g).or_insert(Foreign {
+        let Some(m) = self.fleet.foreign_mut() else {
+            return;
+        };
+        let f = m.entry(g).or_insert(Foreign {
             asked_ms: now.mono_ms,
             asks: 0,
             asked: None,
@@ -2629,7 +2621,7 @@ impl<P: PeerId> Node<P> {
         // that wave of the group is judged on its zone rows, each signed by a member of its
         // zone, not on the group's row.
         let mut resolved: Vec<(u32, u8)> = Vec::new();
-        for g in self.foreign.keys() {
+        for g in self.fleet.foreign().into_iter().flat_map(|m| m.keys()) {
             let (Some(rows), Some(grow)) = (
                 self.foreign_rows(*g),
                 self.fleet.rows.get(&(GROUP_FLAG | g)),
@@ -2679,12 +2671,12 @@ impl<P: PeerId> Node<P> {
                 let g = self.fleet.group_of_zone(*zone);
                 resolved
                     .contains(&(g, *k))
-                    .then(|| self.foreign.get(&g)?.rows.get(zone))
+                    .then(|| self.fleet.foreign()?.get(&g)?.rows.get(zone))
                     .flatten()
             };
             let held = self.fleet.rows.get(zone).filter(|_| {
                 self.fleet.group_bits() == 0
-                    || self.fleet.group_of_zone(*zone) == self.fleet.my_group
+                    || self.fleet.group_of_zone(*zone) == self.fleet.my_group()
             });
             let Some(row) = held.or_else(foreign).filter(short) else {
                 continue;

@@ -1643,7 +1643,7 @@ fn groups_summarise_a_larger_fleet_exactly_with_the_own_groups_zone_rows_only() 
             if k & fleet::GROUP_FLAG == 0 {
                 assert_eq!(
                     f.group_of_zone(*k),
-                    f.my_group,
+                    f.my_group(),
                     "node {}: {keys:x?}",
                     n.id()
                 );
