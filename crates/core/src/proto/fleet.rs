@@ -29,6 +29,14 @@
 //! ranks) converge as before. A node also issues no row that would not outrank the one it
 //! holds for its zone: a partial table does not even try.
 //!
+//! **Groups of zones** (`group_bits` > 0, fleets of 20,000 and more): zones whose numbers share
+//! their top `group_bits` bits form a group. A node then holds the zone rows of its own group
+//! only, and one *group row* per group (key [`GROUP_FLAG`] | group: the sum of that group's
+//! zone rows, issued by the group's leader, the lowest id hash among the issuers of the group's
+//! zone rows, and taken only from a member of the group). Zone rows spread within their group,
+//! group rows fleet-wide; the rows print a digest carries depends on the receiver's group
+//! ([`FleetView::rows_print_for`]). ARCHITECTURE.md, "Groups of zones".
+//!
 //! With `zone_bits = 0` there is one zone: a small fleet has the whole table. Per node this is
 //! `Z` statuses + `N/Z` rows; with zones of about √N·c nodes both stay small (see
 //! ARCHITECTURE.md for measured figures).
@@ -1101,10 +1109,14 @@ impl<P: PeerId> FleetView<P> {
             g.quiet = g.quiet.saturating_add(1);
         }
         let gk = self.my_group_key();
-        // A sum of other members (zone rows re-issued as a booting fleet's tables fill) waits
-        // as a zone's row of other members does; a sum of other counts alone (a release)
+        // A sum of many other members (zone rows re-issued as a booting fleet's tables fill)
+        // waits as a zone's row of other members does; a sum of other counts alone (a release)
         // follows the last row sooner (see GROUP_ROW_MIN_DIVISOR).
-        let resized = self.rows.get(&gk).is_none_or(|old| old.members != members);
+        // (By more than 1/32: one status more or less in the group is a count, not a boot.)
+        let resized = self
+            .rows
+            .get(&gk)
+            .is_none_or(|old| old.members.abs_diff(members) * 32 > old.members);
         if let Some(old) = self.rows.get(&gk) {
             let min = if resized {
                 cfg.row_min_ms
