@@ -31,4 +31,6 @@ sweep simulations/lan-1k.toml 2 3 4 5 6
 sweep simulations/rollout-bad.toml $(seq 1 10)
 sweep simulations/rollout-liar-stall.toml 1 2 3 4 5
 sweep simulations/rollout-liar-stall-inflated.toml $(seq 1 10)
+sweep simulations/groups-rollout-liar.toml 2 3
+sweep simulations/groups-rollout-liar-stall.toml 2 3
 echo DONE >>"$O"

@@ -32,7 +32,7 @@ use driftless_core::definition::{
     CompiledDefinition, Ownership, Resource, ResourceKind, RolloutPolicy,
 };
 use driftless_core::labels::{Labels, Targets};
-use driftless_core::proto::fleet::{row_rank, zone_of, Count};
+use driftless_core::proto::fleet::{group_of, row_rank, zone_of, Count, GROUP_FLAG};
 use driftless_core::proto::rollout::wave_of;
 use driftless_core::proto::{
     splitmix64, Action, ApplyState, ChannelStatus, Config, Event, Message, Node, Now, PeerId,
@@ -547,6 +547,21 @@ impl Shard {
             .node
             .as_ref()
             .map_or(0, |n| n.fleet().zone.len() as u32);
+        // With groups it is a member of its group too, and may sign the group's row: it
+        // lies there as in its zone's row, its group counted as its table and the other
+        // zone rows of the group it holds add up (its own zone's row may be its own forgery).
+        let group_bits = fx.cfg.group_bits;
+        let my_group_key = (group_bits > 0).then(|| GROUP_FLAG | group_of(group_bits, &from));
+        let group_members = self.nodes[l].node.as_ref().map_or(0, |n| {
+            let f = n.fleet();
+            let g = f.my_group();
+            f.rows
+                .range(f.zones_of_group(g))
+                .filter(|(z, _)| **z != my_zone)
+                .map(|(_, r)| r.members)
+                .sum::<u32>()
+                + my_members
+        });
         let forge_row = |r: &ZoneRow<u32>| {
             let row = ZoneRow {
                 zone: r.zone,
@@ -573,7 +588,9 @@ impl Shard {
                 }
                 .sign(key)
             };
-            Arc::new(if r.zone == my_zone {
+            let own_group = Some(r.zone) == my_group_key;
+            let my_members = if own_group { group_members } else { my_members };
+            Arc::new(if r.zone == my_zone || own_group {
                 let members = row.members.max(my_members);
                 match liar_mode {
                     LiarMode::Advance => signed_by_me(ZoneRow { members, ..row }),
@@ -973,6 +990,7 @@ impl<'a> Engine<'a> {
         let n = sc.nodes;
         let mut cfg = Config {
             zone_bits: Config::zone_bits_for(n),
+            group_bits: Config::group_bits_for(n),
             reapply_ms: sc.fleet.reapply_ms,
             ..Config::default()
         };
@@ -988,6 +1006,11 @@ impl<'a> Engine<'a> {
         }
         if let Some(z) = sc.protocol.zone_bits {
             cfg.zone_bits = z;
+            // Zones set by hand: groups only when asked for too.
+            cfg.group_bits = 0;
+        }
+        if let Some(g) = sc.protocol.group_bits {
+            cfg.group_bits = g.min(cfg.zone_bits);
         }
         let mut seed32 = [0u8; 32];
         rng.fill_bytes(&mut seed32);

@@ -89,6 +89,9 @@ pub struct Protocol {
     pub active_size: Option<usize>,
     pub peer_timeout_ms: Option<u64>,
     pub zone_bits: Option<u8>,
+    /// Groups of zones (`Config::group_bits`); by default `Config::group_bits_for(N)`, or
+    /// none when `zone_bits` is set.
+    pub group_bits: Option<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -302,6 +305,7 @@ struct RawProtocol {
     active_size: Option<usize>,
     peer_timeout: Option<String>,
     zone_bits: Option<u8>,
+    group_bits: Option<u8>,
 }
 
 #[derive(Deserialize)]
@@ -479,6 +483,7 @@ impl Scenario {
                 Some(_) => Some(dur("peer_timeout", &raw.protocol.peer_timeout, 0)?),
             },
             zone_bits: raw.protocol.zone_bits,
+            group_bits: raw.protocol.group_bits,
         };
         let mut timeline = Vec::new();
         for (i, s) in raw.timeline.iter().enumerate() {

@@ -46,6 +46,13 @@ pub struct Config {
     /// zone and hold each other's full status. 0: one zone, everyone sees everyone (small
     /// fleets). Choose so that zones hold about 100–200 nodes: [`Config::zone_bits_for`].
     pub zone_bits: u8,
+    /// Groups of zones, the fleet view's second level: zones whose numbers share their top
+    /// `group_bits` bits (node ids whose hashes share their top `group_bits` bits) form a
+    /// group. A node holds the rows of its own group's zones and one row per group (the sum
+    /// of that group's zone rows, signed by a member of the group), so rows per node are
+    /// `2^(zone_bits - group_bits) + 2^group_bits` instead of `2^zone_bits`. 0: no groups
+    /// (every node holds every zone's row). At most `zone_bits`. [`Config::group_bits_for`].
+    pub group_bits: u8,
     /// A new own status is pushed at once to this many random zone members; the zone sync of
     /// every round repairs the rest.
     pub status_fanout: usize,
@@ -93,6 +100,7 @@ impl Default for Config {
             push_grace_ms: 80,
             tree_hold_ms: 100,
             zone_bits: 0,
+            group_bits: 0,
             status_fanout: 3,
             notable_cap: 64,
             notable_per_round: 2,
@@ -114,12 +122,39 @@ impl Config {
     /// that the rows (N/Z per node) do not outgrow the zone table (Z per node): at 100,000
     /// nodes, 256 zones of ~390 nodes rather than 512 of ~195.
     pub fn zone_bits_for(nodes: usize) -> u8 {
+        if nodes >= GROUPS_FROM {
+            // With groups, zones of 64–128 nodes: rows grow as the root of the zone count,
+            // not of N (see `group_bits_for`).
+            let mut bits = 0u8;
+            while bits < 24 && (nodes >> bits) > 128 {
+                bits += 1;
+            }
+            return bits;
+        }
         let mut bits = 0u8;
         while bits < 24 && (nodes >> bits) > 256 {
             bits += 1;
         }
         let half = (usize::BITS - nodes.max(1).leading_zeros() - 1) / 2;
         bits.min(half as u8)
+    }
+}
+
+/// Fleets of at least this many nodes get groups ([`Config::group_bits_for`]): below it,
+/// zones of √N-capped size and N/Z rows cost less than a second level (10,000 nodes: 64
+/// rows, zones of 156).
+pub const GROUPS_FROM: usize = 20_000;
+
+impl Config {
+    /// Group bits for a fleet of about `nodes`: none below [`GROUPS_FROM`], then half the zone
+    /// bits (rounded down), so that the zone rows of one group (`2^(zone_bits-group_bits)`) and
+    /// the group rows (`2^group_bits`) are about as many: at 100,000 nodes 1,024 zones of ~98
+    /// in 32 groups, 32 + 32 rows per node (without groups: 256 rows, zones of ~390).
+    pub fn group_bits_for(nodes: usize) -> u8 {
+        if nodes < GROUPS_FROM {
+            return 0;
+        }
+        Config::zone_bits_for(nodes) / 2
     }
 }
 

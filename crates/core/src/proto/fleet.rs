@@ -29,6 +29,14 @@
 //! ranks) converge as before. A node also issues no row that would not outrank the one it
 //! holds for its zone: a partial table does not even try.
 //!
+//! **Groups of zones** (`group_bits` > 0, fleets of 20,000 and more): zones whose numbers share
+//! their top `group_bits` bits form a group. A node then holds the zone rows of its own group
+//! only, and one *group row* per group (key [`GROUP_FLAG`] | group: the sum of that group's
+//! zone rows, issued by the group's leader, the lowest id hash among the issuers of the group's
+//! zone rows, and taken only from a member of the group). Zone rows spread within their group,
+//! group rows fleet-wide; the rows print a digest carries depends on the receiver's group
+//! ([`FleetView::rows_print_for`]). ARCHITECTURE.md, "Groups of zones".
+//!
 //! With `zone_bits = 0` there is one zone: a small fleet has the whole table. Per node this is
 //! `Z` statuses + `N/Z` rows; with zones of about √N·c nodes both stay small (see
 //! ARCHITECTURE.md for measured figures).
@@ -178,10 +186,21 @@ impl<P: PeerId> ZoneRow<P> {
     /// The checks that need no key, cheapest first: signed at all, and by a member of the
     /// zone it describes.
     pub fn precheck(&self, zone_bits: u8) -> Result<(), RowRefusal> {
+        self.precheck_grouped(zone_bits, 0)
+    }
+
+    /// [`ZoneRow::precheck`] in a fleet with groups: a group row (`zone` = [`GROUP_FLAG`] |
+    /// group) must be signed by a member of that group, as a zone row by a member of its zone.
+    pub fn precheck_grouped(&self, zone_bits: u8, group_bits: u8) -> Result<(), RowRefusal> {
         if self.sig.is_empty() {
             return Err(RowRefusal::Unsigned);
         }
-        if zone_of(zone_bits, &self.issuer) != self.zone {
+        let inside = if group_bits > 0 && self.zone & GROUP_FLAG != 0 {
+            group_of(group_bits, &self.issuer) == self.zone & !GROUP_FLAG
+        } else {
+            zone_of(zone_bits, &self.issuer) == self.zone
+        };
+        if !inside {
             return Err(RowRefusal::IssuerOutsideZone);
         }
         Ok(())
@@ -197,6 +216,11 @@ impl<P: PeerId> ZoneRow<P> {
             && check.check(key, &[ROW_CONTEXT, &self.signed_bytes()], &self.sig)
     }
 }
+
+/// The `zone` of a group row is this flag | the group: group rows travel and are checked as
+/// zone rows do (the same message types and signature), and no zone number has this bit
+/// (zones are at most 2^24).
+pub const GROUP_FLAG: u32 = 1 << 31;
 
 /// What a row signature covers: `"DLZR" 1 (zone, issued_ms, issuer, members, counts,
 /// contacts)`.
@@ -230,6 +254,11 @@ impl ChannelCounts {
 #[derive(Debug, Clone)]
 pub struct FleetView<P> {
     zone_bits: u8,
+    /// Groups of zones (0: none): see [`Config::group_bits`]. With groups, `rows` holds the
+    /// zone rows of the own group's zones and one row per group (key [`GROUP_FLAG`] | group).
+    group_bits: u8,
+    /// What only a fleet with groups needs (boxed: a node without groups pays one pointer).
+    grp: Option<Box<GroupState<P>>>,
     pub my_zone: u32,
     me: P,
     /// Full statuses of the own zone, the node itself included, each with its `issued_ms`
@@ -266,7 +295,7 @@ pub struct FleetView<P> {
     mates: Vec<P>,
     /// The zone table's size at the last [`FleetView::maybe_issue_row`], the rounds since it
     /// last grew, and the rounds a row has waited for it to stop growing.
-    table_len: usize,
+    table_len: u32,
     quiet_rounds: u32,
     settle_waits: u32,
     /// The leader's own counts at the last [`FleetView::maybe_issue_row`], the rounds since
@@ -274,6 +303,46 @@ pub struct FleetView<P> {
     last_counts: Vec<Count>,
     counts_quiet: u32,
     count_waits: u32,
+}
+
+/// The group-level state of a [`FleetView`] (fleets with groups only).
+#[derive(Debug, Clone, Default)]
+struct GroupState<P> {
+    /// XOR of a hash of (key, rank) over the group rows: what a peer of another group
+    /// compares (it holds none of this group's zone rows).
+    print: u64,
+    /// Members of the own group outside the own zone, seen on the network (newest kept, at
+    /// most [`MATES_CAP`]): partners for exchanging the group's zone rows.
+    mates: Vec<P>,
+    /// The group's leader as this node sees it ([`FleetView::group_leader`]), found again
+    /// whenever a zone row of the group changes (not every round: it reads every row).
+    leader: Option<P>,
+    /// The group's aggregate at the last [`FleetView::maybe_issue_group_row`], the rounds
+    /// since it last changed, and the rounds a group row has waited for it to settle.
+    last: (u32, Vec<Count>),
+    quiet: u32,
+    waits: u32,
+    /// group → the zone rows of another group, asked of one of its members when that
+    /// group's row alone held this node's gate (`Node::probe_stalls`): they resolve the group
+    /// to its zones, each row signed by a member of its zone, and the one zone that holds
+    /// the wave is probed as any other. (Here rather than in `Node`: a node without groups
+    /// pays nothing for it.)
+    foreign: BTreeMap<u32, Foreign<P>>,
+    /// The round of the last row sync with a group mate while rows were on their way.
+    synced_round: u64,
+}
+
+/// The zone rows of another group, fetched for a probe (see [`FleetView::foreign`]).
+#[derive(Debug, Clone)]
+pub struct Foreign<P> {
+    /// When they were last asked for (mono ms), and how many times (each time of another
+    /// member, in turn).
+    pub asked_ms: u64,
+    pub asks: u32,
+    /// The member last asked (rows from anyone else are not taken here).
+    pub asked: Option<P>,
+    /// The rows received, verified, the highest rank per zone.
+    pub rows: BTreeMap<u32, Arc<ZoneRow<P>>>,
 }
 
 /// A leader issues a row that counts other members than the one held only once its table has
@@ -296,6 +365,18 @@ const ROW_COUNTS_SETTLE_ROUNDS: u32 = 1;
 /// often issued a partial row at the third round anyway, and the full one came 5 s later
 /// than before (bench-30k missed "fleet view exact by 59s": 192 of 200).
 const ROW_COUNTS_SETTLE_MAX: u32 = 5;
+
+/// A group's row is re-issued at most every `row_min_ms` / this: it waits for its zone rows
+/// to hold still for a round anyway, and a release reaches the zones of a group over several
+/// seconds, so its first row after a release is often partial; at 30,000 nodes the full one
+/// came `row_min_ms` (5 s) later and 18 of 200 nodes counted exactly 15 s after a release
+/// (flat zones: 58), at 2.5 s 195 of 200, for slightly fewer bytes (fewer row syncs).
+const GROUP_ROW_MIN_DIVISOR: u64 = 2;
+
+/// With groups, a row sync with a group mate while rows are on their way at most every this
+/// many rounds (`FleetView::group_sync_due`): at 100k, 1-2 of 200 nodes still held stale zone
+/// rows of their group 19 s after a release without it, none with it (+10% bytes).
+const GROUP_SYNC_ROUNDS: u64 = 4;
 
 /// Zone mates remembered beside the table (a newcomer needs one to start its zone syncs).
 const MATES_CAP: usize = 8;
@@ -346,8 +427,22 @@ fn entry_print<P: PeerId>(p: &P, issued: u64) -> u64 {
 impl<P: PeerId> FleetView<P> {
     pub fn new(cfg: &Config, me: P) -> Self {
         let zone_bits = cfg.zone_bits;
+        let group_bits = cfg.group_bits.min(zone_bits);
         FleetView {
             zone_bits,
+            group_bits,
+            grp: (group_bits > 0).then(|| {
+                Box::new(GroupState {
+                    print: 0,
+                    mates: Vec::new(),
+                    leader: None,
+                    last: (0, Vec::new()),
+                    quiet: 0,
+                    waits: 0,
+                    foreign: BTreeMap::new(),
+                    synced_round: 0,
+                })
+            }),
             my_zone: zone_of(zone_bits, &me),
             me,
             zone: BTreeMap::new(),
@@ -372,6 +467,114 @@ impl<P: PeerId> FleetView<P> {
 
     pub fn zone_of(&self, p: &P) -> u32 {
         zone_of(self.zone_bits, p)
+    }
+
+    pub fn group_bits(&self) -> u8 {
+        self.group_bits
+    }
+
+    /// Whether to sync rows with `p` although rows are on their way (see `Node`'s digest
+    /// handling): with groups, for a peer of the own group, at most once per
+    /// [`GROUP_SYNC_ROUNDS`] rounds; never without groups.
+    pub fn group_sync_due(&mut self, p: &P, round: u64) -> bool {
+        let same = self.same_group(p);
+        let Some(g) = self.grp.as_mut() else {
+            return false;
+        };
+        if !same || round < g.synced_round + GROUP_SYNC_ROUNDS {
+            return false;
+        }
+        g.synced_round = round;
+        true
+    }
+
+    /// The own group (0 without groups).
+    pub fn my_group(&self) -> u32 {
+        self.group_of_zone(self.my_zone)
+    }
+
+    /// Zone rows of other groups fetched for a wave probe (`Node::probe_stalls`), by group;
+    /// None without groups.
+    pub fn foreign(&self) -> Option<&BTreeMap<u32, Foreign<P>>> {
+        self.grp.as_ref().map(|g| &g.foreign)
+    }
+
+    pub fn foreign_mut(&mut self) -> Option<&mut BTreeMap<u32, Foreign<P>>> {
+        self.grp.as_mut().map(|g| &mut g.foreign)
+    }
+
+    pub fn group_of(&self, p: &P) -> u32 {
+        group_of(self.group_bits, p)
+    }
+
+    /// The group of zone `z` (0 without groups).
+    pub fn group_of_zone(&self, z: u32) -> u32 {
+        if self.group_bits == 0 {
+            0
+        } else {
+            z >> (self.zone_bits - self.group_bits)
+        }
+    }
+
+    /// Whether `key` names a group row (not a zone row).
+    pub fn is_group_key(&self, key: u32) -> bool {
+        self.group_bits > 0 && key & GROUP_FLAG != 0
+    }
+
+    /// The key of the own group's row.
+    pub fn my_group_key(&self) -> u32 {
+        GROUP_FLAG | self.my_group()
+    }
+
+    /// Whether `p` belongs to the own group (always, without groups): such a peer holds the
+    /// same zone rows, and exchanges them with this node.
+    pub fn same_group(&self, p: &P) -> bool {
+        self.group_bits == 0 || self.group_of(p) == self.my_group()
+    }
+
+    /// The zones of group `g`.
+    pub fn zones_of_group(&self, g: u32) -> std::ops::Range<u32> {
+        let per = 1u32 << (self.zone_bits - self.group_bits);
+        g * per..(g + 1) * per
+    }
+
+    /// Whether a row keyed `key` is one this node holds: a zone of the own group, or a group.
+    fn holds_key(&self, key: u32) -> bool {
+        if self.is_group_key(key) {
+            (key & !GROUP_FLAG) >> self.group_bits == 0
+        } else {
+            ((key as u64) >> self.zone_bits == 0 || self.zone_bits >= 32)
+                && self.group_of_zone(key) == self.my_group()
+        }
+    }
+
+    /// The index of `key` in `ranks`: zones first, then groups.
+    fn rank_index(&self, key: u32) -> usize {
+        if self.is_group_key(key) {
+            (1usize << self.zone_bits) + (key & !GROUP_FLAG) as usize
+        } else {
+            key as usize
+        }
+    }
+
+    /// The rows print as a peer `p` holds it: every row for a peer of the own group, the
+    /// group rows alone for a peer of another.
+    pub fn rows_print_for(&self, p: &P) -> u64 {
+        match &self.grp {
+            Some(g) if !self.same_group(p) => g.print,
+            _ => self.rows_print,
+        }
+    }
+
+    /// `rows_print` and `group_print` with the row of `key` at `rank` added or taken out.
+    fn toggle_print(&mut self, key: u32, rank: u64) {
+        let h = row_print(key, rank);
+        self.rows_print ^= h;
+        if self.is_group_key(key) {
+            if let Some(g) = &mut self.grp {
+                g.print ^= h;
+            }
+        }
     }
 
     pub fn fingerprint(&self) -> u64 {
@@ -487,10 +690,11 @@ impl<P: PeerId> FleetView<P> {
         for z in issued {
             if let Some(r) = self.rows.remove(&z) {
                 found = true;
-                self.rows_print ^= row_print(r.zone, row_rank(&r));
+                self.toggle_print(r.zone, row_rank(&r));
                 self.hot.retain(|h| h.0 != z);
             }
         }
+        self.recompute_leader();
         if *p != self.me {
             if let Some((old, _)) = self.zone.remove(p) {
                 found = true;
@@ -561,11 +765,25 @@ impl<P: PeerId> FleetView<P> {
     /// `p` was seen on the network: remember it when it is a member of the own zone that the
     /// table lacks (at most [`MATES_CAP`], the newest kept).
     pub fn learn(&mut self, p: &P) {
-        if *p == self.me
-            || self.zone_of(p) != self.my_zone
-            || self.zone.contains_key(p)
-            || self.mates.contains(p)
-        {
+        let zone = self.zone_of(p);
+        if zone != self.my_zone {
+            // With groups, a member of the own group (of another zone) is a partner for the
+            // group's zone rows. (This runs for every peer id seen: the group state, a pointer
+            // away, is touched only for those.)
+            if self.group_bits > 0 && self.group_of_zone(zone) == self.my_group() {
+                if let Some(g) = self.grp.as_mut().filter(|g| !g.mates.contains(p)) {
+                    if g.mates.len() >= MATES_CAP {
+                        // One of them in place of another, drawn by the newcomer's hash.
+                        let i = (p.stable_hash() % MATES_CAP as u64) as usize;
+                        g.mates[i] = p.clone();
+                    } else {
+                        g.mates.push(p.clone());
+                    }
+                }
+            }
+            return;
+        }
+        if *p == self.me || self.zone.contains_key(p) || self.mates.contains(p) {
             return;
         }
         if self.mates.len() >= MATES_CAP {
@@ -626,6 +844,32 @@ impl<P: PeerId> FleetView<P> {
         self.zone_bits
     }
 
+    /// A member of the own group outside the own zone, to exchange the group's zone rows with
+    /// (None without groups): half the time one seen on the network, else a contact of the
+    /// row of a random zone of the group; at worst a member of the own zone.
+    pub fn random_group_mate(&self, rng: &mut dyn rand_core::RngCore) -> Option<P> {
+        let mates = &self.grp.as_ref()?.mates;
+        if !mates.is_empty() && super::below(rng, 2) == 0 {
+            return Some(mates[super::below(rng, mates.len())].clone());
+        }
+        let zones = self.zones_of_group(self.my_group());
+        let z = zones.start + super::below(rng, zones.len()) as u32;
+        if z != self.my_zone {
+            if let Some(r) = self.rows.get(&z) {
+                let n = r.contacts.len() + 1;
+                let i = super::below(rng, n);
+                let p = r.contacts.get(i).unwrap_or(&r.issuer);
+                if *p != self.me {
+                    return Some(p.clone());
+                }
+            }
+        }
+        if !mates.is_empty() {
+            return Some(mates[super::below(rng, mates.len())].clone());
+        }
+        self.random_member(rng)
+    }
+
     /// One random member of the own zone other than self, without building a list.
     pub fn random_member(&self, rng: &mut dyn rand_core::RngCore) -> Option<P> {
         (!self.zone_ids.is_empty())
@@ -663,12 +907,14 @@ impl<P: PeerId> FleetView<P> {
             .collect();
         for z in stale {
             if let Some(r) = self.rows.remove(&z) {
-                self.rows_print ^= row_print(r.zone, row_rank(&r));
-                if let Some(k) = self.ranks.get_mut(z as usize) {
+                self.toggle_print(r.zone, row_rank(&r));
+                let i = self.rank_index(z);
+                if let Some(k) = self.ranks.get_mut(i) {
                     *k = 0;
                 }
             }
         }
+        self.recompute_leader();
     }
 
     /// This zone's counts, computed from the zone table.
@@ -712,6 +958,7 @@ impl<P: PeerId> FleetView<P> {
 
     /// Once per round: the zone leader re-issues its zone's row when it changed or aged,
     /// signed with `key` (this node's key), with `cert` (its certificate, admitted fleets).
+    /// Returns the row issued, if any.
     pub fn maybe_issue_row(
         &mut self,
         cfg: &Config,
@@ -719,18 +966,18 @@ impl<P: PeerId> FleetView<P> {
         contacts: Vec<P>,
         key: &ed25519_dalek::SigningKey,
         cert: Option<Arc<Vec<u8>>>,
-    ) {
+    ) -> Option<Arc<ZoneRow<P>>> {
         if self.zone_bits == 0 {
-            return;
+            return None;
         }
-        if self.zone.len() > self.table_len {
+        if self.zone.len() > self.table_len as usize {
             self.quiet_rounds = 0;
         } else {
             self.quiet_rounds = self.quiet_rounds.saturating_add(1);
         }
-        self.table_len = self.zone.len();
+        self.table_len = self.zone.len() as u32;
         if !self.is_leader() {
-            return;
+            return None;
         }
         let counts = self.own_counts();
         if counts != self.last_counts {
@@ -741,7 +988,7 @@ impl<P: PeerId> FleetView<P> {
         }
         if let Some(old) = self.rows.get(&self.my_zone) {
             if wall_ms.saturating_sub(old.issued_ms) < cfg.row_min_ms {
-                return;
+                return None;
             }
         }
         let members = self.zone.len() as u32;
@@ -758,16 +1005,16 @@ impl<P: PeerId> FleetView<P> {
         if let Some(old) = self.rows.get(&self.my_zone) {
             let fresh = wall_ms.saturating_sub(old.issued_ms) < cfg.row_refresh_ms;
             if fresh && old.counts == row.counts && old.members == members {
-                return;
+                return None;
             }
             if old.issued_ms >= wall_ms {
-                return;
+                return None;
             }
             // A row that would not outrank the one held (a fuller one, from the real leader
             // or from this node before a restart) says less than it: this table is partial.
             // Wait until it fills, or until the held row is old enough to be outranked.
             if row_rank(&row) <= row_rank(old) {
-                return;
+                return None;
             }
         }
         let resized = self
@@ -776,7 +1023,7 @@ impl<P: PeerId> FleetView<P> {
             .is_none_or(|old| old.members != members);
         if resized && self.quiet_rounds < ROW_SETTLE_ROUNDS && self.settle_waits < ROW_SETTLE_MAX {
             self.settle_waits += 1;
-            return;
+            return None;
         }
         self.settle_waits = 0;
         // (A resized row waited above; the counts change with the members anyway.)
@@ -789,19 +1036,177 @@ impl<P: PeerId> FleetView<P> {
             && self.count_waits < ROW_COUNTS_SETTLE_MAX
         {
             self.count_waits += 1;
-            return;
+            return None;
         }
         self.count_waits = 0;
         let row = Arc::new(row.sign(key));
         self.put_row(row.clone());
         self.make_hot(row.zone, row_rank(&row), cfg);
+        Some(row)
+    }
+
+    /// The leader of the own group, as this node sees it: the issuer with the lowest id hash
+    /// among the zone rows held for the group (every member agrees once its rows converged).
+    pub fn group_leader(&self) -> Option<&P> {
+        self.grp.as_ref()?.leader.as_ref()
+    }
+
+    /// Find the group's leader again (a zone row of the group came or went).
+    fn recompute_leader(&mut self) {
+        if self.grp.is_none() {
+            return;
+        }
+        let leader = self
+            .rows
+            .range(self.zones_of_group(self.my_group()))
+            .map(|(_, r)| &r.issuer)
+            .min_by_key(|p| p.stable_hash())
+            .cloned();
+        if let Some(g) = self.grp.as_mut() {
+            g.leader = leader;
+        }
+    }
+
+    /// The own group's aggregate: members and counts summed over the zone rows held for it.
+    fn group_aggregate(&self) -> (u32, Vec<Count>, usize) {
+        type Key = (String, u64, ApplyState, bool, u64, u8);
+        let mut m: BTreeMap<Key, u32> = BTreeMap::new();
+        let mut members = 0u32;
+        let mut zones = 0;
+        for (_, r) in self.rows.range(self.zones_of_group(self.my_group())) {
+            zones += 1;
+            members = members.saturating_add(r.members);
+            for c in &r.counts {
+                let k = (
+                    c.channel.clone(),
+                    c.version,
+                    c.state,
+                    c.healthy,
+                    c.target,
+                    c.wave,
+                );
+                let e = m.entry(k).or_default();
+                *e = e.saturating_add(c.n);
+            }
+        }
+        let counts = m
+            .into_iter()
+            .map(
+                |((channel, version, state, healthy, target, wave), n)| Count {
+                    channel,
+                    version,
+                    state,
+                    healthy,
+                    target,
+                    wave,
+                    n,
+                },
+            )
+            .collect();
+        (members, counts, zones)
+    }
+
+    /// Once per round, with groups: the group's leader ([`FleetView::group_leader`], who
+    /// issued its own zone's row) re-issues the group's row when the aggregate of its zone
+    /// rows changed or aged, under the zone rows' rules: at most every `row_min_ms`, only
+    /// once the aggregate held still for a round and every zone of the group has a row (at
+    /// most [`ROW_SETTLE_MAX`] rounds of waiting), and only a row that outranks the one held.
+    /// Returns the row issued, if any.
+    pub fn maybe_issue_group_row(
+        &mut self,
+        cfg: &Config,
+        wall_ms: u64,
+        key: &ed25519_dalek::SigningKey,
+        cert: Option<Arc<Vec<u8>>>,
+    ) -> Option<Arc<ZoneRow<P>>> {
+        // Only the leader sums the rows (every round: the sum's rounds of quiet count).
+        if self.group_leader() != Some(&self.me) {
+            return None;
+        }
+        let (members, counts, zones) = self.group_aggregate();
+        let g = self.grp.as_mut()?;
+        if (members, &counts) != (g.last.0, &g.last.1) {
+            g.quiet = 0;
+            g.last = (members, counts.clone());
+        } else {
+            g.quiet = g.quiet.saturating_add(1);
+        }
+        let gk = self.my_group_key();
+        // A sum of many other members (zone rows re-issued as a booting fleet's tables fill)
+        // waits as a zone's row of other members does; a sum of other counts alone (a release)
+        // follows the last row sooner (see GROUP_ROW_MIN_DIVISOR).
+        // (By more than 1/32: one status more or less in the group is a count, not a boot.)
+        let resized = self
+            .rows
+            .get(&gk)
+            .is_none_or(|old| old.members.abs_diff(members) * 32 > old.members);
+        if let Some(old) = self.rows.get(&gk) {
+            let min = if resized {
+                cfg.row_min_ms
+            } else {
+                cfg.row_min_ms / GROUP_ROW_MIN_DIVISOR
+            };
+            if wall_ms.saturating_sub(old.issued_ms) < min || old.issued_ms >= wall_ms {
+                return None;
+            }
+            let fresh = wall_ms.saturating_sub(old.issued_ms) < cfg.row_refresh_ms;
+            if fresh && old.counts == counts && old.members == members {
+                return None;
+            }
+        }
+        // A few members of the group: this node and the issuers of two other zone rows.
+        let mut contacts = vec![self.me.clone()];
+        contacts.extend(
+            self.rows
+                .range(self.zones_of_group(self.my_group()))
+                .map(|(_, r)| r.issuer.clone())
+                .filter(|p| *p != self.me)
+                .take(2),
+        );
+        let row = ZoneRow {
+            zone: gk,
+            issued_ms: wall_ms,
+            issuer: self.me.clone(),
+            members,
+            counts,
+            contacts,
+            sig: Vec::new(),
+            cert,
+        };
+        if self
+            .rows
+            .get(&gk)
+            .is_some_and(|old| row_rank(&row) <= row_rank(old))
+        {
+            return None;
+        }
+        let complete = zones == self.zones_of_group(self.my_group()).len();
+        let g = self.grp.as_mut()?;
+        // Zone rows reach the leader over a few rounds after a release (each zone's statuses
+        // reach its leader over 2-5 rounds, and its row waits for them): a sum that has not
+        // held still for a round waits, as a zone's counts do, at most as long; one that
+        // lacks a zone of the group waits longer (a booting fleet).
+        let (quiet, most) = if !complete || resized {
+            (ROW_SETTLE_ROUNDS, ROW_SETTLE_MAX)
+        } else {
+            (ROW_COUNTS_SETTLE_ROUNDS, ROW_COUNTS_SETTLE_MAX)
+        };
+        if (g.quiet < quiet || !complete) && g.waits < most {
+            g.waits += 1;
+            return None;
+        }
+        g.waits = 0;
+        let row = Arc::new(row.sign(key));
+        self.put_row(row.clone());
+        self.make_hot(row.zone, row_rank(&row), cfg);
+        Some(row)
     }
 
     /// Whether `row` would replace the row held for its zone (it is of a zone that exists
     /// and outranks it, [`row_rank`]): only then is its signature worth checking.
     pub fn wants_row(&self, row: &ZoneRow<P>) -> bool {
-        if (row.zone as u64) >> self.zone_bits != 0 && self.zone_bits < 32 {
-            return false; // no such zone
+        if !self.holds_key(row.zone) {
+            return false; // no such zone, or of another group
         }
         self.held_rank(row.zone).is_none_or(|r| r < row_rank(row))
     }
@@ -809,14 +1214,15 @@ impl<P: PeerId> FleetView<P> {
     /// Whether a row of `zone` with rank `rank` (named in a digest) would replace the one
     /// held: worth asking for.
     pub fn wants_rank(&self, zone: u32, rank: u64) -> bool {
-        ((zone as u64) >> self.zone_bits == 0 || self.zone_bits >= 32)
-            && self.held_rank(zone).is_none_or(|r| r < rank)
+        self.holds_key(zone) && self.held_rank(zone).is_none_or(|r| r < rank)
     }
 
     /// The rank of the row held for zone `z`.
     fn held_rank(&self, z: u32) -> Option<u64> {
         if self.zone_bits <= 16 {
-            self.ranks.get(z as usize).and_then(|r| r.checked_sub(1))
+            self.ranks
+                .get(self.rank_index(z))
+                .and_then(|r| r.checked_sub(1))
         } else {
             self.rows.get(&z).map(|r| row_rank(r))
         }
@@ -837,14 +1243,24 @@ impl<P: PeerId> FleetView<P> {
         let rank = row_rank(&row);
         if self.zone_bits <= 16 {
             if self.ranks.is_empty() {
-                self.ranks = vec![0; 1 << self.zone_bits];
+                let groups = if self.group_bits > 0 {
+                    1 << self.group_bits
+                } else {
+                    0
+                };
+                self.ranks = vec![0; (1 << self.zone_bits) + groups];
             }
             // Kept as rank + 1, so that 0 means "none".
-            self.ranks[row.zone as usize] = rank.saturating_add(1);
+            let i = self.rank_index(row.zone);
+            self.ranks[i] = rank.saturating_add(1);
         }
-        self.rows_print ^= row_print(row.zone, rank);
+        self.toggle_print(row.zone, rank);
+        let leaf = self.grp.is_some() && !self.is_group_key(row.zone);
         if let Some(old) = self.rows.insert(row.zone, row) {
-            self.rows_print ^= row_print(old.zone, row_rank(&old));
+            self.toggle_print(old.zone, row_rank(&old));
+        }
+        if leaf {
+            self.recompute_leader();
         }
     }
 
@@ -854,33 +1270,60 @@ impl<P: PeerId> FleetView<P> {
 
     /// (zone, rank) of every row held, in zone order, for a row sync.
     pub fn row_versions(&self) -> Vec<(u32, u64)> {
+        self.row_versions_for(true)
+    }
+
+    /// (key, rank) of the rows a peer holds too, in key order: every row for a peer of the
+    /// own group (`same_group`), the group rows alone for another.
+    pub fn row_versions_for(&self, same_group: bool) -> Vec<(u32, u64)> {
         if self.zone_bits <= 16 {
+            let zones = 1usize << self.zone_bits;
+            let from = if same_group { 0 } else { zones };
             return self
                 .ranks
                 .iter()
                 .enumerate()
+                .skip(from)
                 .filter(|(_, r)| **r != 0)
-                .map(|(z, r)| (z as u32, *r - 1))
+                .map(|(i, r)| {
+                    let key = if i >= zones {
+                        GROUP_FLAG | (i - zones) as u32
+                    } else {
+                        i as u32
+                    };
+                    (key, *r - 1)
+                })
                 .collect();
         }
-        self.rows.values().map(|r| (r.zone, row_rank(r))).collect()
+        self.rows
+            .values()
+            .filter(|r| same_group || self.is_group_key(r.zone))
+            .map(|r| (r.zone, row_rank(r)))
+            .collect()
     }
 
     /// Rows held that outrank, or are missing from, `theirs` (zone, rank).
     pub fn rows_newer_than(&self, theirs: &[(u32, u64)]) -> Vec<Arc<ZoneRow<P>>> {
+        self.rows_newer_for(theirs, true)
+    }
+
+    /// [`FleetView::rows_newer_than`] for a peer of the own group (`same_group`) or of
+    /// another, which holds the group rows alone.
+    pub fn rows_newer_for(&self, theirs: &[(u32, u64)], same_group: bool) -> Vec<Arc<ZoneRow<P>>> {
         if !theirs.windows(2).all(|w| w[0].0 < w[1].0) {
             // Not in zone order (ours always are): look each one up.
             let theirs: BTreeMap<u32, u64> = theirs.iter().copied().collect();
             return self
                 .rows
                 .values()
+                .filter(|r| same_group || self.is_group_key(r.zone))
                 .filter(|r| theirs.get(&r.zone).is_none_or(|t| *t < row_rank(r)))
                 .cloned()
                 .collect();
         }
         // Both lists in zone order: one merge walk over (zone, rank), and the rows themselves
         // only for those that are newer.
-        let mine = self.row_versions();
+        let mine = self.row_versions_for(same_group);
         let mut out = Vec::new();
         let mut j = 0;
         for (zone, rank) in mine {
@@ -907,9 +1350,22 @@ impl<P: PeerId> FleetView<P> {
 
     /// (zone, rank) of the rows to name in this digest (each hot row in `row_hot_rounds`).
     pub fn take_hot(&mut self, cfg: &Config) -> Vec<(u32, u64)> {
-        let n = self.hot.len().min(cfg.rows_per_message);
-        let mut out = Vec::with_capacity(n);
-        for h in &mut self.hot[..n] {
+        self.take_hot_for(cfg, true)
+    }
+
+    /// [`FleetView::take_hot`] for a digest to a peer of the own group (`same_group`), or of
+    /// another: that one is named only the group rows (it holds no zone rows of this group),
+    /// and the zone rows stay hot for the next peer of the group.
+    pub fn take_hot_for(&mut self, cfg: &Config, same_group: bool) -> Vec<(u32, u64)> {
+        let grouped = self.group_bits > 0;
+        let mut out = Vec::new();
+        for h in &mut self.hot {
+            if out.len() >= cfg.rows_per_message {
+                break;
+            }
+            if !(same_group || grouped && h.0 & GROUP_FLAG != 0) {
+                continue;
+            }
             out.push((h.0, h.1));
             h.2 = h.2.saturating_sub(1);
         }
@@ -953,8 +1409,11 @@ impl<P: PeerId> FleetView<P> {
             }
         };
         add(&self.own_counts(), self.zone.len() as u32);
+        // The own group's other zones from their rows, other groups from theirs (with groups,
+        // the zone rows held are the own group's).
+        let own_group = self.is_group_key(GROUP_FLAG).then(|| self.my_group_key());
         for (z, row) in &self.rows {
-            if *z != self.my_zone {
+            if *z != self.my_zone && Some(*z) != own_group {
                 add(&row.counts, row.members);
             }
         }
@@ -1013,9 +1472,20 @@ impl<P: PeerId> FleetView<P> {
         if self.zone_bits == 0 {
             return None;
         }
+        if self.group_bits > 0 {
+            // Every zone of the own group and every other group has a row.
+            let zones = self.zones_of_group(self.my_group());
+            let (leaf, groups) = (zones.len(), 1usize << self.group_bits);
+            let mine = self.my_group_key();
+            let leaves = self.rows.range(zones).filter(|(z, _)| **z != self.my_zone);
+            let others = self.rows.range(GROUP_FLAG..).filter(|(k, _)| **k != mine);
+            if leaves.count() + 1 < leaf || others.count() + 1 < groups {
+                return Some(Partial::RowsMissing);
+            }
+        }
         let zones = 1u64 << self.zone_bits.min(32);
         let others = self.rows.keys().filter(|z| **z != self.my_zone).count() as u64;
-        if others + 1 < zones {
+        if self.group_bits == 0 && others + 1 < zones {
             return Some(Partial::RowsMissing);
         }
         let table = self.zone.len() as u64;
@@ -1027,7 +1497,7 @@ impl<P: PeerId> FleetView<P> {
         let mut sizes: Vec<u64> = self
             .rows
             .values()
-            .filter(|r| r.zone != self.my_zone)
+            .filter(|r| r.zone != self.my_zone && !self.is_group_key(r.zone))
             .map(|r| members(r))
             .chain([table])
             .collect();
@@ -1036,12 +1506,43 @@ impl<P: PeerId> FleetView<P> {
         if sizes[0] * 3 < typical {
             return Some(Partial::ZoneSparse);
         }
+        if self.group_bits > 0 {
+            // The same for groups: the own group as its table and zone rows add up, the
+            // others as their rows say.
+            let mine = self.my_group_key();
+            let own: u64 = table
+                + self
+                    .rows
+                    .range(self.zones_of_group(self.my_group()))
+                    .filter(|(z, _)| **z != self.my_zone)
+                    .map(|(_, r)| members(r))
+                    .sum::<u64>();
+            let mut sizes: Vec<u64> = self
+                .rows
+                .range(GROUP_FLAG..)
+                .filter(|(k, _)| **k != mine)
+                .map(|(_, r)| r.members as u64)
+                .chain([own])
+                .collect();
+            sizes.sort_unstable();
+            let typical = sizes[sizes.len() / 2];
+            if sizes[0] * 3 < typical {
+                return Some(Partial::ZoneSparse);
+            }
+        }
         let mut known_in: BTreeMap<u32, u64> = BTreeMap::new();
         for p in known {
             let z = self.zone_of(p);
-            if z != self.my_zone {
-                *known_in.entry(z).or_default() += 1;
+            if z == self.my_zone {
+                continue;
             }
+            // A peer of another group counts toward its group's row.
+            let key = if self.same_group(p) {
+                z
+            } else {
+                GROUP_FLAG | self.group_of(p)
+            };
+            *known_in.entry(key).or_default() += 1;
         }
         for (z, n) in known_in {
             if self.rows.get(&z).is_some_and(|r| (r.members as u64) < n) {
@@ -1065,6 +1566,7 @@ impl<P: PeerId> FleetView<P> {
                 .rows
                 .values()
                 .filter(|r| r.zone != self.my_zone && r.issuer != self.me)
+                .filter(|r| !self.is_group_key(r.zone))
                 .max_by_key(|r| members(r))
                 .filter(|r| table * 16 < members(r) * 15)
                 .map(|r| r.zone),
@@ -1083,6 +1585,12 @@ impl<P: PeerId> FleetView<P> {
 
 fn row_print(zone: u32, issued: u64) -> u64 {
     splitmix64(((zone as u64) << 40) ^ issued)
+}
+
+/// The group of node `p`: the top `group_bits` bits of its id hash, as its zone is the top
+/// `zone_bits` (so a zone's group is the top bits of the zone number).
+pub fn group_of<P: PeerId>(group_bits: u8, p: &P) -> u32 {
+    zone_of(group_bits, p)
 }
 
 pub fn zone_of<P: PeerId>(zone_bits: u8, p: &P) -> u32 {

@@ -12,7 +12,7 @@
 
 use super::config::Config;
 use super::door::Door;
-use super::fleet::{FleetView, RowRefusal, ZoneRow};
+use super::fleet::{row_rank, FleetView, Foreign, RowRefusal, ZoneRow, GROUP_FLAG};
 use super::membership::Membership;
 use super::message::{Announcement, Digest, Message, WireBundle};
 use super::rollout::{self, Decision, Wait, WaveTally};
@@ -684,7 +684,7 @@ impl<P: PeerId> Node<P> {
                 rows: Vec::new(),
                 notable: self.notable_sample(rng),
                 reply: true,
-                rows_print: self.fleet.rows_print(),
+                rows_print: self.fleet.rows_print_for(&p),
                 want: Vec::new(),
             };
             self.greeted.push((p.clone(), now.mono_ms));
@@ -810,16 +810,23 @@ impl<P: PeerId> Node<P> {
             self.members
                 .random_passive(rng)
                 .or_else(|| self.members.random_active(rng))
+        } else if self.fleet.group_bits() > 0 && self.round % 2 == 1 {
+            // With groups, every other round a member of the own group: the group's zone
+            // rows spread among its members only, and random peers are rarely of the group.
+            self.fleet
+                .random_group_mate(rng)
+                .or_else(|| self.members.random_active(rng))
         } else {
             self.members.random_active(rng)
         };
-        let rows = self.hot_rows();
+        let same_group = peer.as_ref().is_none_or(|p| self.fleet.same_group(p));
+        let rows = self.fleet.take_hot_for(&self.cfg, same_group);
         if let Some(p) = peer {
             // Rumors spread row changes within a few rounds; the fingerprint is the slower
             // repair, compared every few rounds, so that the prints that differ only because
             // a rumor is on its way do not each cost a RowSync (R entries) and its answer.
             let rows_print = if self.round.is_multiple_of(ROW_SYNC_EVERY) {
-                self.fleet.rows_print()
+                self.fleet.rows_print_for(&p)
             } else {
                 NO_PRINT
             };
@@ -894,13 +901,23 @@ impl<P: PeerId> Node<P> {
             .started_ms
             .is_some_and(|t| now.mono_ms.saturating_sub(t) >= self.cfg.row_min_ms)
         {
-            self.fleet.maybe_issue_row(
+            let issued = self.fleet.maybe_issue_row(
                 &self.cfg,
                 now.wall_ms,
                 row_contacts,
                 &self.key,
                 self.cert.clone(),
             );
+            // With groups: a new zone row goes straight to the group's leader, which sums
+            // the group's zone rows into the group's row, rather than waiting on the rumor.
+            if let Some(row) = issued {
+                if let Some(leader) = self.fleet.group_leader().filter(|l| **l != self.me) {
+                    let to = leader.clone();
+                    self.send(to, Message::Rows(vec![row]), now, out);
+                }
+            }
+            self.fleet
+                .maybe_issue_group_row(&self.cfg, now.wall_ms, &self.key, self.cert.clone());
         }
         if self.own.as_ref().is_some_and(|s| {
             now.wall_ms.saturating_sub(s.body.issued_ms) >= self.cfg.status_refresh_ms
@@ -1139,12 +1156,18 @@ impl<P: PeerId> Node<P> {
                 // Prints that differ while rows are on their way between the two (named
                 // here, or asked for by the peer) differ by those rows, most likely: no full
                 // row sync for that. Otherwise the rumor missed one of us: sync at once.
-                if want.is_empty()
-                    && give.is_empty()
-                    && d.rows_print != NO_PRINT
-                    && d.rows_print != self.fleet.rows_print()
-                {
-                    let mine = self.fleet.row_versions();
+                // With groups, a peer of the own group is also synced while rows are on their
+                // way, at most every few rounds: after a release a group's zone rows and every
+                // group's row are on the move for several seconds, so nearly every exchange
+                // names some, and a node that the rumors of a few zone rows missed (they are
+                // named only to peers of the group, half its digests) stayed behind on them
+                // past the next row (100k: 1-2 of 200 nodes, a dozen zone rows of their group
+                // stale 19 s after a release).
+                let differ =
+                    d.rows_print != NO_PRINT && d.rows_print != self.fleet.rows_print_for(&from);
+                let quiet = want.is_empty() && give.is_empty();
+                if differ && (quiet || self.fleet.group_sync_due(&from, self.round)) {
+                    let mine = self.fleet.row_versions_for(self.fleet.same_group(&from));
                     self.send(from.clone(), Message::RowSync(mine), now, out);
                 }
                 // Both ends of a new connection send a greeting digest asking for an answer
@@ -1159,7 +1182,8 @@ impl<P: PeerId> Node<P> {
                     self.greeted.len() != before
                 };
                 if d.reply && !crossed {
-                    let rows = self.hot_rows();
+                    let same_group = self.fleet.same_group(&from);
+                    let rows = self.fleet.take_hot_for(&self.cfg, same_group);
                     let reply = Digest {
                         channels: self.digest_channels(),
                         rows,
@@ -1169,7 +1193,7 @@ impl<P: PeerId> Node<P> {
                         rows_print: if d.rows_print == NO_PRINT {
                             NO_PRINT
                         } else {
-                            self.fleet.rows_print()
+                            self.fleet.rows_print_for(&from)
                         },
                         want,
                     };
@@ -1241,13 +1265,21 @@ impl<P: PeerId> Node<P> {
                 }
             }
             Message::RowSync(theirs) => {
-                let newer = self.fleet.rows_newer_than(&theirs);
+                let newer = self
+                    .fleet
+                    .rows_newer_for(&theirs, self.fleet.same_group(&from));
                 for chunk in newer.chunks(self.cfg.rows_per_message.max(1)) {
                     self.send(from.clone(), Message::Rows(chunk.to_vec()), now, out);
                 }
             }
             Message::Rows(rows) => {
                 for row in &rows {
+                    if self.fleet.foreign().is_some_and(|m| !m.is_empty())
+                        && !self.fleet.wants_row(row)
+                    {
+                        self.take_foreign_row(&from, row, door, out);
+                        continue;
+                    }
                     self.take_row(&from, row, door, out);
                 }
             }
@@ -1556,7 +1588,7 @@ impl<P: PeerId> Node<P> {
             .cloned()
             .collect();
         if peers.len() < at_least {
-            if let Some(row) = self.fleet.rows.get(&zone) {
+            if let Some(row) = self.row_of_zone(zone) {
                 peers.extend(row.contacts.iter().filter(fits).cloned());
             }
         }
@@ -1646,11 +1678,6 @@ impl<P: PeerId> Node<P> {
         }
     }
 
-    /// (zone, rank) of the rows to name in this digest ([`FleetView::take_hot`]).
-    fn hot_rows(&mut self) -> Vec<(u32, u64)> {
-        self.fleet.take_hot(&self.cfg)
-    }
-
     /// A zone row from the network: kept only if it would replace the row held for its zone,
     /// is signed, its issuer belongs to that zone, and the signature verifies with the
     /// issuer's node key as the door hands it out (admitted, not revoked). So a node can
@@ -1667,16 +1694,18 @@ impl<P: PeerId> Node<P> {
         if !self.fleet.wants_row(row) {
             return; // nothing new: skip the signature check
         }
-        let verdict = row.precheck(self.cfg.zone_bits).and_then(|()| {
-            let key = door
-                .node_key(&row.issuer)
-                .ok_or(RowRefusal::UnknownIssuer)?;
-            if door.verify_row(row, &key) {
-                Ok(())
-            } else {
-                Err(RowRefusal::BadSignature)
-            }
-        });
+        let verdict = row
+            .precheck_grouped(self.cfg.zone_bits, self.fleet.group_bits())
+            .and_then(|()| {
+                let key = door
+                    .node_key(&row.issuer)
+                    .ok_or(RowRefusal::UnknownIssuer)?;
+                if door.verify_row(row, &key) {
+                    Ok(())
+                } else {
+                    Err(RowRefusal::BadSignature)
+                }
+            });
         match verdict {
             Ok(()) => {
                 self.fleet.receive_row(&self.cfg, row);
@@ -1696,6 +1725,75 @@ impl<P: PeerId> Node<P> {
                 out,
             ),
         }
+    }
+
+    /// A zone row of another group, from the member asked for them (`FleetView::foreign`): kept,
+    /// under the checks of [`Node::take_row`], when it outranks the one held for its zone.
+    /// Rows of other groups that were not asked for are dropped in silence, as any row not
+    /// wanted (a peer's rumor may cross a fetch).
+    fn take_foreign_row(
+        &mut self,
+        from: &P,
+        row: &Arc<ZoneRow<P>>,
+        door: &dyn Door<P>,
+        out: &mut Vec<Action<P>>,
+    ) {
+        if self.fleet.is_group_key(row.zone) || (row.zone as u64) >> self.cfg.zone_bits != 0 {
+            return;
+        }
+        let g = self.fleet.group_of_zone(row.zone);
+        let Some(f) = self.fleet.foreign().and_then(|m| m.get(&g)) else {
+            return;
+        };
+        if f.asked.as_ref() != Some(from)
+            || f.rows
+                .get(&row.zone)
+                .is_some_and(|r| row_rank(r) >= row_rank(row))
+        {
+            return;
+        }
+        let verdict = row
+            .precheck_grouped(self.cfg.zone_bits, self.fleet.group_bits())
+            .and_then(|()| {
+                let key = door
+                    .node_key(&row.issuer)
+                    .ok_or(RowRefusal::UnknownIssuer)?;
+                if door.verify_row(row, &key) {
+                    Ok(())
+                } else {
+                    Err(RowRefusal::BadSignature)
+                }
+            });
+        match verdict {
+            Ok(()) => {
+                if let Some(f) = self.fleet.foreign_mut().and_then(|m| m.get_mut(&g)) {
+                    f.rows.insert(row.zone, row.clone());
+                }
+            }
+            Err(r) => self.refuse(
+                Some(from),
+                r.reason(),
+                format!("row of zone {} issued by {:?}", row.zone, row.issuer),
+                out,
+            ),
+        }
+    }
+
+    /// The zone rows of group `g` fetched for a probe, when they cover every zone of it.
+    fn foreign_rows(&self, g: u32) -> Option<&BTreeMap<u32, Arc<ZoneRow<P>>>> {
+        let f = self.fleet.foreign()?.get(&g)?;
+        (f.rows.len() == self.fleet.zones_of_group(g).len()).then_some(&f.rows)
+    }
+
+    /// The row of zone `z`: held, or fetched for a probe of its group.
+    fn row_of_zone(&self, z: u32) -> Option<&Arc<ZoneRow<P>>> {
+        self.fleet.rows.get(&z).or_else(|| {
+            self.fleet
+                .foreign()?
+                .get(&self.fleet.group_of_zone(z))?
+                .rows
+                .get(&z)
+        })
     }
 
     /// A peer says it holds a version: fetch it if it is newer than anything we accepted.
@@ -2038,6 +2136,11 @@ impl<P: PeerId> Node<P> {
             self.status_dirty = true;
         }
         let already_halted = ch.rollout.as_ref().and_then(|r| r.halted).is_some();
+        // Zone rows of other groups fetched for a probe are kept while fresh.
+        let fresh = SIZE_FRESH_ROUNDS * self.cfg.round_ms.max(1);
+        if let Some(m) = self.fleet.foreign_mut() {
+            m.retain(|_, f| now.mono_ms < f.asked_ms + fresh);
+        }
         let (tallies, all_received, view_nodes) =
             self.tallies(channel, version, policy.waves.len());
         // Waves are judged only on a view that looks whole. A node that just restarted, or
@@ -2326,36 +2429,72 @@ impl<P: PeerId> Node<P> {
                 })
             })
         };
-        let mut holders = Vec::new();
-        let mut gone = Vec::new();
-        for (z, row) in &self.fleet.rows {
-            if *z == self.fleet.my_zone {
-                continue;
-            }
-            let short: u64 = row
-                .counts
+        let short_in = |row: &ZoneRow<P>| -> u64 {
+            row.counts
                 .iter()
                 .filter(|c| c.channel == channel && c.target == version && c.wave == k)
                 .filter(|c| !(c.version == c.target && c.state == ApplyState::Applied))
                 .map(|c| c.n as u64)
-                .sum();
+                .sum()
+        };
+        let mut holders = Vec::new();
+        let mut gone = Vec::new();
+        let mut refresh = Vec::new();
+        let own_group = self.fleet.my_group_key();
+        for (z, row) in &self.fleet.rows {
+            if *z == self.fleet.my_zone || self.fleet.is_group_key(*z) && *z == own_group {
+                continue;
+            }
             // A probe stands in for a row only while the row says the wave is short: once
             // it does not, the row judges the zone again (a stale probe must hold nothing).
-            if short == 0 {
+            if short_in(row) == 0 {
                 gone.push(*z);
+                continue;
+            }
+            if self.fleet.is_group_key(*z) {
+                // A group whose row holds the wave: once its zone rows are here, the zones
+                // among them that hold it (each probed as any zone), else the group itself
+                // (its zone rows are asked for below).
+                match self.foreign_rows(*z & !GROUP_FLAG) {
+                    Some(rows) => {
+                        // Asked again while they stand in for the group's row.
+                        refresh.push((*z & !GROUP_FLAG, row.issuer.clone()));
+                        for (zz, r) in rows {
+                            if short_in(r) > 0
+                                && self.probes.get(&(*zz, k)).and_then(probe_done) != Some(true)
+                            {
+                                holders.push((*zz, r.issuer.clone()));
+                            }
+                        }
+                    }
+                    None => holders.push((*z, row.issuer.clone())),
+                }
                 continue;
             }
             if self.probes.get(&(*z, k)).and_then(probe_done) != Some(true) {
                 holders.push((*z, row.issuer.clone()));
             }
         }
+        for (g, issuer) in refresh {
+            self.ask_group_rows(g, &issuer, now, out);
+        }
         for z in gone {
-            self.probes.remove(&(z, k));
+            if self.fleet.is_group_key(z) {
+                let zones = self.fleet.zones_of_group(z & !GROUP_FLAG);
+                self.probes
+                    .retain(|(pz, w), _| !(zones.contains(pz) && *w == k));
+            } else {
+                self.probes.remove(&(z, k));
+            }
         }
         let [(zone, issuer)] = holders.as_slice() else {
             return;
         };
         let every = PROBE_EVERY_ROUNDS * self.cfg.round_ms.max(1);
+        if self.fleet.is_group_key(*zone) {
+            self.ask_group_rows(*zone & !GROUP_FLAG, &issuer.clone(), now, out);
+            return;
+        }
         let asks = match self.probes.get(&(*zone, k)) {
             Some(p) if now.mono_ms < p.asked_ms + every => return,
             Some(p) => p.asks,
@@ -2397,6 +2536,56 @@ impl<P: PeerId> Node<P> {
         self.send(full_to, msg, now, out);
     }
 
+    /// Ask a member of group `g` (never `issuer`, its row's) for its zone rows of the group:
+    /// at most once per `PROBE_EVERY_ROUNDS` rounds, each time of the next member in turn.
+    fn ask_group_rows(&mut self, g: u32, issuer: &P, now: Now, out: &mut Vec<Action<P>>) {
+        let every = PROBE_EVERY_ROUNDS * self.cfg.round_ms.max(1);
+        let asks = match self.fleet.foreign().and_then(|m| m.get(&g)) {
+            Some(f) if now.mono_ms < f.asked_ms + every => return,
+            Some(f) => f.asks,
+            None => 0,
+        };
+        let fits = |p: &&P| self.fleet.group_of(p) == g && *p != issuer && **p != self.me;
+        let mut peers: Vec<P> = self
+            .members
+            .active_ids()
+            .chain(self.members.passive.iter())
+            .filter(fits)
+            .cloned()
+            .collect();
+        if let Some(row) = self.fleet.rows.get(&(GROUP_FLAG | g)) {
+            peers.extend(row.contacts.iter().filter(fits).cloned());
+        }
+        peers.sort();
+        peers.dedup();
+        if peers.is_empty() {
+            return;
+        }
+        let to = peers[asks as usize % peers.len()].clone();
+        let Some(m) = self.fleet.foreign_mut() else {
+            return;
+        };
+        let f = m.entry(g).or_insert(Foreign {
+            asked_ms: now.mono_ms,
+            asks: 0,
+            asked: None,
+            rows: BTreeMap::new(),
+        });
+        f.asked_ms = now.mono_ms;
+        f.asks += 1;
+        f.asked = Some(to.clone());
+        let zones: Vec<u32> = self.fleet.zones_of_group(g).collect();
+        self.send(
+            to,
+            Message::RowWant {
+                zones,
+                rows: Vec::new(),
+            },
+            now,
+            out,
+        );
+    }
+
     /// Per wave of `version`: nodes, applied and healthy from the summaries; unhealthy from the
     /// signed statuses held. And whether every node reporting the channel holds `version`,
     /// and how many nodes the view shows.
@@ -2415,6 +2604,54 @@ impl<P: PeerId> Node<P> {
         // Whether every node reporting the channel holds v: on the rows' word, before the
         // probes below (a probed zone's row still says how many of it hold v).
         let holding: u64 = t.iter().map(|x| x.nodes).sum();
+        // Adds (or takes out) a row's counts of wave `k` to the tally.
+        let tally = |x: &mut WaveTally, row: &ZoneRow<P>, k: u8, add: bool| {
+            for c in row
+                .counts
+                .iter()
+                .filter(|c| c.channel == channel && c.target == version && c.wave == k)
+            {
+                let n = c.n as u64;
+                let done = c.version == c.target && c.state == ApplyState::Applied;
+                let f = |v: &mut u64| *v = if add { *v + n } else { v.saturating_sub(n) };
+                f(&mut x.nodes);
+                if done {
+                    f(&mut x.applied);
+                    if c.healthy {
+                        f(&mut x.healthy);
+                    }
+                }
+            }
+        };
+        // A group whose row says a wave is short, resolved to its zones (`probe_stalls`):
+        // that wave of the group is judged on its zone rows, each signed by a member of its
+        // zone, not on the group's row.
+        let mut resolved: Vec<(u32, u8)> = Vec::new();
+        for g in self.fleet.foreign().into_iter().flat_map(|m| m.keys()) {
+            let (Some(rows), Some(grow)) = (
+                self.foreign_rows(*g),
+                self.fleet.rows.get(&(GROUP_FLAG | g)),
+            ) else {
+                continue;
+            };
+            for (k, x) in t.iter_mut().enumerate() {
+                let k = k as u8;
+                let short = grow.counts.iter().any(|c| {
+                    c.channel == channel
+                        && c.target == version
+                        && c.wave == k
+                        && !(c.version == c.target && c.state == ApplyState::Applied)
+                });
+                if !short {
+                    continue;
+                }
+                tally(x, grow, k, false);
+                for r in rows.values() {
+                    tally(x, r, k, true);
+                }
+                resolved.push((*g, k));
+            }
+        }
         // A zone probed because its row alone held a wave (`probe_stalls`): that wave of the
         // zone is judged on its members' signed statuses, not on its row.
         for ((zone, k), probe) in &self.probes {
@@ -2436,7 +2673,18 @@ impl<P: PeerId> Node<P> {
                         && !(c.version == c.target && c.state == ApplyState::Applied)
                 })
             };
-            let Some(row) = self.fleet.rows.get(zone).filter(short) else {
+            let foreign = || {
+                let g = self.fleet.group_of_zone(*zone);
+                resolved
+                    .contains(&(g, *k))
+                    .then(|| self.fleet.foreign()?.get(&g)?.rows.get(zone))
+                    .flatten()
+            };
+            let held = self.fleet.rows.get(zone).filter(|_| {
+                self.fleet.group_bits() == 0
+                    || self.fleet.group_of_zone(*zone) == self.fleet.my_group()
+            });
+            let Some(row) = held.or_else(foreign).filter(short) else {
                 continue;
             };
             {

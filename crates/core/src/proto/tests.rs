@@ -194,7 +194,8 @@ impl Net {
                         };
                         let msg = match self.liar {
                             Some((liar, version, wave)) if liar == to => {
-                                let bits = self.nodes[0].config().zone_bits;
+                                let c = self.nodes[0].config();
+                                let bits = (c.zone_bits, c.group_bits);
                                 let stall = self.liar_stalls.then_some(self.liar_inflates);
                                 lie(msg, liar, version, wave, bits, stall)
                             }
@@ -272,9 +273,14 @@ fn lie(
     liar: u32,
     version: u64,
     wave: u8,
-    zone_bits: u8,
+    (zone_bits, group_bits): (u8, u8),
     stall: Option<u32>,
 ) -> Message<u32> {
+    // Its own zone's row, and with groups its own group's row: both its to sign.
+    let own = |zone: u32| {
+        fleet::zone_of(zone_bits, &liar) == zone
+            || group_bits > 0 && zone == fleet::GROUP_FLAG | fleet::group_of(group_bits, &liar)
+    };
     let forge = |rows: Vec<Arc<fleet::ZoneRow<u32>>>| -> Vec<Arc<fleet::ZoneRow<u32>>> {
         rows.into_iter()
             .map(|r| {
@@ -291,47 +297,43 @@ fn lie(
                     }],
                     ..(*r).clone()
                 };
-                Arc::new(
-                    if let Some(times) =
-                        stall.filter(|_| fleet::zone_of(zone_bits, &liar) == r.zone)
-                    {
-                        // It may take its own forged row back from a peer: capped, so that its
-                        // claim does not grow with every round trip.
-                        let members = r.members.min(64).saturating_mul(times);
-                        fleet::ZoneRow {
-                            issuer: liar,
-                            // Far ahead of any honest row: it holds its zone's newest row, as a
-                            // liar re-issuing every round would.
-                            issued_ms: r.issued_ms + 600_000,
-                            counts: vec![fleet::Count {
-                                channel: "web".into(),
-                                version: version - 1,
-                                state: ApplyState::Held,
-                                healthy: true,
-                                target: version,
-                                wave: 0,
-                                n: members,
-                            }],
-                            members,
-                            ..row
-                        }
-                        .sign(&node_key(liar))
-                    } else if fleet::zone_of(zone_bits, &liar) == r.zone {
-                        fleet::ZoneRow {
-                            issuer: liar,
-                            ..row
-                        }
-                        .sign(&node_key(liar))
-                    } else if r.zone % 2 == 0 {
-                        row
-                    } else {
-                        fleet::ZoneRow {
-                            issuer: liar,
-                            ..row
-                        }
-                        .sign(&node_key(liar))
-                    },
-                )
+                Arc::new(if let Some(times) = stall.filter(|_| own(r.zone)) {
+                    // It may take its own forged row back from a peer: capped, so that its
+                    // claim does not grow with every round trip.
+                    let members = r.members.min(64).saturating_mul(times);
+                    fleet::ZoneRow {
+                        issuer: liar,
+                        // Far ahead of any honest row: it holds its zone's newest row, as a
+                        // liar re-issuing every round would.
+                        issued_ms: r.issued_ms + 600_000,
+                        counts: vec![fleet::Count {
+                            channel: "web".into(),
+                            version: version - 1,
+                            state: ApplyState::Held,
+                            healthy: true,
+                            target: version,
+                            wave: 0,
+                            n: members,
+                        }],
+                        members,
+                        ..row
+                    }
+                    .sign(&node_key(liar))
+                } else if own(r.zone) {
+                    fleet::ZoneRow {
+                        issuer: liar,
+                        ..row
+                    }
+                    .sign(&node_key(liar))
+                } else if r.zone % 2 == 0 {
+                    row
+                } else {
+                    fleet::ZoneRow {
+                        issuer: liar,
+                        ..row
+                    }
+                    .sign(&node_key(liar))
+                })
             })
             .collect()
     };
@@ -1610,4 +1612,261 @@ fn a_digest_exchange_where_both_sides_lack_a_row_costs_two_row_messages() {
         assert_eq!(n.fleet().rows.get(&rx.zone), Some(&rx));
         assert_eq!(n.fleet().rows.get(&ry.zone), Some(&ry));
     }
+}
+
+/// Three zone bits in two groups (group_bits 1): 8 zones, 4 per group.
+fn grouped() -> Config {
+    Config {
+        zone_bits: 3,
+        group_bits: 1,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn groups_summarise_a_larger_fleet_exactly_with_the_own_groups_zone_rows_only() {
+    // 160 nodes in 8 zones of ~20, in 2 groups of 4 zones. Every node counts the whole fleet
+    // exactly: its zone from its table, its group's 3 other zones from their rows, the other
+    // group from that group's row. It holds no zone row of the other group.
+    let cfg = grouped();
+    let mut net = Net::new(160, cfg);
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(45_000);
+    for n in &net.nodes {
+        let f = n.fleet();
+        let counts = f.counts();
+        let keys: Vec<u32> = f.rows.keys().copied().collect();
+        assert_eq!(counts.nodes, 160, "node {} rows {keys:x?}", n.id());
+        assert_eq!(counts.applied_at_least("web", 1), 160, "node {}", n.id());
+        for k in &keys {
+            if k & fleet::GROUP_FLAG == 0 {
+                assert_eq!(
+                    f.group_of_zone(*k),
+                    f.my_group(),
+                    "node {}: {keys:x?}",
+                    n.id()
+                );
+            }
+        }
+        let groups = keys.iter().filter(|k| *k & fleet::GROUP_FLAG != 0).count();
+        assert_eq!(
+            (keys.len(), groups),
+            (4 + 2, 2),
+            "node {}: {keys:x?}",
+            n.id()
+        );
+    }
+}
+
+/// A row of `key` issued by `issuer` (signed with its key).
+fn signed_row(key: u32, issuer: u32, members: u32) -> Arc<fleet::ZoneRow<u32>> {
+    Arc::new(
+        fleet::ZoneRow {
+            zone: key,
+            issued_ms: WALL0 + 1_000,
+            issuer,
+            members,
+            counts: Vec::new(),
+            contacts: vec![issuer],
+            sig: Vec::new(),
+            cert: None,
+        }
+        .sign(&node_key(issuer)),
+    )
+}
+
+#[test]
+fn a_group_row_is_taken_only_from_a_member_of_that_group() {
+    let cfg = grouped();
+    let group_of = |n: u32| fleet::group_of(1, &n);
+    let member = (0..100u32).find(|n| group_of(*n) == 0).unwrap();
+    let outsider = (0..100u32).find(|n| group_of(*n) == 1).unwrap();
+    let key = fleet::GROUP_FLAG;
+    assert_eq!(
+        signed_row(key, member, 80).precheck_grouped(cfg.zone_bits, cfg.group_bits),
+        Ok(())
+    );
+    assert_eq!(
+        signed_row(key, outsider, 80).precheck_grouped(cfg.zone_bits, cfg.group_bits),
+        Err(fleet::RowRefusal::IssuerOutsideZone)
+    );
+    // Through a node: the outsider's row of group 0 is refused and counted, the member's taken.
+    let net = Net::new(100, cfg.clone());
+    let me = (0..100u32)
+        .find(|n| *n != member && *n != outsider)
+        .unwrap();
+    let mut node = Node::new(cfg.clone(), me, node_key(me), Labels::new());
+    let mut rng = StdRng::seed_from_u64(3);
+    let now = Now {
+        mono_ms: 1_000,
+        wall_ms: WALL0 + 2_000,
+    };
+    let mut out = Vec::new();
+    let forged = signed_row(key, outsider, 80);
+    node.handle(
+        Event::Message {
+            from: outsider,
+            msg: Message::Rows(vec![forged]),
+        },
+        now,
+        &mut rng,
+        &net.door,
+        &mut out,
+    );
+    assert!(!node.fleet().rows.contains_key(&key));
+    assert_eq!(node.stats.refused.get("row_issuer_outside_zone"), Some(&1));
+    let genuine = signed_row(key, member, 80);
+    node.handle(
+        Event::Message {
+            from: outsider,
+            msg: Message::Rows(vec![genuine.clone()]),
+        },
+        now,
+        &mut rng,
+        &net.door,
+        &mut out,
+    );
+    assert_eq!(node.fleet().rows.get(&key), Some(&genuine));
+}
+
+#[test]
+fn a_peer_of_another_group_is_compared_and_synced_on_the_group_rows_alone() {
+    // A and B are of different groups; each holds its own group's zone rows and the same
+    // group rows. Their prints, as each computes it for the other, agree; a row sync between
+    // them carries group rows only; digests name zone rows only to peers of the group.
+    let cfg = grouped();
+    let group_of = |n: u32| fleet::group_of(1, &n);
+    let zone_of = |n: u32| fleet::zone_of(3, &n);
+    let a = (0..200u32).find(|n| group_of(*n) == 0).unwrap();
+    let b = (0..200u32).find(|n| group_of(*n) == 1).unwrap();
+    let mut va = FleetView::new(&cfg, a);
+    let mut vb = FleetView::new(&cfg, b);
+    let g0 = (0..200u32).find(|n| group_of(*n) == 0 && *n != a).unwrap();
+    let g1 = (0..200u32).find(|n| group_of(*n) == 1 && *n != b).unwrap();
+    let groups = [
+        signed_row(fleet::GROUP_FLAG, g0, 80),
+        signed_row(fleet::GROUP_FLAG | 1, g1, 80),
+    ];
+    for r in &groups {
+        assert!(va.receive_row(&cfg, r));
+        assert!(vb.receive_row(&cfg, r));
+    }
+    let leaf_a = signed_row(zone_of(g0), g0, 20);
+    let leaf_b = signed_row(zone_of(g1), g1, 20);
+    assert!(va.receive_row(&cfg, &leaf_a));
+    assert!(vb.receive_row(&cfg, &leaf_b));
+    // Zone rows of another group are not taken (nor asked for).
+    assert!(!va.wants_row(&leaf_b));
+    assert!(!va.wants_rank(leaf_b.zone, fleet::row_rank(&leaf_b)));
+    assert_ne!(va.rows_print(), vb.rows_print());
+    assert_eq!(va.rows_print_for(&b), vb.rows_print_for(&a));
+    let theirs = vb.row_versions_for(vb.same_group(&a));
+    assert_eq!(theirs.len(), 2, "{theirs:x?}");
+    assert!(va.rows_newer_for(&theirs, va.same_group(&b)).is_empty());
+    assert_eq!(va.rows_newer_for(&theirs, true), vec![leaf_a.clone()]);
+    // The rumor: to B, A names the group rows alone, and keeps its zone row hot.
+    let named = va.take_hot_for(&cfg, false);
+    assert!(named.iter().all(|(k, _)| k & fleet::GROUP_FLAG != 0));
+    for _ in 0..cfg.row_hot_rounds {
+        va.take_hot_for(&cfg, false);
+    }
+    assert_eq!(
+        va.take_hot_for(&cfg, true),
+        vec![(leaf_a.zone, fleet::row_rank(&leaf_a))]
+    );
+}
+
+#[test]
+fn the_groups_leader_sums_its_zone_rows_into_the_group_row() {
+    // The group's leader is the issuer with the lowest id hash among the zone rows held for
+    // the group, and only it issues the group's row: the sum of those rows, once every zone
+    // of the group has one and the sum held still for a round.
+    let cfg = grouped();
+    let group_of = |n: u32| fleet::group_of(1, &n);
+    let zone_of = |n: u32| fleet::zone_of(3, &n);
+    // One issuer per zone of group 0; the lowest hash leads.
+    let mut issuers: Vec<u32> = Vec::new();
+    for n in 0..1000u32 {
+        if group_of(n) == 0 && !issuers.iter().any(|i| zone_of(*i) == zone_of(n)) {
+            issuers.push(n);
+        }
+    }
+    assert_eq!(issuers.len(), 4);
+    issuers.sort_by_key(|n| n.stable_hash());
+    let t = WALL0 + 10_000;
+    let run = |me: u32| {
+        let mut v = FleetView::new(&cfg, me);
+        // Its own zone: itself, leading it.
+        v.insert(&cfg, sign_status(me, t));
+        for r in 0..3u64 {
+            v.maybe_issue_row(&cfg, t + r * 1_000, vec![me], &node_key(me), None);
+        }
+        for i in issuers.iter().filter(|i| **i != me) {
+            v.receive_row(&cfg, &signed_row(zone_of(*i), *i, 20));
+        }
+        let mut issued = None;
+        for r in 3..10u64 {
+            issued = issued.or(v.maybe_issue_group_row(&cfg, t + r * 1_000, &node_key(me), None));
+        }
+        issued
+    };
+    let row = run(issuers[0]).expect("the leader issued no group row");
+    assert_eq!(row.zone, fleet::GROUP_FLAG);
+    assert_eq!(row.members, 1 + 3 * 20);
+    assert!(
+        run(issuers[1]).is_none(),
+        "a node that does not lead issued"
+    );
+}
+
+fn sign_status(node: u32, issued: u64) -> Arc<SignedStatus<u32>> {
+    Arc::new(
+        StatusBody {
+            node,
+            issued_ms: issued,
+            labels: Default::default(),
+            channels: Vec::new(),
+            last_apply: None,
+            drift_detected: 0,
+            drift_corrected: 0,
+            healthy: true,
+            failing_checks: Vec::new(),
+        }
+        .sign(&node_key(node)),
+    )
+}
+
+#[test]
+fn a_liars_group_row_does_not_stall_the_other_groups() {
+    // Two groups of four zones. A liar signs, as its zone's row and as its group's row, every
+    // member on v1 in wave 0: to the other group, wave 0 never completes on the group's row.
+    // Its nodes, whose gate that row alone holds, ask a member of the liar's group (not the
+    // liar) for the group's zone rows, find the one zone whose row holds the wave (the
+    // liar's), and probe it as any zone: the rollout completes everywhere.
+    let cfg = grouped();
+    let waves = vec![0.2, 1.0];
+    let mut net = Net::new(160, cfg);
+    let group_of = |n: u32| fleet::group_of(1, &n);
+    // The leader of some zone, so that its rows are its zone's (and may be its group's).
+    let liar = 1u32;
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(20_000);
+    net.liar = Some((liar, 2, 1));
+    net.liar_stalls = true;
+    net.liar_inflates = 1;
+    net.publish(20_000, 0, rollout_bundle(2, waves.clone(), 2, 0.5));
+    net.run_until(90_000);
+    let stall_held = net.nodes.iter().any(|n| {
+        group_of(*n.id()) != group_of(liar)
+            && n.fleet()
+                .rows
+                .get(&(fleet::GROUP_FLAG | group_of(liar)))
+                .is_some_and(|r| {
+                    r.issuer == liar && r.counts.iter().all(|c| c.wave == 0 && c.version == 1)
+                })
+    });
+    assert!(stall_held, "the liar's stalling group row never took hold");
+    every_node_applied_v2(&net, &waves);
 }
