@@ -1039,10 +1039,21 @@ impl<P: PeerId> FleetView<P> {
             return None;
         }
         self.count_waits = 0;
+        Some(self.sign_and_hold(row, key, cfg))
+    }
+
+    /// A row this node issues (of its zone or its group): signed, held, and named in the
+    /// next digests.
+    fn sign_and_hold(
+        &mut self,
+        row: ZoneRow<P>,
+        key: &ed25519_dalek::SigningKey,
+        cfg: &Config,
+    ) -> Arc<ZoneRow<P>> {
         let row = Arc::new(row.sign(key));
         self.put_row(row.clone());
         self.make_hot(row.zone, row_rank(&row), cfg);
-        Some(row)
+        row
     }
 
     /// The leader of the own group, as this node sees it: the issuer with the lowest id hash
@@ -1196,10 +1207,7 @@ impl<P: PeerId> FleetView<P> {
             return None;
         }
         g.waits = 0;
-        let row = Arc::new(row.sign(key));
-        self.put_row(row.clone());
-        self.make_hot(row.zone, row_rank(&row), cfg);
-        Some(row)
+        Some(self.sign_and_hold(row, key, cfg))
     }
 
     /// Whether `row` would replace the row held for its zone (it is of a zone that exists

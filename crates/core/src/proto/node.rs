@@ -1694,18 +1694,7 @@ impl<P: PeerId> Node<P> {
         if !self.fleet.wants_row(row) {
             return; // nothing new: skip the signature check
         }
-        let verdict = row
-            .precheck_grouped(self.cfg.zone_bits, self.fleet.group_bits())
-            .and_then(|()| {
-                let key = door
-                    .node_key(&row.issuer)
-                    .ok_or(RowRefusal::UnknownIssuer)?;
-                if door.verify_row(row, &key) {
-                    Ok(())
-                } else {
-                    Err(RowRefusal::BadSignature)
-                }
-            });
+        let verdict = self.check_row(row, door);
         match verdict {
             Ok(()) => {
                 self.fleet.receive_row(&self.cfg, row);
@@ -1724,6 +1713,21 @@ impl<P: PeerId> Node<P> {
                 format!("row of zone {} issued by {:?}", row.zone, row.issuer),
                 out,
             ),
+        }
+    }
+
+    /// Who may speak for a zone or group: the row is signed, its issuer hashes into what it
+    /// describes, the door knows the issuer's key (admitted, not revoked) and the signature
+    /// verifies with it.
+    fn check_row(&self, row: &Arc<ZoneRow<P>>, door: &dyn Door<P>) -> Result<(), RowRefusal> {
+        row.precheck_grouped(self.cfg.zone_bits, self.fleet.group_bits())?;
+        let key = door
+            .node_key(&row.issuer)
+            .ok_or(RowRefusal::UnknownIssuer)?;
+        if door.verify_row(row, &key) {
+            Ok(())
+        } else {
+            Err(RowRefusal::BadSignature)
         }
     }
 
@@ -1752,18 +1756,7 @@ impl<P: PeerId> Node<P> {
         {
             return;
         }
-        let verdict = row
-            .precheck_grouped(self.cfg.zone_bits, self.fleet.group_bits())
-            .and_then(|()| {
-                let key = door
-                    .node_key(&row.issuer)
-                    .ok_or(RowRefusal::UnknownIssuer)?;
-                if door.verify_row(row, &key) {
-                    Ok(())
-                } else {
-                    Err(RowRefusal::BadSignature)
-                }
-            });
+        let verdict = self.check_row(row, door);
         match verdict {
             Ok(()) => {
                 if let Some(f) = self.fleet.foreign_mut().and_then(|m| m.get_mut(&g)) {
