@@ -119,8 +119,9 @@ impl Default for Config {
 impl Config {
     /// Zone bits for a fleet of about `nodes`: one zone up to 256 nodes, then zones of
     /// 128–256 nodes, but never more zones than about √N (at most half the bits of N), so
-    /// that the rows (N/Z per node) do not outgrow the zone table (Z per node): at 100,000
-    /// nodes, 256 zones of ~390 nodes rather than 512 of ~195.
+    /// that the rows (N/Z per node) do not outgrow the zone table (Z per node): 10,000 nodes
+    /// in 64 zones of ~156. From [`GROUPS_FROM`] nodes, zones of 64–128 in groups
+    /// ([`Config::group_bits_for`]): 100,000 nodes in 1,024 zones of ~98.
     pub fn zone_bits_for(nodes: usize) -> u8 {
         if nodes >= GROUPS_FROM {
             // With groups, zones of 64–128 nodes: rows grow as the root of the zone count,
