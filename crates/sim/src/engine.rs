@@ -211,17 +211,7 @@ struct ShardMetrics {
 
 impl ShardMetrics {
     fn sent(&mut self, kind: &'static str, bytes: u64) {
-        let at = match self.kinds.iter().position(|k| std::ptr::eq(k.0, kind)) {
-            Some(i) => Some(i),
-            None => self.kinds.iter().position(|k| k.0 == kind),
-        };
-        match at.map(|i| &mut self.kinds[i]) {
-            Some(k) => {
-                k.1 += bytes;
-                k.2 += 1;
-            }
-            None => self.kinds.push((kind, bytes, 1)),
-        }
+        crate::metrics::add_kind(&mut self.kinds, kind, bytes, 1);
     }
 }
 

@@ -254,31 +254,9 @@ impl Metrics {
         }
     }
 
-    pub fn sent(&mut self, kind: &'static str, bytes: u64) {
-        let at = match self.kinds.iter().position(|k| std::ptr::eq(k.0, kind)) {
-            Some(i) => Some(i),
-            None => self.kinds.iter().position(|k| k.0 == kind),
-        };
-        match at.map(|i| &mut self.kinds[i]) {
-            Some(k) => {
-                k.1 += bytes;
-                k.2 += 1;
-            }
-            None => self.kinds.push((kind, bytes, 1)),
-        }
-        self.bytes_sent += bytes;
-        self.interval_bytes += bytes;
-    }
-
     /// `count` messages of `kind` sent, `bytes` in all (a shard's share, merged).
     pub fn sent_many(&mut self, kind: &'static str, bytes: u64, count: u64) {
-        match self.kinds.iter_mut().find(|k| k.0 == kind) {
-            Some(k) => {
-                k.1 += bytes;
-                k.2 += count;
-            }
-            None => self.kinds.push((kind, bytes, count)),
-        }
+        add_kind(&mut self.kinds, kind, bytes, count);
         self.bytes_sent += bytes;
         self.interval_bytes += bytes;
     }
@@ -422,5 +400,27 @@ impl Metrics {
         }
         let mean = got.iter().sum::<u64>() as f64 / got.len() as f64;
         (mean, got.iter().copied().max().unwrap_or(0))
+    }
+}
+
+/// Add `count` messages of `kind`, `bytes` in all, to a tally by kind. Kinds are static
+/// strings, so a pointer compare finds the entry first; equal text from another place is
+/// found by content.
+pub(crate) fn add_kind(
+    kinds: &mut Vec<(&'static str, u64, u64)>,
+    kind: &'static str,
+    bytes: u64,
+    count: u64,
+) {
+    let at = match kinds.iter().position(|k| std::ptr::eq(k.0, kind)) {
+        Some(i) => Some(i),
+        None => kinds.iter().position(|k| k.0 == kind),
+    };
+    match at.map(|i| &mut kinds[i]) {
+        Some(k) => {
+            k.1 += bytes;
+            k.2 += count;
+        }
+        None => kinds.push((kind, bytes, count)),
     }
 }

@@ -1579,17 +1579,28 @@ impl<P: PeerId> Node<P> {
     /// asked about) nor this node: those in its active and passive views, and when they are
     /// fewer than `at_least`, the contacts the zone's row names too. Sorted, each once.
     fn members_to_ask(&self, zone: u32, not: &P, at_least: usize) -> Vec<P> {
-        let fits = |p: &&P| self.fleet.zone_of(p) == zone && *p != not && **p != self.me;
+        let fits = |p: &P| self.fleet.zone_of(p) == zone && p != not && *p != self.me;
+        self.peers_fitting(fits, self.row_of_zone(zone), at_least)
+    }
+
+    /// The peers in the active and passive views that `fits` takes, and when they are fewer
+    /// than `at_least`, those among the contacts `row` names too. Sorted, each once.
+    fn peers_fitting(
+        &self,
+        fits: impl Fn(&P) -> bool,
+        row: Option<&Arc<ZoneRow<P>>>,
+        at_least: usize,
+    ) -> Vec<P> {
         let mut peers: Vec<P> = self
             .members
             .active_ids()
             .chain(self.members.passive.iter())
-            .filter(fits)
+            .filter(|p| fits(p))
             .cloned()
             .collect();
         if peers.len() < at_least {
-            if let Some(row) = self.row_of_zone(zone) {
-                peers.extend(row.contacts.iter().filter(fits).cloned());
+            if let Some(row) = row {
+                peers.extend(row.contacts.iter().filter(|p| fits(p)).cloned());
             }
         }
         peers.sort();
@@ -2538,19 +2549,9 @@ impl<P: PeerId> Node<P> {
             Some(f) => f.asks,
             None => 0,
         };
-        let fits = |p: &&P| self.fleet.group_of(p) == g && *p != issuer && **p != self.me;
-        let mut peers: Vec<P> = self
-            .members
-            .active_ids()
-            .chain(self.members.passive.iter())
-            .filter(fits)
-            .cloned()
-            .collect();
-        if let Some(row) = self.fleet.rows.get(&(GROUP_FLAG | g)) {
-            peers.extend(row.contacts.iter().filter(fits).cloned());
-        }
-        peers.sort();
-        peers.dedup();
+        let fits = |p: &P| self.fleet.group_of(p) == g && p != issuer && *p != self.me;
+        let row = self.fleet.rows.get(&(GROUP_FLAG | g));
+        let peers = self.peers_fitting(fits, row, usize::MAX);
         if peers.is_empty() {
             return;
         }
