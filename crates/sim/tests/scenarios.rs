@@ -19,6 +19,16 @@ fn scenarios() -> Vec<PathBuf> {
     v
 }
 
+/// The files a run writes to `--out`.
+const OUTPUTS: [&str; 6] = [
+    "summary.json",
+    "timeline.csv",
+    "adoption.svg",
+    "bytes.svg",
+    "drift.svg",
+    "rollout.svg",
+];
+
 #[test]
 fn small_scenarios_meet_their_expectations() {
     let limit = if cfg!(debug_assertions) { 300 } else { 2000 };
@@ -77,16 +87,8 @@ fn the_same_seed_gives_the_same_bytes() {
     run_scenario(sc.clone(), Some(11), Some(dirs[0].path())).unwrap();
     run_scenario(sc.clone(), Some(11), Some(dirs[1].path())).unwrap();
     run_scenario(sc, Some(12), Some(dirs[2].path())).unwrap();
-    let names = [
-        "summary.json",
-        "timeline.csv",
-        "adoption.svg",
-        "bytes.svg",
-        "drift.svg",
-        "rollout.svg",
-    ];
     let read = |d: &tempfile::TempDir, n: &str| std::fs::read(d.path().join(n)).unwrap();
-    for n in names {
+    for n in OUTPUTS {
         assert_eq!(
             read(&dirs[0], n),
             read(&dirs[1], n),
@@ -118,14 +120,6 @@ fn the_thread_count_does_not_change_the_bytes() {
                 rollout = { waves = [0.2, 1.0], bake = \"1s\", max_unhealthy = 0.1 }\n\
                 [[timeline]]\nat = \"9s\"\nchurn = 0.02\ndown = \"1s\"\nuntil = \"12s\"\n";
     let sc = Scenario::parse(Path::new("threads.toml"), text).unwrap();
-    let names = [
-        "summary.json",
-        "timeline.csv",
-        "adoption.svg",
-        "bytes.svg",
-        "drift.svg",
-        "rollout.svg",
-    ];
     let table = |r: &driftless_sim::Report| {
         let t = r.table();
         t.lines()
@@ -143,7 +137,7 @@ fn the_thread_count_does_not_change_the_bytes() {
             table(&r),
             "summary differs on {threads} threads"
         );
-        for n in names {
+        for n in OUTPUTS {
             let a = std::fs::read(one.path().join(n)).unwrap();
             let b = std::fs::read(dir.path().join(n)).unwrap();
             assert!(a == b, "{n} differs between 1 and {threads} threads");
