@@ -1642,20 +1642,7 @@ mod tests {
     /// Node 0's own signed status.
     fn own_status(issued: u64) -> Arc<SignedStatus<u32>> {
         let key = key0();
-        Arc::new(
-            super::super::status::StatusBody {
-                node: 0u32,
-                issued_ms: issued,
-                labels: Default::default(),
-                channels: Vec::new(),
-                last_apply: None,
-                drift_detected: 0,
-                drift_corrected: 0,
-                healthy: true,
-                failing_checks: Vec::new(),
-            }
-            .sign(&key),
-        )
+        Arc::new(super::super::status::StatusBody::idle(0u32, issued).sign(&key))
     }
 
     fn view() -> (Config, FleetView<u32>) {

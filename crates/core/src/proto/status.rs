@@ -84,6 +84,22 @@ pub struct StatusBody<P> {
 }
 
 impl<P: PeerId> StatusBody<P> {
+    /// A healthy node with no labels, channels or drift (tests).
+    #[cfg(test)]
+    pub(crate) fn idle(node: P, issued_ms: u64) -> Self {
+        StatusBody {
+            node,
+            issued_ms,
+            labels: Default::default(),
+            channels: Vec::new(),
+            last_apply: None,
+            drift_detected: 0,
+            drift_corrected: 0,
+            healthy: true,
+            failing_checks: Vec::new(),
+        }
+    }
+
     /// Failing, drifting or unhealthy: spread in full beyond the own zone (up to a cap).
     pub fn is_notable(&self) -> bool {
         !self.healthy

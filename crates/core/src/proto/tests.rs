@@ -1821,20 +1821,7 @@ fn the_groups_leader_sums_its_zone_rows_into_the_group_row() {
 }
 
 fn sign_status(node: u32, issued: u64) -> Arc<SignedStatus<u32>> {
-    Arc::new(
-        StatusBody {
-            node,
-            issued_ms: issued,
-            labels: Default::default(),
-            channels: Vec::new(),
-            last_apply: None,
-            drift_detected: 0,
-            drift_corrected: 0,
-            healthy: true,
-            failing_checks: Vec::new(),
-        }
-        .sign(&node_key(node)),
-    )
+    Arc::new(StatusBody::idle(node, issued).sign(&node_key(node)))
 }
 
 #[test]
