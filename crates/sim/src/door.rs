@@ -17,7 +17,6 @@ use driftless_core::proto::{Door, SignedStatus, ZoneRow};
 use driftless_core::trust::{Ed25519Check, Refusal, SignatureCheck, TrustRoot};
 use driftless_core::Timestamp;
 use ed25519_dalek::VerifyingKey;
-use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,14 +55,7 @@ impl SyncMemo {
 
 impl SignatureCheck for SyncMemo {
     fn check(&self, key: &VerifyingKey, msg_parts: &[&[u8]], sig: &[u8]) -> bool {
-        let mut h = Sha256::new();
-        h.update(key.as_bytes());
-        h.update((sig.len() as u64).to_le_bytes());
-        h.update(sig);
-        for p in msg_parts {
-            h.update(p);
-        }
-        let id: [u8; 32] = h.finalize().into();
+        let id = driftless_core::proto::door::memo_id(key, msg_parts, sig);
         if let Some(v) = self.seen.lock().expect("memo").get(&id) {
             return *v;
         }

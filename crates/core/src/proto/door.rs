@@ -119,16 +119,22 @@ impl<C> MemoCheck<C> {
     }
 }
 
+/// What a memo of signature verdicts keys on: a hash of the key, the signature and the
+/// signed bytes (a verdict is a function of exactly these).
+pub fn memo_id(key: &VerifyingKey, msg_parts: &[&[u8]], sig: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(key.as_bytes());
+    h.update((sig.len() as u64).to_le_bytes());
+    h.update(sig);
+    for p in msg_parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
 impl<C: SignatureCheck> SignatureCheck for MemoCheck<C> {
     fn check(&self, key: &VerifyingKey, msg_parts: &[&[u8]], sig: &[u8]) -> bool {
-        let mut h = Sha256::new();
-        h.update(key.as_bytes());
-        h.update((sig.len() as u64).to_le_bytes());
-        h.update(sig);
-        for p in msg_parts {
-            h.update(p);
-        }
-        let id: [u8; 32] = h.finalize().into();
+        let id = memo_id(key, msg_parts, sig);
         if let Some(v) = self.seen.borrow().get(&id) {
             return *v;
         }
