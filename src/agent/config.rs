@@ -41,6 +41,8 @@ pub struct AgentFile {
     pub cert: Option<PathBuf>,
     /// Zones of the fleet view: 2^zone_bits zones by hash of the node id (see `--zone-bits`).
     pub zone_bits: Option<u8>,
+    /// Groups of zones: 2^group_bits groups (see `--group-bits`).
+    pub group_bits: Option<u8>,
 }
 
 /// Zones of the fleet view, at most 2^16 (a fleet of millions in zones of ~200 nodes would
@@ -65,6 +67,9 @@ pub struct AgentConfig {
     pub cert: Option<PathBuf>,
     /// The fleet view's zones: 2^zone_bits (0: one zone, every node sees every node).
     pub zone_bits: u8,
+    /// Groups of zones, the fleet view's second level: 2^group_bits groups of
+    /// 2^(zone_bits - group_bits) zones (0: no groups). Less than `zone_bits` when not 0.
+    pub group_bits: u8,
 }
 
 pub fn read_file(path: &Path) -> anyhow::Result<AgentFile> {

@@ -406,6 +406,7 @@ pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyho
         round_ms: cfg.round.as_millis() as u64,
         reapply_ms: Some(cfg.reapply.as_millis() as u64),
         zone_bits: cfg.zone_bits,
+        group_bits: cfg.group_bits,
         ..CoreConfig::default()
     };
     let start = Instant::now();
@@ -418,6 +419,27 @@ pub async fn run(cfg: AgentConfig, notifier: super::sdnotify::Notifier) -> anyho
         now_ms(start),
         &door,
     );
+    // What the core runs with, so that an operator can compare it across the fleet (every
+    // node must use the same zone_bits and group_bits).
+    let view = node.fleet();
+    let (zb, gb) = (view.zone_bits(), view.group_bits());
+    if zb == 0 {
+        tracing::info!("fleet view in one zone: every node holds every node's status");
+    } else if gb == 0 {
+        tracing::info!(
+            "fleet view in {} zones (zone_bits {zb}, no groups); this node is in zone {}",
+            1u32 << zb,
+            view.my_zone
+        );
+    } else {
+        tracing::info!(
+            "fleet view in {} zones in {} groups (zone_bits {zb}, group_bits {gb}); this node is in zone {}, group {}",
+            1u32 << zb,
+            1u32 << gb,
+            view.my_zone,
+            view.my_group()
+        );
+    }
 
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let (path_tx, mut path_rx) = mpsc::unbounded_channel::<PathBuf>();

@@ -57,6 +57,14 @@ pub struct Args {
     /// must use the same value [default: 0]
     #[arg(long, value_name = "N")]
     pub zone_bits: Option<u8>,
+    /// Group the 2^zone-bits zones into 2^N groups (zones whose numbers share their top N
+    /// bits): each node then holds the summary rows of its own group's zones and one row per
+    /// group, not one row per zone. For fleets of 20,000 nodes and more, with zones of about
+    /// 100 nodes (zone-bits about log2(nodes / 100)): about half of zone-bits, e.g. 100,000
+    /// nodes: --zone-bits 10 --group-bits 5. Must be less than zone-bits. Every node of a
+    /// fleet must use the same value [default: 0, no groups]
+    #[arg(long, value_name = "N")]
+    pub group_bits: Option<u8>,
 }
 
 fn resolve(a: Args) -> anyhow::Result<AgentConfig> {
@@ -141,6 +149,34 @@ fn resolve(a: Args) -> anyhow::Result<AgentConfig> {
             config::MAX_ZONE_BITS
         );
     }
+    let group_bits = a.group_bits.or(file.group_bits).unwrap_or(0);
+    if group_bits > 0 && group_bits >= zone_bits {
+        let at = if a.group_bits.is_some() {
+            "--group-bits".to_string()
+        } else {
+            place("group_bits")
+        };
+        let zone_at = if a.zone_bits.is_some() {
+            "--zone-bits".to_string()
+        } else if file.zone_bits.is_some() {
+            place("zone_bits")
+        } else {
+            "the default".to_string()
+        };
+        if zone_bits == 0 {
+            anyhow::bail!(
+                "{at}: {group_bits} group bits, but zone_bits is 0 ({zone_at}: one zone, nothing \
+                 to group): groups are groups of zones, so set zone_bits too (group_bits about \
+                 half of it), or leave group_bits at 0"
+            );
+        }
+        anyhow::bail!(
+            "{at}: {group_bits} group bits would leave fewer than two zones in each group of the \
+             {} zones (zone_bits {zone_bits}, from {zone_at}): group_bits must be less than \
+             zone_bits (about half of it), or 0 for no groups",
+            1u32 << zone_bits
+        );
+    }
     Ok(AgentConfig {
         listen,
         peers,
@@ -161,6 +197,7 @@ fn resolve(a: Args) -> anyhow::Result<AgentConfig> {
         log_json,
         cert: a.cert.or(file.cert),
         zone_bits,
+        group_bits,
     })
 }
 
@@ -195,5 +232,100 @@ fn init_logs(json: bool) {
         b.json().init();
     } else {
         b.with_ansi(false).init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// `resolve` of `driftless agent ARGS`, with `toml` as the config file when given.
+    fn resolved(args: &[&str], toml: Option<&str>) -> anyhow::Result<AgentConfig> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut argv = vec!["driftless".to_string(), "agent".into()];
+        if let Some(text) = toml {
+            let path = dir.path().join("agent.toml");
+            std::fs::write(&path, text).unwrap();
+            argv.extend(["--config".into(), path.display().to_string()]);
+        }
+        argv.extend(args.iter().map(|a| a.to_string()));
+        match crate::cli::Cli::try_parse_from(argv)
+            .expect("parses")
+            .command
+        {
+            crate::cli::Command::Agent(a) => resolve(a),
+            other => panic!("not the agent: {other:?}"),
+        }
+    }
+
+    fn bits(args: &[&str], toml: Option<&str>) -> (u8, u8) {
+        let c = resolved(args, toml).unwrap_or_else(|e| panic!("{args:?} {toml:?}: {e:#}"));
+        (c.zone_bits, c.group_bits)
+    }
+
+    fn error(args: &[&str], toml: Option<&str>) -> String {
+        match resolved(args, toml) {
+            Ok(c) => panic!(
+                "{args:?} {toml:?} accepted: zone_bits {}, group_bits {}",
+                c.zone_bits, c.group_bits
+            ),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn group_bits_come_from_the_flag_over_the_file_over_no_groups() {
+        assert_eq!(bits(&[], None), (0, 0));
+        assert_eq!(bits(&["--zone-bits", "4"], None), (4, 0));
+        assert_eq!(
+            bits(&["--zone-bits", "4", "--group-bits", "2"], None),
+            (4, 2)
+        );
+        let file = "zone_bits = 10\ngroup_bits = 5\n";
+        assert_eq!(bits(&[], Some(file)), (10, 5));
+        assert_eq!(bits(&["--group-bits", "3"], Some(file)), (10, 3));
+        assert_eq!(bits(&["--group-bits", "0"], Some(file)), (10, 0));
+        // The flag wins over a bad value in the file, which is then never used.
+        let bad = "zone_bits = 2\ngroup_bits = 7\n";
+        assert_eq!(bits(&["--group-bits", "1"], Some(bad)), (2, 1));
+        // The largest grouping: two zones per group.
+        assert_eq!(
+            bits(&["--zone-bits", "16", "--group-bits", "15"], None),
+            (16, 15)
+        );
+    }
+
+    #[test]
+    fn group_bits_that_leave_nothing_to_group_are_refused_naming_where_and_why() {
+        let e = error(&["--zone-bits", "2", "--group-bits", "2"], None);
+        assert!(e.starts_with("--group-bits: 2 group bits"), "{e}");
+        assert!(
+            e.contains("the 4 zones (zone_bits 2, from --zone-bits)"),
+            "{e}"
+        );
+        assert!(e.contains("must be less than zone_bits"), "{e}");
+        let e = error(&["--zone-bits", "2", "--group-bits", "5"], None);
+        assert!(e.contains("must be less than zone_bits"), "{e}");
+        // No zones at all, by default or by hand.
+        let e = error(&["--group-bits", "1"], None);
+        assert!(e.starts_with("--group-bits: 1 group bits"), "{e}");
+        assert!(e.contains("zone_bits is 0 (the default"), "{e}");
+        assert!(e.contains("set zone_bits too"), "{e}");
+        let e = error(&["--zone-bits", "0", "--group-bits", "1"], None);
+        assert!(e.contains("zone_bits is 0 (--zone-bits"), "{e}");
+        // From the file: the file and its key are named, and where zone_bits came from.
+        let e = error(&[], Some("zone_bits = 3\ngroup_bits = 3\n"));
+        assert!(
+            e.contains("agent.toml: field `group_bits`: 3 group bits"),
+            "{e}"
+        );
+        assert!(e.contains("from /"), "{e}");
+        assert!(e.contains("agent.toml: field `zone_bits`"), "{e}");
+        let e = error(&["--zone-bits", "1"], Some("group_bits = 1\n"));
+        assert!(e.contains("field `group_bits`: 1 group bits"), "{e}");
+        assert!(e.contains("(zone_bits 1, from --zone-bits)"), "{e}");
+        let e = error(&[], Some("group_bits = 2\n"));
+        assert!(e.contains("zone_bits is 0 (the default"), "{e}");
     }
 }
