@@ -46,9 +46,9 @@ const GREETING_MS: u64 = 1_000;
 const ROW_SYNC_EVERY: u64 = 1;
 /// `rows_print` value meaning "do not compare".
 const NO_PRINT: u64 = 0;
-/// A zone table smaller than this (zones are sized to hold 128 or more) asks random peers
-/// for members of its zone every round.
-const PROBE_BELOW: usize = 16;
+/// A zone table smaller than this (zones are sized to hold 64 or more) asks random peers
+/// for members of its zone every round (and issues no row until it has been still a while).
+const PROBE_BELOW: usize = super::fleet::FEW_MEMBERS;
 /// Members named in answer to such a probe, at most.
 const PROBE_ANSWER: usize = 8;
 /// Expire statuses every this many rounds (it walks the zone table).

@@ -1797,16 +1797,17 @@ fn the_groups_leader_sums_its_zone_rows_into_the_group_row() {
     let t = WALL0 + 10_000;
     let run = |me: u32| {
         let mut v = FleetView::new(&cfg, me);
-        // Its own zone: itself, leading it.
+        // Its own zone: itself, leading it (a table of one waits ROW_SETTLE_MAX rounds).
         v.insert(&cfg, sign_status(me, t));
-        for r in 0..3u64 {
+        let settle = fleet::ROW_SETTLE_MAX as u64 + 1;
+        for r in 0..settle {
             v.maybe_issue_row(&cfg, t + r * 1_000, vec![me], &node_key(me), None);
         }
         for i in issuers.iter().filter(|i| **i != me) {
             v.receive_row(&cfg, &signed_row(zone_of(*i), *i, 20));
         }
         let mut issued = None;
-        for r in 3..10u64 {
+        for r in settle..settle + 7 {
             issued = issued.or(v.maybe_issue_group_row(&cfg, t + r * 1_000, &node_key(me), None));
         }
         issued
