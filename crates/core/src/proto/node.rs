@@ -1659,10 +1659,9 @@ impl<P: PeerId> Node<P> {
 
     /// The rows held of these zones (asked for by a peer).
     fn rows_of(&self, zones: &[u32]) -> Vec<Arc<ZoneRow<P>>> {
-        zones
-            .iter()
-            .filter_map(|z| self.fleet.rows.get(z).cloned())
-            .collect()
+        let mut out = Vec::with_capacity(zones.len());
+        out.extend(zones.iter().filter_map(|z| self.fleet.rows.get(z).cloned()));
+        out
     }
 
     /// Send `rows` to `to`, asking for its rows of the zones `want` in the same message.
