@@ -9,6 +9,9 @@ use driftless_sim::{run_scenario_with, Scenario};
 use std::path::Path;
 use std::process::Command;
 
+#[global_allocator]
+static ALLOC: driftless_sim::MiMalloc = driftless_sim::MiMalloc;
+
 /// iroh-gossip 0.101 simulator, latency uniform 10–50 ms, time for one broadcast to reach
 /// every node (PEERS.md, measured on this kind of machine).
 const IROH: [(usize, f64); 3] = [(1_000, 0.37), (10_000, 0.90), (100_000, 2.31)];

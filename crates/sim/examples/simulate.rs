@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+#[global_allocator]
+static ALLOC: driftless_sim::MiMalloc = driftless_sim::MiMalloc;
+
 const USAGE: &str = "usage: simulate FILE [--seed N] [--out DIR] [--threads N]
 
   --seed N      the scenario's random seed (default: the file's `seed`)
