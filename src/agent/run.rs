@@ -1585,8 +1585,10 @@ impl Agent {
     }
 
     /// `fleet --node ID`: answer from the fleet view when it holds the node's status (its own
-    /// zone, or a notable one), else ask the node's zone and answer when the status comes
-    /// (`answer_wanted`), or after [`WANT_TIMEOUT`].
+    /// zone, or a notable one), else ask the node's zone (of another group, where no member
+    /// of that zone is known, after fetching the zone's row from a member of the group: two
+    /// round trips) and answer when the status comes (`answer_wanted`), or after
+    /// [`WANT_TIMEOUT`].
     fn want_node(&mut self, id: &str, reply: oneshot::Sender<serde_json::Value>) {
         let Some(key) = id.parse::<PeerId>().ok().and_then(|p| key_of(&p)) else {
             let _ = reply.send(json!({
@@ -1632,7 +1634,7 @@ impl Agent {
                 })),
                 (None, None) if now >= *deadline => Some(json!({
                     "error": format!(
-                        "no answer about {} within {} s: no peer of its zone here held its status",
+                        "no answer about {} within {} s: no member of its zone (or of its group) known here answered with its status",
                         node.peer_id(),
                         WANT_TIMEOUT.as_secs()
                     )

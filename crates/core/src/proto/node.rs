@@ -253,9 +253,8 @@ pub struct Node<P> {
     /// that wave: the zone's signed statuses of the wave, asked of one of its members, judge
     /// the zone in place of its row (`Node::probe_stalls`).
     probes: BTreeMap<(u32, u8), Probe<P>>,
-    /// Nodes whose status was asked for on demand, and when (mono ms); at most
-    /// [`ON_DEMAND`], the oldest dropped first.
-    asked: Vec<(P, u64)>,
+    /// Statuses asked for on demand; at most [`ON_DEMAND`], the oldest dropped first.
+    asked: Vec<Asked<P>>,
     /// Statuses fetched on demand (verified), newest last; at most [`ON_DEMAND`].
     fetched: Vec<Arc<SignedStatus<P>>>,
     /// zone → asking members of a zone how many members their tables hold, where the
@@ -276,6 +275,17 @@ pub struct Node<P> {
 const ON_DEMAND: usize = 16;
 /// An on-demand question is forgotten after this long (an answer after it is unsolicited).
 const ON_DEMAND_MS: u64 = 10_000;
+
+/// A status asked for on demand ([`Node::want_status`]).
+struct Asked<P> {
+    node: P,
+    /// When (mono ms).
+    at_ms: u64,
+    /// The member of the node's group asked for the row of the node's zone, while that row
+    /// is awaited: the node is of another group, and no member of its zone was known here
+    /// ([`Node::take_row_on_demand`]).
+    row_from: Option<P>,
+}
 
 /// Asking members of one zone the size of their zone tables (see `Node::sizes`).
 struct SizeProbe<P> {
@@ -1274,6 +1284,13 @@ impl<P: PeerId> Node<P> {
             }
             Message::Rows(rows) => {
                 for row in &rows {
+                    if self
+                        .asked
+                        .iter()
+                        .any(|a| a.row_from.as_ref() == Some(&from))
+                    {
+                        self.take_row_on_demand(&from, row, door, now, out);
+                    }
                     if self.fleet.foreign().is_some_and(|m| !m.is_empty())
                         && !self.fleet.wants_row(row)
                     {
@@ -1560,7 +1577,7 @@ impl<P: PeerId> Node<P> {
             self.refuse(Some(from), reason, detail, out);
             return;
         }
-        if let Some(i) = self.asked.iter().position(|(p, _)| *p == s.body.node) {
+        if let Some(i) = self.asked.iter().position(|a| a.node == s.body.node) {
             self.asked.remove(i);
             self.fetched.retain(|f| f.body.node != s.body.node);
             if self.fetched.len() >= ON_DEMAND {
@@ -1614,17 +1631,23 @@ impl<P: PeerId> Node<P> {
     /// status (the node signed it), only withhold it or send an older one, which is why two
     /// are asked when there are two. Nothing is asked for the own zone, whose statuses are
     /// all here.
+    ///
+    /// With groups, this node holds no zone row of another group, so for a node of another
+    /// group it often knows no member of the node's zone. It then asks a member of that
+    /// group (a neighbour of it, else a contact of the group's row), which holds the group's
+    /// zone rows, for the row of the node's zone (`RowWant`, one zone), and asks a member
+    /// that row names when it comes ([`Node::take_row_on_demand`]): two round trips, one
+    /// row and one status, nothing forwarded on anyone's behalf.
     fn want_status(&mut self, node: P, now: Now, out: &mut Vec<Action<P>>) {
         let zone = self.fleet.zone_of(&node);
         if node == self.me || zone == self.fleet.my_zone {
             return;
         }
         self.asked
-            .retain(|(p, at)| *p != node && at + ON_DEMAND_MS > now.mono_ms);
+            .retain(|a| a.node != node && a.at_ms + ON_DEMAND_MS > now.mono_ms);
         if self.asked.len() >= ON_DEMAND {
             self.asked.remove(0);
         }
-        self.asked.push((node.clone(), now.mono_ms));
         let known = |p: &P| *p == node;
         let mut ask: Vec<P> = self
             .members
@@ -1641,9 +1664,99 @@ impl<P: PeerId> Node<P> {
                 let issuer = &self.fleet.rows.get(&zone)?.issuer;
                 (!known(issuer) && *issuer != self.me).then(|| issuer.clone())
             });
+        let row_from = match relay {
+            None => self.group_member_to_ask(zone, &node),
+            Some(_) => None,
+        };
+        self.asked.push(Asked {
+            node: node.clone(),
+            at_ms: now.mono_ms,
+            row_from: row_from.clone(),
+        });
         ask.extend(relay);
         for to in ask {
             self.send(to, Message::ZoneWant(vec![node.clone()]), now, out);
+        }
+        if let Some(to) = row_from {
+            let msg = Message::RowWant {
+                zones: vec![zone],
+                rows: Vec::new(),
+            };
+            self.send(to, msg, now, out);
+        }
+    }
+
+    /// A member of the group of `zone` to ask for that zone's row, when it is another group
+    /// than this node's: a peer of that group in the views, else a contact its group row
+    /// names (its issuer and two zone leaders), never `node` (asked itself when known). One
+    /// per round in turn, so a question asked again a round later or more goes to another
+    /// member where there is one (the first may be gone or withhold the row).
+    fn group_member_to_ask(&self, zone: u32, node: &P) -> Option<P> {
+        let g = self.fleet.group_of_zone(zone);
+        if self.fleet.group_bits() == 0 || g == self.fleet.my_group() {
+            return None;
+        }
+        let fits = |p: &P| self.fleet.group_of(p) == g && p != node && *p != self.me;
+        let row = self.fleet.rows.get(&(GROUP_FLAG | g));
+        let peers = self.peers_fitting(fits, row, 1);
+        let n = peers.len().max(1) as u64;
+        peers.into_iter().nth((self.round % n) as usize)
+    }
+
+    /// The row of another group's zone, from the member of that group asked for it by
+    /// [`Node::want_status`]: verified as in [`Node::take_row`] (its contacts decide whom
+    /// this node asks), the statuses awaited of that zone are asked of a member it names
+    /// (`ZoneWant`), a contact else its issuer, one question per status. The row is not kept
+    /// (this node holds no zone row of another group) and is taken once per question:
+    /// further rows from that member, or rows from anyone else, change nothing.
+    fn take_row_on_demand(
+        &mut self,
+        from: &P,
+        row: &Arc<ZoneRow<P>>,
+        door: &dyn Door<P>,
+        now: Now,
+        out: &mut Vec<Action<P>>,
+    ) {
+        if self.fleet.is_group_key(row.zone) || (row.zone as u64) >> self.cfg.zone_bits != 0 {
+            return;
+        }
+        let waiting: Vec<P> = self
+            .asked
+            .iter()
+            .filter(|a| {
+                a.row_from.as_ref() == Some(from)
+                    && self.fleet.zone_of(&a.node) == row.zone
+                    && now.mono_ms < a.at_ms + ON_DEMAND_MS
+            })
+            .map(|a| a.node.clone())
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        if let Err(r) = self.check_row(row, door) {
+            self.refuse(
+                Some(from),
+                r.reason(),
+                format!("row of zone {} issued by {:?}", row.zone, row.issuer),
+                out,
+            );
+            return;
+        }
+        for a in &mut self.asked {
+            if waiting.contains(&a.node) {
+                a.row_from = None;
+            }
+        }
+        for node in waiting {
+            let to = row
+                .contacts
+                .iter()
+                .chain([&row.issuer])
+                .find(|p| self.fleet.zone_of(p) == row.zone && **p != node && **p != self.me)
+                .cloned();
+            if let Some(to) = to {
+                self.send(to, Message::ZoneWant(vec![node]), now, out);
+            }
         }
     }
 

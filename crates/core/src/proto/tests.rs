@@ -1659,6 +1659,101 @@ fn groups_summarise_a_larger_fleet_exactly_with_the_own_groups_zone_rows_only() 
     }
 }
 
+#[test]
+fn any_nodes_status_is_fetched_on_demand_across_groups_through_a_member_of_its_group() {
+    // 160 nodes in 8 zones, 2 groups of 4 zones. A node holds no zone row of the other
+    // group, so for a node of a zone of that group of which it knows no member (none in its
+    // views, none named by a row it holds) it has no one to ask directly: it asks a member
+    // of that group for the zone's row, then a member the row names for the status.
+    // Smaller passive views than the default 30 of 160 nodes, for a node to know no member
+    // of some zone, as at 100k (~36 peers known of 1,024 zones).
+    let cfg = Config {
+        passive_size: 10,
+        ..grouped()
+    };
+    let mut net = Net::new(160, cfg);
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(45_000);
+    let knows_zone = |n: &Node<u32>, zone: u32| {
+        let f = n.fleet();
+        let peers = n
+            .active_peers()
+            .into_iter()
+            .chain(n.passive_peers().iter().copied());
+        let named = f
+            .rows
+            .values()
+            .flat_map(|r| r.contacts.iter().copied().chain([r.issuer]));
+        peers.chain(named).any(|p| f.zone_of(&p) == zone)
+    };
+    let (asker, far) = (0..160u32)
+        .flat_map(|a| (0..160u32).map(move |t| (a, t)))
+        .find(|(a, t)| {
+            let n = &net.nodes[*a as usize];
+            let f = n.fleet();
+            f.group_of(t) != f.my_group()
+                && !knows_zone(n, f.zone_of(t))
+                && n.status_of(t).is_none()
+        })
+        .expect("a node that knows no member of some zone of the other group");
+    let zone = net.nodes[asker as usize].fleet().zone_of(&far);
+    let rows_before: Vec<u32> = net.nodes[asker as usize]
+        .fleet()
+        .rows
+        .keys()
+        .copied()
+        .collect();
+    let sent = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let log = sent.clone();
+    net.drop = Box::new(move |from, to, kind| {
+        if from == asker {
+            log.borrow_mut().push((to, kind));
+        }
+        false
+    });
+    net.push(45_000, asker, Event::WantStatus(far));
+    net.run_until(46_000);
+    let got = net.nodes[asker as usize]
+        .status_of(&far)
+        .unwrap_or_else(|| {
+            panic!("node {far}'s status did not reach node {asker} within a second")
+        });
+    // The node's own signed status, the newest its zone holds.
+    assert_eq!(got.body.node, far);
+    let newest = (0..160u32)
+        .filter(|q| net.nodes[0].fleet().zone_of(q) == zone)
+        .filter_map(|q| net.nodes[q as usize].fleet().status(&far).cloned())
+        .map(|s| s.body.issued_ms)
+        .max();
+    assert_eq!(Some(got.body.issued_ms), newest);
+    assert!(got
+        .body
+        .channels
+        .iter()
+        .any(|c| c.channel == "web" && c.version == 1));
+    // Asked of a member of its group (for the zone's row), then of a member of its zone
+    // (for the status); the zone row is not kept: the rows held are those held before.
+    let f = net.nodes[asker as usize].fleet();
+    let sent = sent.borrow();
+    assert!(
+        sent.iter()
+            .any(|(to, k)| *k == "row_want" && f.group_of(to) == f.group_of(&far)),
+        "{sent:?}"
+    );
+    let asked: Vec<u32> = sent
+        .iter()
+        .filter(|(_, k)| *k == "zone_want")
+        .map(|(to, _)| *to)
+        .collect();
+    assert!(
+        !asked.is_empty() && asked.iter().all(|p| f.zone_of(p) == zone),
+        "{sent:?}"
+    );
+    assert_eq!(f.rows.keys().copied().collect::<Vec<_>>(), rows_before);
+    assert!(f.foreign().is_none_or(|m| m.is_empty()));
+}
+
 /// A row of `key` issued by `issuer` (signed with its key).
 fn signed_row(key: u32, issuer: u32, members: u32) -> Arc<fleet::ZoneRow<u32>> {
     Arc::new(
