@@ -1,8 +1,9 @@
 //! The `driftless` binary: parse the command line, run the command, map errors to exit codes.
 
-// The simulator's allocator (see `driftless_sim::MiMalloc`), for `driftless simulate`.
+// mimalloc for `driftless simulate`, the system's allocator for everything else (the agent's
+// resident memory): see `driftless_sim::alloc`.
 #[global_allocator]
-static ALLOC: driftless_sim::MiMalloc = driftless_sim::MiMalloc;
+static ALLOC: driftless_sim::alloc::PerCommand = driftless_sim::alloc::PerCommand;
 
 fn main() -> std::process::ExitCode {
     driftless::cli::main()

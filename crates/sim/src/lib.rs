@@ -5,6 +5,7 @@
 //! ordered by (time, who caused them), no wall clock in anything written to `--out` (wall
 //! time goes to the terminal only). See `engine.rs` and ARCHITECTURE.md ("The simulator").
 
+pub mod alloc;
 pub mod door;
 pub mod engine;
 pub mod metrics;
@@ -18,13 +19,9 @@ pub mod wire;
 pub use report::{Check, Report};
 pub use scenario::Scenario;
 
-/// The allocator of the binaries that run the simulator (`driftless`, the `simulate` and
-/// `bench` examples), each of which declares it its `#[global_allocator]`. The shards of a
-/// run allocate messages on one thread and free them on another; glibc's malloc then takes
-/// the other thread's arena lock, and in a 100k run 11% of the CPU went to that lock's
-/// futex and another 20% to malloc, realloc and free. mimalloc (a well-kept crate over
-/// Microsoft's allocator, MIT) frees across threads without a lock: bench-100k 139 → 113 s of
-/// wall time, 230 → 194 s of CPU, peak RSS 2.50 → 2.85 GB.
+/// The allocator of the `simulate` and `bench` examples, which run nothing but the simulator
+/// (the `driftless` binary takes [`alloc::PerCommand`], which picks it for `simulate` only):
+/// mimalloc, a well-kept crate over Microsoft's allocator (MIT). See [`alloc`] for why.
 pub use mimalloc::MiMalloc;
 
 use std::path::{Path, PathBuf};
