@@ -1368,10 +1368,21 @@ impl<P: PeerId> Node<P> {
                 &from, zone, &channel, version, wave, members, statuses, door, now, out,
             ),
             Message::SizeWant { zone } => {
-                if zone != self.fleet.my_zone || !self.may_answer(&from, 1 << 63, now, out) {
+                // Of the own zone: its table. Of the own group (`GROUP_FLAG | g`): its table
+                // and the group's other zone rows, each row set aside for its size as this
+                // node's own size probes say (`FleetView::own_group_members`).
+                let group = self.fleet.is_group_key(zone) && zone == self.fleet.my_group_key();
+                if zone != self.fleet.my_zone && !group
+                    || !self.may_answer(&from, 1 << 63 | (group as u64) << 62, now, out)
+                {
                     return;
                 }
-                let members = self.fleet.zone.len() as u32;
+                let members = if group {
+                    let seen = self.seen_sizes(now);
+                    self.fleet.own_group_members(&seen).min(u32::MAX as u64) as u32
+                } else {
+                    self.fleet.zone.len() as u32
+                };
                 self.send(from, Message::ZoneSize { zone, members }, now, out);
             }
             Message::ZoneSize { zone, members } => {
@@ -1379,7 +1390,12 @@ impl<P: PeerId> Node<P> {
                     .sizes
                     .get(&zone)
                     .is_some_and(|p| p.asked.contains(&from));
-                if !asked || self.fleet.zone_of(&from) != zone {
+                let of_it = if self.fleet.is_group_key(zone) {
+                    GROUP_FLAG | self.fleet.group_of(&from) == zone
+                } else {
+                    self.fleet.zone_of(&from) == zone
+                };
+                if !asked || !of_it {
                     self.refuse(
                         Some(&from),
                         "unsolicited",
@@ -1579,6 +1595,12 @@ impl<P: PeerId> Node<P> {
     /// asked about) nor this node: those in its active and passive views, and when they are
     /// fewer than `at_least`, the contacts the zone's row names too. Sorted, each once.
     fn members_to_ask(&self, zone: u32, not: &P, at_least: usize) -> Vec<P> {
+        if self.fleet.is_group_key(zone) {
+            // Members of a group, for its size: from the views, else its row's contacts.
+            let g = zone & !GROUP_FLAG;
+            let fits = |p: &P| self.fleet.group_of(p) == g && p != not && *p != self.me;
+            return self.peers_fitting(fits, self.fleet.rows.get(&zone), at_least);
+        }
         let fits = |p: &P| self.fleet.zone_of(p) == zone && p != not && *p != self.me;
         self.peers_fitting(fits, self.row_of_zone(zone), at_least)
     }

@@ -1832,20 +1832,8 @@ fn a_liars_group_row_does_not_stall_the_other_groups() {
     // Its nodes, whose gate that row alone holds, ask a member of the liar's group (not the
     // liar) for the group's zone rows, find the one zone whose row holds the wave (the
     // liar's), and probe it as any zone: the rollout completes everywhere.
-    let cfg = grouped();
-    let waves = vec![0.2, 1.0];
-    let mut net = Net::new(160, cfg);
+    let (net, waves, liar) = stalled_groups(1, 90_000);
     let group_of = |n: u32| fleet::group_of(1, &n);
-    // The leader of some zone, so that its rows are its zone's (and may be its group's).
-    let liar = 1u32;
-    net.run_until(3_000);
-    net.publish(3_000, 0, bundle(1, &release_key()));
-    net.run_until(20_000);
-    net.liar = Some((liar, 2, 1));
-    net.liar_stalls = true;
-    net.liar_inflates = 1;
-    net.publish(20_000, 0, rollout_bundle(2, waves.clone(), 2, 0.5));
-    net.run_until(90_000);
     let stall_held = net.nodes.iter().any(|n| {
         group_of(*n.id()) != group_of(liar)
             && n.fleet()
@@ -1857,4 +1845,68 @@ fn a_liars_group_row_does_not_stall_the_other_groups() {
     });
     assert!(stall_held, "the liar's stalling group row never took hold");
     every_node_applied_v2(&net, &waves);
+}
+
+/// Two groups of four zones with v1 everywhere; then node 1, the liar (the leader of some
+/// zone, so that its rows are its zone's and may be its group's), signs its zone's row and
+/// its group's row as every member on v1 in wave 0, claiming `inflates` times the members,
+/// and v2 is published with waves 20% / 100%. Runs to `until`; returns the net, the waves
+/// and the liar.
+fn stalled_groups(inflates: u32, until: u64) -> (Net, Vec<f64>, u32) {
+    let cfg = grouped();
+    let waves = vec![0.2, 1.0];
+    let mut net = Net::new(160, cfg);
+    let liar = 1u32;
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(20_000);
+    net.liar = Some((liar, 2, 1));
+    net.liar_stalls = true;
+    net.liar_inflates = inflates;
+    net.publish(20_000, 0, rollout_bundle(2, waves.clone(), 2, 0.5));
+    net.run_until(until);
+    (net, waves, liar)
+}
+
+#[test]
+fn an_inflated_group_row_does_not_stall_the_other_group() {
+    // Two groups of four zones of ~20. The liar signs, as its zone's row and its group's row,
+    // four times the members (its zone's row up to 256), every one on v1 in wave 0. With two
+    // groups the group row is the typical group, so the other group looks sparse to its own
+    // nodes (under a third of it), and the liar's zone row swells its group mates' sum of
+    // their group until the other group looks sparse to them too: every view stays partial
+    // and no wave is judged. A node of the other group asks two members of the liar's group
+    // (never the liar) how many members their group holds (their table and their group's
+    // other zone rows, as their own size probes leave them); a node of the liar's group asks
+    // two members of the zone whose row claims the most. The answers contradict the rows,
+    // whose sizes are set aside, and the wave they hold is resolved through the group's zone
+    // rows as in the plain stall. Every node applies.
+    let (net, waves, liar) = stalled_groups(4, 90_000);
+    let group_of = |n: u32| fleet::group_of(1, &n);
+    let key = fleet::GROUP_FLAG | group_of(liar);
+    let inflated_held = net
+        .nodes
+        .iter()
+        .filter(|n| group_of(*n.id()) != group_of(liar))
+        .all(|n| {
+            let f = n.fleet();
+            f.rows.get(&key).is_some_and(|r| {
+                r.issuer == liar && r.members as u64 > 3 * f.own_group_members(&Default::default())
+            })
+        });
+    assert!(
+        inflated_held,
+        "the liar's inflated group row did not take hold in the other group"
+    );
+    every_node_applied_v2(&net, &waves);
+    let asked = |to_liar: bool| {
+        net.delivered
+            .iter()
+            .filter(|(to, kind)| {
+                *kind == "size_want" && group_of(*to) == group_of(liar) && (*to == liar) == to_liar
+            })
+            .count()
+    };
+    assert!(asked(false) > 0, "no node asked the liar's group mates");
+    assert_eq!(asked(true), 0, "a size probe went to the row's issuer");
 }
