@@ -304,7 +304,10 @@ const SIZE_REFRESH_ROUNDS: u64 = 6;
 const ANSWER_WINDOW_ROUNDS: u64 = 3;
 /// Wants remembered as answered (bounded: the oldest is forgotten first).
 const ANSWERED_CAP: usize = 64;
-/// Wave and size wants answered per round at most: an answer can carry `MAX_STATUSES`
+/// The question of a want for the own group's zone rows from a peer of another group
+/// (`Node::rows_asked`), as `Node::may_answer` remembers it.
+const GROUP_ROWS_QUESTION: u64 = 1 << 61;
+/// Wave, size and group-row wants answered per round at most: an answer can carry `MAX_STATUSES`
 /// statuses, so peers must not make a member send them at will. Honest probes crowd too:
 /// at 10k nodes, when one zone's row lags at the end of a wave, most of the fleet probes
 /// that zone through the few contacts its row names (their views hold no member of it),
@@ -1152,7 +1155,7 @@ impl<P: PeerId> Node<P> {
                     self.take_status(&from, s, door, out);
                 }
                 // The rows the peer asked for in answer to our digest.
-                let give = self.rows_of(&d.want);
+                let give = self.rows_asked(&from, &d.want, now, out);
                 // Prints that differ while rows are on their way between the two (named
                 // here, or asked for by the peer) differ by those rows, most likely: no full
                 // row sync for that. Otherwise the rumor missed one of us: sync at once.
@@ -1287,7 +1290,7 @@ impl<P: PeerId> Node<P> {
                 for row in &rows {
                     self.take_row(&from, row, door, out);
                 }
-                let give = self.rows_of(&zones);
+                let give = self.rows_asked(&from, &zones, now, out);
                 self.send_rows(&from, give, Vec::new(), now, out);
             }
             Message::ZoneWant(want) => {
@@ -1416,7 +1419,7 @@ impl<P: PeerId> Node<P> {
         }
     }
 
-    /// Whether to answer `from`'s wave or size want (`question` names it): at most once per
+    /// Whether to answer `from`'s wave, size or group-row want (`question` names it): at most once per
     /// (asker, question) every `ANSWER_WINDOW_ROUNDS` rounds and `ANSWER_BUDGET` answers a
     /// round, in bounded state. A declined want is counted (`want_repeated`,
     /// `want_over_budget`), not held against the asker.
@@ -1684,6 +1687,32 @@ impl<P: PeerId> Node<P> {
         let mut out = Vec::with_capacity(zones.len());
         out.extend(zones.iter().filter_map(|z| self.fleet.rows.get(z).cloned()));
         out
+    }
+
+    /// The rows `from` asked for (in a digest's wants or a `RowWant`). A peer of another
+    /// group asks for this group's zone rows only to resolve a group row that holds its gate
+    /// (`Node::ask_group_rows`): that answer, a row per zone of the group, is budgeted like
+    /// the wave and size wants (`Node::may_answer`: once per asker every few rounds, a few
+    /// answers a round in all), each zone at most once, so peers cannot make a member send
+    /// them at will. The group rows asked for are given as ever.
+    fn rows_asked(
+        &mut self,
+        from: &P,
+        zones: &[u32],
+        now: Now,
+        out: &mut Vec<Action<P>>,
+    ) -> Vec<Arc<ZoneRow<P>>> {
+        let leaves = |z: &u32| !self.fleet.is_group_key(*z);
+        if self.fleet.same_group(from) || !zones.iter().any(leaves) {
+            return self.rows_of(zones);
+        }
+        let mut asked: Vec<u32> = zones.to_vec();
+        asked.sort_unstable();
+        asked.dedup();
+        if !self.may_answer(from, GROUP_ROWS_QUESTION, now, out) {
+            asked.retain(|z| self.fleet.is_group_key(*z));
+        }
+        self.rows_of(&asked)
     }
 
     /// Send `rows` to `to`, asking for its rows of the zones `want` in the same message.

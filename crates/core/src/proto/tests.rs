@@ -1910,3 +1910,114 @@ fn an_inflated_group_row_does_not_stall_the_other_group() {
     assert!(asked(false) > 0, "no node asked the liar's group mates");
     assert_eq!(asked(true), 0, "a size probe went to the row's issuer");
 }
+
+#[test]
+fn a_member_answers_a_group_row_want_from_another_group_once_per_few_rounds_and_a_few_per_round() {
+    // A peer of another group asks a member for its group's zone rows (as a group probe does,
+    // `ask_group_rows`): answered once, declined when the same peer asks again within
+    // `ANSWER_WINDOW_ROUNDS` rounds (`want_repeated`), answered again after, and at most 64
+    // such wants (with the wave and size wants) a round in all (`want_over_budget`). The group
+    // rows asked for are given still, and a peer of the own group is not budgeted (its
+    // digests' wants name the zone rows of the group as they spread).
+    let cfg = grouped();
+    let mut net = Net::new(160, cfg);
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(45_000);
+    let group_of = |n: u32| fleet::group_of(1, &n);
+    let zones: Vec<u32> = net.nodes[0].fleet().zones_of_group(0).collect();
+    assert_eq!(zones.len(), 4);
+    let m = (0..160u32)
+        .find(|n| {
+            group_of(*n) == 0
+                && zones
+                    .iter()
+                    .all(|z| net.nodes[*n as usize].fleet().rows.contains_key(z))
+        })
+        .unwrap();
+    // (zone rows sent, group rows sent, declines)
+    let ask = |net: &mut Net, from: u32, at: u64, zones: Vec<u32>| -> (usize, usize, usize) {
+        let now = Now {
+            mono_ms: at,
+            wall_ms: WALL0 + at,
+        };
+        let mut out = Vec::new();
+        let msg = Message::RowWant {
+            zones,
+            rows: Vec::new(),
+        };
+        let ev = Event::Message { from, msg };
+        net.nodes[m as usize].handle(ev, now, &mut net.rng, &net.door, &mut out);
+        let mut got = (0, 0, 0);
+        for a in &out {
+            match a {
+                Action::Send {
+                    msg: Message::Rows(rows) | Message::RowWant { rows, .. },
+                    ..
+                } => {
+                    for r in rows {
+                        if r.zone & fleet::GROUP_FLAG == 0 {
+                            got.0 += 1;
+                        } else {
+                            got.1 += 1;
+                        }
+                    }
+                }
+                Action::Refused { reason, .. }
+                    if matches!(*reason, "want_repeated" | "want_over_budget") =>
+                {
+                    got.2 += 1
+                }
+                _ => {}
+            }
+        }
+        got
+    };
+    let with_group = |mut z: Vec<u32>| {
+        z.push(fleet::GROUP_FLAG | 1);
+        z
+    };
+    let a = (0..160u32).find(|n| group_of(*n) == 1).unwrap();
+    let t = net.now + 1;
+    assert_eq!(ask(&mut net, a, t, with_group(zones.clone())), (4, 1, 0));
+    // Again at once, or with every zone listed twice: the group row alone.
+    assert_eq!(
+        ask(&mut net, a, t + 10, with_group(zones.clone())),
+        (0, 1, 1)
+    );
+    let twice: Vec<u32> = zones.iter().chain(zones.iter()).copied().collect();
+    assert_eq!(ask(&mut net, a, t + 20, twice.clone()), (0, 0, 1));
+    // Three rounds later it is answered again, each zone once.
+    assert_eq!(ask(&mut net, a, t + 3_001, twice), (4, 0, 0));
+    // A peer of the own group is answered every time.
+    let b = (0..160u32).find(|n| group_of(*n) == 0 && *n != m).unwrap();
+    for i in 0..3 {
+        assert_eq!(ask(&mut net, b, t + 3_010 + i, zones.clone()), (4, 0, 0));
+    }
+    // The node's round resets the budget: run one, then 70 distinct askers of the other
+    // group at once (peers outside the test's network: nothing runs after this).
+    net.run_until(t + 4_500);
+    let t = net.now + 1;
+    let askers: Vec<u32> = (1000..5000u32)
+        .filter(|n| group_of(*n) == 1)
+        .take(70)
+        .collect();
+    let said: Vec<(usize, usize, usize)> = askers
+        .iter()
+        .map(|i| ask(&mut net, *i, t, zones.clone()))
+        .collect();
+    let answered = said.iter().filter(|s| s.0 == 4).count();
+    let over = said.iter().filter(|s| s.2 == 1).count();
+    assert!(answered <= 64 && answered + over == 70, "{said:?}");
+    assert!(over >= 6, "{said:?}");
+    let n = &net.nodes[m as usize];
+    assert!(n.stats.refused.get("want_repeated").copied().unwrap_or(0) >= 2);
+    assert!(
+        n.stats
+            .refused
+            .get("want_over_budget")
+            .copied()
+            .unwrap_or(0)
+            >= 6
+    );
+}
