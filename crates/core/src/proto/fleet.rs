@@ -348,6 +348,9 @@ pub struct Foreign<P> {
     pub asked: Option<P>,
     /// The rows received, verified, the highest rank per zone.
     pub rows: BTreeMap<u32, Arc<ZoneRow<P>>>,
+    /// The rollout (channel, version) they were asked for: they judge that rollout only, and
+    /// are kept as long as it is judged (as a zone's probe is), not only while fresh.
+    pub rollout: (String, u64),
 }
 
 /// A leader issues a row that counts other members than the one held only once its table has

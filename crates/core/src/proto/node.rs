@@ -354,6 +354,41 @@ impl<P: PeerId> Probe<P> {
     }
 }
 
+/// Whether the zone rows of a group (`rows`, fetched for a probe) show wave `k` of the
+/// rollout of `version` on `channel` short while counting more members in it than the
+/// group's row `grow` does: the group's row leaves out members of that wave (a liar's group
+/// row that puts every member in wave 0 shows the later waves empty). An honest group row
+/// that lags its zone rows counts the same members, only fewer of them done.
+fn hides_members<P: PeerId>(
+    grow: &ZoneRow<P>,
+    rows: &BTreeMap<u32, Arc<ZoneRow<P>>>,
+    channel: &str,
+    version: u64,
+    k: u8,
+) -> bool {
+    let of_wave = |r: &ZoneRow<P>| {
+        r.counts
+            .iter()
+            .filter(move |c| c.channel == channel && c.target == version && c.wave == k)
+            .map(|c| {
+                (
+                    c.n as u64,
+                    c.version == c.target && c.state == ApplyState::Applied,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let (mut nodes, mut short) = (0u64, false);
+    for r in rows.values() {
+        for (n, done) in of_wave(r) {
+            nodes += n;
+            short |= !done;
+        }
+    }
+    let claimed: u64 = of_wave(grow).iter().map(|(n, _)| n).sum();
+    short && claimed < nodes
+}
+
 /// A held gate asks again after this many rounds (a member's statuses go on changing as
 /// the wave applies).
 const PROBE_EVERY_ROUNDS: u64 = 4;
@@ -1833,10 +1868,17 @@ impl<P: PeerId> Node<P> {
         }
     }
 
-    /// The zone rows of group `g` fetched for a probe, when they cover every zone of it.
-    fn foreign_rows(&self, g: u32) -> Option<&BTreeMap<u32, Arc<ZoneRow<P>>>> {
+    /// The zone rows of group `g` fetched for a probe of the rollout of `version` on
+    /// `channel`, when they cover every zone of it.
+    fn foreign_rows(
+        &self,
+        g: u32,
+        channel: &str,
+        version: u64,
+    ) -> Option<&BTreeMap<u32, Arc<ZoneRow<P>>>> {
         let f = self.fleet.foreign()?.get(&g)?;
-        (f.rows.len() == self.fleet.zones_of_group(g).len()).then_some(&f.rows)
+        let covered = f.rows.len() == self.fleet.zones_of_group(g).len();
+        (covered && f.rollout.0 == channel && f.rollout.1 == version).then_some(&f.rows)
     }
 
     /// The row of zone `z`: held, or fetched for a probe of its group.
@@ -2190,10 +2232,12 @@ impl<P: PeerId> Node<P> {
             self.status_dirty = true;
         }
         let already_halted = ch.rollout.as_ref().and_then(|r| r.halted).is_some();
-        // Zone rows of other groups fetched for a probe are kept while fresh.
-        let fresh = SIZE_FRESH_ROUNDS * self.cfg.round_ms.max(1);
+        // Zone rows of other groups fetched for a probe are kept while the rollout they
+        // were asked for is judged, as a zone's probe is: fresh only for 12 rounds, they were
+        // dropped during any longer bake, the group's row judged the group again, and a
+        // liar's row that holds the wave restarted the bake every time (a stall).
         if let Some(m) = self.fleet.foreign_mut() {
-            m.retain(|_, f| now.mono_ms < f.asked_ms + fresh);
+            m.retain(|_, f| f.rollout.0 != channel || f.rollout.1 == version);
         }
         let (tallies, all_received, view_nodes) =
             self.tallies(channel, version, policy.waves.len());
@@ -2499,17 +2543,27 @@ impl<P: PeerId> Node<P> {
             if *z == self.fleet.my_zone || self.fleet.is_group_key(*z) && *z == own_group {
                 continue;
             }
+            // A group's zone rows, once fetched, also judge a wave that the group's row shows
+            // complete with fewer members than they count (`tallies`): a liar's group row
+            // that holds one wave shows the later ones empty, and would hide their laggards.
+            let fetched = self
+                .fleet
+                .is_group_key(*z)
+                .then(|| self.foreign_rows(*z & !GROUP_FLAG, channel, version))
+                .flatten();
+            let fetched_short =
+                fetched.is_some_and(|rows| hides_members(row, rows, channel, version, k));
             // A probe stands in for a row only while the row says the wave is short: once
             // it does not, the row judges the zone again (a stale probe must hold nothing).
-            if short_in(row) == 0 {
+            if short_in(row) == 0 && !fetched_short {
                 gone.push(*z);
                 continue;
             }
             if self.fleet.is_group_key(*z) {
-                // A group whose row holds the wave: once its zone rows are here, the zones
-                // among them that hold it (each probed as any zone), else the group itself
-                // (its zone rows are asked for below).
-                match self.foreign_rows(*z & !GROUP_FLAG) {
+                // A group whose row (or fetched zone rows) hold the wave: once its zone rows
+                // are here, the zones among them that hold it (each probed as any zone), else
+                // the group itself (its zone rows are asked for below).
+                match fetched {
                     Some(rows) => {
                         // Asked again while they stand in for the group's row.
                         refresh.push((*z & !GROUP_FLAG, row.issuer.clone()));
@@ -2530,7 +2584,7 @@ impl<P: PeerId> Node<P> {
             }
         }
         for (g, issuer) in refresh {
-            self.ask_group_rows(g, &issuer, now, out);
+            self.ask_group_rows(g, &issuer, channel, version, now, out);
         }
         for z in gone {
             if self.fleet.is_group_key(z) {
@@ -2546,7 +2600,8 @@ impl<P: PeerId> Node<P> {
         };
         let every = PROBE_EVERY_ROUNDS * self.cfg.round_ms.max(1);
         if self.fleet.is_group_key(*zone) {
-            self.ask_group_rows(*zone & !GROUP_FLAG, &issuer.clone(), now, out);
+            let g = *zone & !GROUP_FLAG;
+            self.ask_group_rows(g, &issuer.clone(), channel, version, now, out);
             return;
         }
         let asks = match self.probes.get(&(*zone, k)) {
@@ -2590,10 +2645,24 @@ impl<P: PeerId> Node<P> {
         self.send(full_to, msg, now, out);
     }
 
-    /// Ask a member of group `g` (never `issuer`, its row's) for its zone rows of the group:
-    /// at most once per `PROBE_EVERY_ROUNDS` rounds, each time of the next member in turn.
-    fn ask_group_rows(&mut self, g: u32, issuer: &P, now: Now, out: &mut Vec<Action<P>>) {
+    /// Ask a member of group `g` (never `issuer`, its row's) for its zone rows of the group,
+    /// for the rollout of `version` on `channel`: at most once per `PROBE_EVERY_ROUNDS`
+    /// rounds, each time of the next member in turn.
+    fn ask_group_rows(
+        &mut self,
+        g: u32,
+        issuer: &P,
+        channel: &str,
+        version: u64,
+        now: Now,
+        out: &mut Vec<Action<P>>,
+    ) {
         let every = PROBE_EVERY_ROUNDS * self.cfg.round_ms.max(1);
+        let rollout = (channel.to_string(), version);
+        if let Some(m) = self.fleet.foreign_mut() {
+            // Rows fetched for another rollout judge nothing here.
+            m.retain(|k, f| *k != g || f.rollout == rollout);
+        }
         let asks = match self.fleet.foreign().and_then(|m| m.get(&g)) {
             Some(f) if now.mono_ms < f.asked_ms + every => return,
             Some(f) => f.asks,
@@ -2614,6 +2683,7 @@ impl<P: PeerId> Node<P> {
             asks: 0,
             asked: None,
             rows: BTreeMap::new(),
+            rollout,
         });
         f.asked_ms = now.mono_ms;
         f.asks += 1;
@@ -2667,26 +2737,31 @@ impl<P: PeerId> Node<P> {
                 }
             }
         };
-        // A group whose row says a wave is short, resolved to its zones (`probe_stalls`):
-        // that wave of the group is judged on its zone rows, each signed by a member of its
-        // zone, not on the group's row.
+        // A group whose row held a wave, resolved to its zones (`probe_stalls`): each wave
+        // of the group that its row or those zone rows show short is judged on the zone
+        // rows, each signed by a member of its zone, not on the group's row.
         let mut resolved: Vec<(u32, u8)> = Vec::new();
         for g in self.fleet.foreign().into_iter().flat_map(|m| m.keys()) {
             let (Some(rows), Some(grow)) = (
-                self.foreign_rows(*g),
+                self.foreign_rows(*g, channel, version),
                 self.fleet.rows.get(&(GROUP_FLAG | g)),
             ) else {
                 continue;
             };
             for (k, x) in t.iter_mut().enumerate() {
                 let k = k as u8;
-                let short = grow.counts.iter().any(|c| {
-                    c.channel == channel
-                        && c.target == version
-                        && c.wave == k
-                        && !(c.version == c.target && c.state == ApplyState::Applied)
-                });
-                if !short {
+                let short = |r: &ZoneRow<P>| {
+                    r.counts.iter().any(|c| {
+                        c.channel == channel
+                            && c.target == version
+                            && c.wave == k
+                            && !(c.version == c.target && c.state == ApplyState::Applied)
+                    })
+                };
+                // Every wave that the group's row shows short, and every wave it shows complete
+                // with fewer members than the zone rows count, which show it short: such a
+                // row leaves out members, and would hide the wave's laggards.
+                if !short(grow) && !hides_members(grow, rows, channel, version, k) {
                     continue;
                 }
                 tally(x, grow, k, false);

@@ -1853,19 +1853,25 @@ fn a_liars_group_row_does_not_stall_the_other_groups() {
 /// and v2 is published with waves 20% / 100%. Runs to `until`; returns the net, the waves
 /// and the liar.
 fn stalled_groups(inflates: u32, until: u64) -> (Net, Vec<f64>, u32) {
-    let cfg = grouped();
     let waves = vec![0.2, 1.0];
-    let mut net = Net::new(160, cfg);
+    let mut net = Net::new(160, grouped());
     let liar = 1u32;
     net.run_until(3_000);
     net.publish(3_000, 0, bundle(1, &release_key()));
     net.run_until(20_000);
+    stall_from(&mut net, liar, inflates, waves.clone(), 2, until);
+    (net, waves, liar)
+}
+
+/// From now on `liar` stalls (its zone's and its group's rows, `inflates` times the members,
+/// all on v1 in wave 0), and v2 is published at once with `waves` and `bake` seconds. Runs
+/// to `until`.
+fn stall_from(net: &mut Net, liar: u32, inflates: u32, waves: Vec<f64>, bake: u64, until: u64) {
     net.liar = Some((liar, 2, 1));
     net.liar_stalls = true;
     net.liar_inflates = inflates;
-    net.publish(20_000, 0, rollout_bundle(2, waves.clone(), 2, 0.5));
+    net.publish(net.now, 0, rollout_bundle(2, waves, bake, 0.5));
     net.run_until(until);
-    (net, waves, liar)
 }
 
 #[test]
@@ -2020,4 +2026,67 @@ fn a_member_answers_a_group_row_want_from_another_group_once_per_few_rounds_and_
             .unwrap_or(0)
             >= 6
     );
+}
+
+#[test]
+fn a_liars_group_row_does_not_hide_a_later_wave_of_its_group() {
+    // Two groups of four zones, waves 20% / 50% / 100%. The liar's group row says every
+    // member is on v1 in wave 0, so to the other group its later waves look empty. A wave-1
+    // member of the liar's group, outside the liar's zone, fails to apply v2: wave 1 never
+    // completes, and no node of wave 2 may apply v2. Nodes of the other group resolved wave
+    // 0 through the group's zone rows; they judge the later waves of that group on those
+    // rows too (asked again while they show a wave short that the group row does not), not
+    // on the row that hides the laggard.
+    let waves = vec![0.2, 0.5, 1.0];
+    let mut net = Net::new(160, grouped());
+    let liar = 1u32;
+    let group_of = |n: u32| fleet::group_of(1, &n);
+    let zone_of = |n: u32| fleet::zone_of(3, &n);
+    let failed = (0..160u32)
+        .find(|n| {
+            group_of(*n) == group_of(liar)
+                && zone_of(*n) != zone_of(liar)
+                && wave(*n, 2, &waves) == 1
+        })
+        .unwrap();
+    net.fail = Box::new(move |n, v| v == 2 && n == failed);
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(20_000);
+    stall_from(&mut net, liar, 1, waves.clone(), 2, 90_000);
+    // The wave-1 members of the other group got it: wave 0 was resolved there.
+    let others_wave1 = (0..160u32)
+        .filter(|n| group_of(*n) != group_of(liar) && wave(*n, 2, &waves) == 1)
+        .all(|n| net.applied.contains(&(n, 2)));
+    assert!(
+        others_wave1,
+        "wave 0 was not resolved through the liar's group"
+    );
+    for n in 0..160u32 {
+        if wave(n, 2, &waves) == 2 {
+            assert!(
+                !net.applied.contains(&(n, 2)),
+                "node {n} (group {}) of wave 2 applied v2 while wave 1 of the liar's group \
+                 never completed: {:?}",
+                group_of(n),
+                net.nodes[n as usize].rollout("web")
+            );
+        }
+    }
+}
+
+#[test]
+fn a_liars_group_row_does_not_stall_a_bake_longer_than_a_probes_freshness() {
+    // As `a_liars_group_row_does_not_stall_the_other_groups`, with a bake of 20 s: longer
+    // than the 12 rounds the group's fetched zone rows were kept. Dropped mid-bake, they gave
+    // the group's row back the word, which holds wave 0 again and restarts the bake, for
+    // ever. They are kept while the rollout is judged, as a zone's probe is.
+    let waves = vec![0.2, 1.0];
+    let mut net = Net::new(160, grouped());
+    let liar = 1u32;
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(20_000);
+    stall_from(&mut net, liar, 1, waves.clone(), 20, 100_000);
+    every_node_applied_v2(&net, &waves);
 }
