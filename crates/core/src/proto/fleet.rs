@@ -348,6 +348,9 @@ pub struct Foreign<P> {
     pub asked: Option<P>,
     /// The rows received, verified, the highest rank per zone.
     pub rows: BTreeMap<u32, Arc<ZoneRow<P>>>,
+    /// The rollout (channel, version) they were asked for: they judge that rollout only, and
+    /// are kept as long as it is judged (as a zone's probe is), not only while fresh.
+    pub rollout: (String, u64),
 }
 
 /// A leader issues a row that counts other members than the one held only once its table has
@@ -1557,41 +1560,8 @@ impl<P: PeerId> FleetView<P> {
                 return Some(Partial::ZoneTableShort);
             }
         }
-        let mut sizes: Vec<u64> = self
-            .rows
-            .values()
-            .filter(|r| r.zone != self.my_zone && !self.is_group_key(r.zone))
-            .map(|r| members(r))
-            .chain([table])
-            .collect();
-        sizes.sort_unstable();
-        let typical = sizes[sizes.len() / 2];
-        if sizes[0] * 3 < typical {
+        if self.zones_sparse(seen) || self.group_bits > 0 && self.groups_sparse(seen) {
             return Some(Partial::ZoneSparse);
-        }
-        if self.group_bits > 0 {
-            // The same for groups: the own group as its table and zone rows add up, the
-            // others as their rows say.
-            let mine = self.my_group_key();
-            let own: u64 = table
-                + self
-                    .rows
-                    .range(self.zones_of_group(self.my_group()))
-                    .filter(|(z, _)| **z != self.my_zone)
-                    .map(|(_, r)| members(r))
-                    .sum::<u64>();
-            let mut sizes: Vec<u64> = self
-                .rows
-                .range(GROUP_FLAG..)
-                .filter(|(k, _)| **k != mine)
-                .map(|(_, r)| r.members as u64)
-                .chain([own])
-                .collect();
-            sizes.sort_unstable();
-            let typical = sizes[sizes.len() / 2];
-            if sizes[0] * 3 < typical {
-                return Some(Partial::ZoneSparse);
-            }
         }
         let mut known_in: BTreeMap<u32, u64> = BTreeMap::new();
         for p in known {
@@ -1615,24 +1585,97 @@ impl<P: PeerId> FleetView<P> {
         None
     }
 
-    /// The zone whose row to check with its members when the view is partial for `why`
-    /// ([`FleetView::partial_given`]): the own zone when its row (issued by another) claims
-    /// more than the table holds; for a sparse zone, the zone whose row claims the most
-    /// members, if that is more than the own table holds (it may be inflated, and it sets
-    /// the typical size the others are measured by). None for other reasons.
+    /// Whether a zone (the own table or a zone row held, sizes in `seen` set aside) counts
+    /// under a third of the typical zone, the upper median (`partial_given`).
+    fn zones_sparse(&self, seen: &BTreeMap<u32, u32>) -> bool {
+        let members = |r: &ZoneRow<P>| seen.get(&r.zone).copied().unwrap_or(r.members) as u64;
+        let mut sizes: Vec<u64> = self
+            .rows
+            .values()
+            .filter(|r| r.zone != self.my_zone && !self.is_group_key(r.zone))
+            .map(|r| members(r))
+            .chain([self.zone.len() as u64])
+            .collect();
+        sizes.sort_unstable();
+        let typical = sizes[sizes.len() / 2];
+        sizes[0] * 3 < typical
+    }
+
+    /// The own group's size as this node sees it: its zone table and the zone rows of the
+    /// group's other zones (sizes in `seen` set aside). What a member answers when asked the
+    /// size of its group (`Node::probe_sizes`).
+    pub fn own_group_members(&self, seen: &BTreeMap<u32, u32>) -> u64 {
+        let members = |r: &ZoneRow<P>| seen.get(&r.zone).copied().unwrap_or(r.members) as u64;
+        self.zone.len() as u64
+            + self
+                .rows
+                .range(self.zones_of_group(self.my_group()))
+                .filter(|(z, _)| **z != self.my_zone)
+                .map(|(_, r)| members(r))
+                .sum::<u64>()
+    }
+
+    /// The same for groups: whether a group (the own one as its table and zone rows add up,
+    /// the others as their rows say, sizes in `seen` set aside) counts under a third of the
+    /// typical group.
+    fn groups_sparse(&self, seen: &BTreeMap<u32, u32>) -> bool {
+        let members = |r: &ZoneRow<P>| seen.get(&r.zone).copied().unwrap_or(r.members) as u64;
+        let mine = self.my_group_key();
+        let mut sizes: Vec<u64> = self
+            .rows
+            .range(GROUP_FLAG..)
+            .filter(|(k, _)| **k != mine)
+            .map(|(_, r)| members(r))
+            .chain([self.own_group_members(seen)])
+            .collect();
+        sizes.sort_unstable();
+        let typical = sizes[sizes.len() / 2];
+        sizes[0] * 3 < typical
+    }
+
+    /// The zone (or group, `GROUP_FLAG | g`) whose row to check with its members when the
+    /// view is partial for `why` ([`FleetView::partial_given`]): the own zone when its row
+    /// (issued by another) claims more than the table holds; for a sparse zone, the zone
+    /// whose row claims the most members, if that is more than the own table holds (it may
+    /// be inflated, and it sets the typical size the others are measured by). When the zones
+    /// look whole and the groups sparse: the group whose row claims the most members, if that
+    /// is more than the own group holds (with two groups an inflated group row is the typical
+    /// group, and the other looks sparse against it); or, when the own group is the largest,
+    /// the own group's zone row that claims the most (an inflated zone row of the own group
+    /// inflates the own group's sum, and the other groups look sparse against that). None
+    /// for other reasons.
     pub fn size_suspect(&self, why: Partial, seen: &BTreeMap<u32, u32>) -> Option<u32> {
         let table = self.zone.len() as u64;
         let members = |r: &ZoneRow<P>| seen.get(&r.zone).copied().unwrap_or(r.members) as u64;
-        match why {
-            Partial::ZoneTableShort => Some(self.my_zone),
-            Partial::ZoneSparse => self
-                .rows
+        let largest_zone = || {
+            self.rows
                 .values()
                 .filter(|r| r.zone != self.my_zone && r.issuer != self.me)
                 .filter(|r| !self.is_group_key(r.zone))
                 .max_by_key(|r| members(r))
                 .filter(|r| table * 16 < members(r) * 15)
-                .map(|r| r.zone),
+                .map(|r| r.zone)
+        };
+        let of_groups = self.group_bits > 0 && !self.zones_sparse(seen);
+        match why {
+            Partial::ZoneTableShort => Some(self.my_zone),
+            Partial::ZoneSparse if of_groups => {
+                let own = self.own_group_members(seen);
+                let mine = self.my_group_key();
+                let largest = self
+                    .rows
+                    .range(GROUP_FLAG..)
+                    .filter(|(k, _)| **k != mine)
+                    .map(|(_, r)| r)
+                    .max_by_key(|r| members(r));
+                match largest {
+                    Some(r) if members(r) > own => Some(r)
+                        .filter(|r| r.issuer != self.me && own * 16 < members(r) * 15)
+                        .map(|r| r.zone),
+                    _ => largest_zone(),
+                }
+            }
+            Partial::ZoneSparse => largest_zone(),
             _ => None,
         }
     }

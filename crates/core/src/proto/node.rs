@@ -314,7 +314,10 @@ const SIZE_REFRESH_ROUNDS: u64 = 6;
 const ANSWER_WINDOW_ROUNDS: u64 = 3;
 /// Wants remembered as answered (bounded: the oldest is forgotten first).
 const ANSWERED_CAP: usize = 64;
-/// Wave and size wants answered per round at most: an answer can carry `MAX_STATUSES`
+/// The question of a want for the own group's zone rows from a peer of another group
+/// (`Node::rows_asked`), as `Node::may_answer` remembers it.
+const GROUP_ROWS_QUESTION: u64 = 1 << 61;
+/// Wave, size and group-row wants answered per round at most: an answer can carry `MAX_STATUSES`
 /// statuses, so peers must not make a member send them at will. Honest probes crowd too:
 /// at 10k nodes, when one zone's row lags at the end of a wave, most of the fleet probes
 /// that zone through the few contacts its row names (their views hold no member of it),
@@ -359,6 +362,41 @@ impl<P: PeerId> Probe<P> {
         }
         Some(by.into_values().cloned().collect())
     }
+}
+
+/// Whether the zone rows of a group (`rows`, fetched for a probe) show wave `k` of the
+/// rollout of `version` on `channel` short while counting more members in it than the
+/// group's row `grow` does: the group's row leaves out members of that wave (a liar's group
+/// row that puts every member in wave 0 shows the later waves empty). An honest group row
+/// that lags its zone rows counts the same members, only fewer of them done.
+fn hides_members<P: PeerId>(
+    grow: &ZoneRow<P>,
+    rows: &BTreeMap<u32, Arc<ZoneRow<P>>>,
+    channel: &str,
+    version: u64,
+    k: u8,
+) -> bool {
+    let of_wave = |r: &ZoneRow<P>| {
+        r.counts
+            .iter()
+            .filter(move |c| c.channel == channel && c.target == version && c.wave == k)
+            .map(|c| {
+                (
+                    c.n as u64,
+                    c.version == c.target && c.state == ApplyState::Applied,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let (mut nodes, mut short) = (0u64, false);
+    for r in rows.values() {
+        for (n, done) in of_wave(r) {
+            nodes += n;
+            short |= !done;
+        }
+    }
+    let claimed: u64 = of_wave(grow).iter().map(|(n, _)| n).sum();
+    short && claimed < nodes
 }
 
 /// A held gate asks again after this many rounds (a member's statuses go on changing as
@@ -1162,7 +1200,7 @@ impl<P: PeerId> Node<P> {
                     self.take_status(&from, s, door, out);
                 }
                 // The rows the peer asked for in answer to our digest.
-                let give = self.rows_of(&d.want);
+                let give = self.rows_asked(&from, &d.want, now, out);
                 // Prints that differ while rows are on their way between the two (named
                 // here, or asked for by the peer) differ by those rows, most likely: no full
                 // row sync for that. Otherwise the rumor missed one of us: sync at once.
@@ -1304,7 +1342,7 @@ impl<P: PeerId> Node<P> {
                 for row in &rows {
                     self.take_row(&from, row, door, out);
                 }
-                let give = self.rows_of(&zones);
+                let give = self.rows_asked(&from, &zones, now, out);
                 self.send_rows(&from, give, Vec::new(), now, out);
             }
             Message::ZoneWant(want) => {
@@ -1385,10 +1423,21 @@ impl<P: PeerId> Node<P> {
                 &from, zone, &channel, version, wave, members, statuses, door, now, out,
             ),
             Message::SizeWant { zone } => {
-                if zone != self.fleet.my_zone || !self.may_answer(&from, 1 << 63, now, out) {
+                // Of the own zone: its table. Of the own group (`GROUP_FLAG | g`): its table
+                // and the group's other zone rows, each row set aside for its size as this
+                // node's own size probes say (`FleetView::own_group_members`).
+                let group = self.fleet.is_group_key(zone) && zone == self.fleet.my_group_key();
+                if zone != self.fleet.my_zone && !group
+                    || !self.may_answer(&from, 1 << 63 | (group as u64) << 62, now, out)
+                {
                     return;
                 }
-                let members = self.fleet.zone.len() as u32;
+                let members = if group {
+                    let seen = self.seen_sizes(now);
+                    self.fleet.own_group_members(&seen).min(u32::MAX as u64) as u32
+                } else {
+                    self.fleet.zone.len() as u32
+                };
                 self.send(from, Message::ZoneSize { zone, members }, now, out);
             }
             Message::ZoneSize { zone, members } => {
@@ -1396,7 +1445,12 @@ impl<P: PeerId> Node<P> {
                     .sizes
                     .get(&zone)
                     .is_some_and(|p| p.asked.contains(&from));
-                if !asked || self.fleet.zone_of(&from) != zone {
+                let of_it = if self.fleet.is_group_key(zone) {
+                    GROUP_FLAG | self.fleet.group_of(&from) == zone
+                } else {
+                    self.fleet.zone_of(&from) == zone
+                };
+                if !asked || !of_it {
                     self.refuse(
                         Some(&from),
                         "unsolicited",
@@ -1417,7 +1471,7 @@ impl<P: PeerId> Node<P> {
         }
     }
 
-    /// Whether to answer `from`'s wave or size want (`question` names it): at most once per
+    /// Whether to answer `from`'s wave, size or group-row want (`question` names it): at most once per
     /// (asker, question) every `ANSWER_WINDOW_ROUNDS` rounds and `ANSWER_BUDGET` answers a
     /// round, in bounded state. A declined want is counted (`want_repeated`,
     /// `want_over_budget`), not held against the asker.
@@ -1596,6 +1650,12 @@ impl<P: PeerId> Node<P> {
     /// asked about) nor this node: those in its active and passive views, and when they are
     /// fewer than `at_least`, the contacts the zone's row names too. Sorted, each once.
     fn members_to_ask(&self, zone: u32, not: &P, at_least: usize) -> Vec<P> {
+        if self.fleet.is_group_key(zone) {
+            // Members of a group, for its size: from the views, else its row's contacts.
+            let g = zone & !GROUP_FLAG;
+            let fits = |p: &P| self.fleet.group_of(p) == g && p != not && *p != self.me;
+            return self.peers_fitting(fits, self.fleet.rows.get(&zone), at_least);
+        }
         let fits = |p: &P| self.fleet.zone_of(p) == zone && p != not && *p != self.me;
         self.peers_fitting(fits, self.row_of_zone(zone), at_least)
     }
@@ -1777,6 +1837,32 @@ impl<P: PeerId> Node<P> {
         out
     }
 
+    /// The rows `from` asked for (in a digest's wants or a `RowWant`). A peer of another
+    /// group asks for this group's zone rows only to resolve a group row that holds its gate
+    /// (`Node::ask_group_rows`): that answer, a row per zone of the group, is budgeted like
+    /// the wave and size wants (`Node::may_answer`: once per asker every few rounds, a few
+    /// answers a round in all), each zone at most once, so peers cannot make a member send
+    /// them at will. The group rows asked for are given as ever.
+    fn rows_asked(
+        &mut self,
+        from: &P,
+        zones: &[u32],
+        now: Now,
+        out: &mut Vec<Action<P>>,
+    ) -> Vec<Arc<ZoneRow<P>>> {
+        let leaves = |z: &u32| !self.fleet.is_group_key(*z);
+        if self.fleet.same_group(from) || !zones.iter().any(leaves) {
+            return self.rows_of(zones);
+        }
+        let mut asked: Vec<u32> = zones.to_vec();
+        asked.sort_unstable();
+        asked.dedup();
+        if !self.may_answer(from, GROUP_ROWS_QUESTION, now, out) {
+            asked.retain(|z| self.fleet.is_group_key(*z));
+        }
+        self.rows_of(&asked)
+    }
+
     /// Send `rows` to `to`, asking for its rows of the zones `want` in the same message.
     fn send_rows(
         &mut self,
@@ -1895,10 +1981,17 @@ impl<P: PeerId> Node<P> {
         }
     }
 
-    /// The zone rows of group `g` fetched for a probe, when they cover every zone of it.
-    fn foreign_rows(&self, g: u32) -> Option<&BTreeMap<u32, Arc<ZoneRow<P>>>> {
+    /// The zone rows of group `g` fetched for a probe of the rollout of `version` on
+    /// `channel`, when they cover every zone of it.
+    fn foreign_rows(
+        &self,
+        g: u32,
+        channel: &str,
+        version: u64,
+    ) -> Option<&BTreeMap<u32, Arc<ZoneRow<P>>>> {
         let f = self.fleet.foreign()?.get(&g)?;
-        (f.rows.len() == self.fleet.zones_of_group(g).len()).then_some(&f.rows)
+        let covered = f.rows.len() == self.fleet.zones_of_group(g).len();
+        (covered && f.rollout.0 == channel && f.rollout.1 == version).then_some(&f.rows)
     }
 
     /// The row of zone `z`: held, or fetched for a probe of its group.
@@ -2252,10 +2345,12 @@ impl<P: PeerId> Node<P> {
             self.status_dirty = true;
         }
         let already_halted = ch.rollout.as_ref().and_then(|r| r.halted).is_some();
-        // Zone rows of other groups fetched for a probe are kept while fresh.
-        let fresh = SIZE_FRESH_ROUNDS * self.cfg.round_ms.max(1);
+        // Zone rows of other groups fetched for a probe are kept while the rollout they
+        // were asked for is judged, as a zone's probe is: fresh only for 12 rounds, they were
+        // dropped during any longer bake, the group's row judged the group again, and a
+        // liar's row that holds the wave restarted the bake every time (a stall).
         if let Some(m) = self.fleet.foreign_mut() {
-            m.retain(|_, f| now.mono_ms < f.asked_ms + fresh);
+            m.retain(|_, f| f.rollout.0 != channel || f.rollout.1 == version);
         }
         let (tallies, all_received, view_nodes) =
             self.tallies(channel, version, policy.waves.len());
@@ -2561,17 +2656,27 @@ impl<P: PeerId> Node<P> {
             if *z == self.fleet.my_zone || self.fleet.is_group_key(*z) && *z == own_group {
                 continue;
             }
+            // A group's zone rows, once fetched, also judge a wave that the group's row shows
+            // complete with fewer members than they count (`tallies`): a liar's group row
+            // that holds one wave shows the later ones empty, and would hide their laggards.
+            let fetched = self
+                .fleet
+                .is_group_key(*z)
+                .then(|| self.foreign_rows(*z & !GROUP_FLAG, channel, version))
+                .flatten();
+            let fetched_short =
+                fetched.is_some_and(|rows| hides_members(row, rows, channel, version, k));
             // A probe stands in for a row only while the row says the wave is short: once
             // it does not, the row judges the zone again (a stale probe must hold nothing).
-            if short_in(row) == 0 {
+            if short_in(row) == 0 && !fetched_short {
                 gone.push(*z);
                 continue;
             }
             if self.fleet.is_group_key(*z) {
-                // A group whose row holds the wave: once its zone rows are here, the zones
-                // among them that hold it (each probed as any zone), else the group itself
-                // (its zone rows are asked for below).
-                match self.foreign_rows(*z & !GROUP_FLAG) {
+                // A group whose row (or fetched zone rows) hold the wave: once its zone rows
+                // are here, the zones among them that hold it (each probed as any zone), else
+                // the group itself (its zone rows are asked for below).
+                match fetched {
                     Some(rows) => {
                         // Asked again while they stand in for the group's row.
                         refresh.push((*z & !GROUP_FLAG, row.issuer.clone()));
@@ -2592,7 +2697,7 @@ impl<P: PeerId> Node<P> {
             }
         }
         for (g, issuer) in refresh {
-            self.ask_group_rows(g, &issuer, now, out);
+            self.ask_group_rows(g, &issuer, channel, version, now, out);
         }
         for z in gone {
             if self.fleet.is_group_key(z) {
@@ -2608,7 +2713,8 @@ impl<P: PeerId> Node<P> {
         };
         let every = PROBE_EVERY_ROUNDS * self.cfg.round_ms.max(1);
         if self.fleet.is_group_key(*zone) {
-            self.ask_group_rows(*zone & !GROUP_FLAG, &issuer.clone(), now, out);
+            let g = *zone & !GROUP_FLAG;
+            self.ask_group_rows(g, &issuer.clone(), channel, version, now, out);
             return;
         }
         let asks = match self.probes.get(&(*zone, k)) {
@@ -2652,10 +2758,24 @@ impl<P: PeerId> Node<P> {
         self.send(full_to, msg, now, out);
     }
 
-    /// Ask a member of group `g` (never `issuer`, its row's) for its zone rows of the group:
-    /// at most once per `PROBE_EVERY_ROUNDS` rounds, each time of the next member in turn.
-    fn ask_group_rows(&mut self, g: u32, issuer: &P, now: Now, out: &mut Vec<Action<P>>) {
+    /// Ask a member of group `g` (never `issuer`, its row's) for its zone rows of the group,
+    /// for the rollout of `version` on `channel`: at most once per `PROBE_EVERY_ROUNDS`
+    /// rounds, each time of the next member in turn.
+    fn ask_group_rows(
+        &mut self,
+        g: u32,
+        issuer: &P,
+        channel: &str,
+        version: u64,
+        now: Now,
+        out: &mut Vec<Action<P>>,
+    ) {
         let every = PROBE_EVERY_ROUNDS * self.cfg.round_ms.max(1);
+        let rollout = (channel.to_string(), version);
+        if let Some(m) = self.fleet.foreign_mut() {
+            // Rows fetched for another rollout judge nothing here.
+            m.retain(|k, f| *k != g || f.rollout == rollout);
+        }
         let asks = match self.fleet.foreign().and_then(|m| m.get(&g)) {
             Some(f) if now.mono_ms < f.asked_ms + every => return,
             Some(f) => f.asks,
@@ -2676,6 +2796,7 @@ impl<P: PeerId> Node<P> {
             asks: 0,
             asked: None,
             rows: BTreeMap::new(),
+            rollout,
         });
         f.asked_ms = now.mono_ms;
         f.asks += 1;
@@ -2729,26 +2850,31 @@ impl<P: PeerId> Node<P> {
                 }
             }
         };
-        // A group whose row says a wave is short, resolved to its zones (`probe_stalls`):
-        // that wave of the group is judged on its zone rows, each signed by a member of its
-        // zone, not on the group's row.
+        // A group whose row held a wave, resolved to its zones (`probe_stalls`): each wave
+        // of the group that its row or those zone rows show short is judged on the zone
+        // rows, each signed by a member of its zone, not on the group's row.
         let mut resolved: Vec<(u32, u8)> = Vec::new();
         for g in self.fleet.foreign().into_iter().flat_map(|m| m.keys()) {
             let (Some(rows), Some(grow)) = (
-                self.foreign_rows(*g),
+                self.foreign_rows(*g, channel, version),
                 self.fleet.rows.get(&(GROUP_FLAG | g)),
             ) else {
                 continue;
             };
             for (k, x) in t.iter_mut().enumerate() {
                 let k = k as u8;
-                let short = grow.counts.iter().any(|c| {
-                    c.channel == channel
-                        && c.target == version
-                        && c.wave == k
-                        && !(c.version == c.target && c.state == ApplyState::Applied)
-                });
-                if !short {
+                let short = |r: &ZoneRow<P>| {
+                    r.counts.iter().any(|c| {
+                        c.channel == channel
+                            && c.target == version
+                            && c.wave == k
+                            && !(c.version == c.target && c.state == ApplyState::Applied)
+                    })
+                };
+                // Every wave that the group's row shows short, and every wave it shows complete
+                // with fewer members than the zone rows count, which show it short: such a
+                // row leaves out members, and would hide the wave's laggards.
+                if !short(grow) && !hides_members(grow, rows, channel, version, k) {
                     continue;
                 }
                 tally(x, grow, k, false);

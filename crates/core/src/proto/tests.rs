@@ -1927,20 +1927,8 @@ fn a_liars_group_row_does_not_stall_the_other_groups() {
     // Its nodes, whose gate that row alone holds, ask a member of the liar's group (not the
     // liar) for the group's zone rows, find the one zone whose row holds the wave (the
     // liar's), and probe it as any zone: the rollout completes everywhere.
-    let cfg = grouped();
-    let waves = vec![0.2, 1.0];
-    let mut net = Net::new(160, cfg);
+    let (net, waves, liar) = stalled_groups(1, 90_000);
     let group_of = |n: u32| fleet::group_of(1, &n);
-    // The leader of some zone, so that its rows are its zone's (and may be its group's).
-    let liar = 1u32;
-    net.run_until(3_000);
-    net.publish(3_000, 0, bundle(1, &release_key()));
-    net.run_until(20_000);
-    net.liar = Some((liar, 2, 1));
-    net.liar_stalls = true;
-    net.liar_inflates = 1;
-    net.publish(20_000, 0, rollout_bundle(2, waves.clone(), 2, 0.5));
-    net.run_until(90_000);
     let stall_held = net.nodes.iter().any(|n| {
         group_of(*n.id()) != group_of(liar)
             && n.fleet()
@@ -1951,5 +1939,249 @@ fn a_liars_group_row_does_not_stall_the_other_groups() {
                 })
     });
     assert!(stall_held, "the liar's stalling group row never took hold");
+    every_node_applied_v2(&net, &waves);
+}
+
+/// Two groups of four zones with v1 everywhere; then node 1, the liar (the leader of some
+/// zone, so that its rows are its zone's and may be its group's), signs its zone's row and
+/// its group's row as every member on v1 in wave 0, claiming `inflates` times the members,
+/// and v2 is published with waves 20% / 100%. Runs to `until`; returns the net, the waves
+/// and the liar.
+fn stalled_groups(inflates: u32, until: u64) -> (Net, Vec<f64>, u32) {
+    let waves = vec![0.2, 1.0];
+    let mut net = Net::new(160, grouped());
+    let liar = 1u32;
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(20_000);
+    stall_from(&mut net, liar, inflates, waves.clone(), 2, until);
+    (net, waves, liar)
+}
+
+/// From now on `liar` stalls (its zone's and its group's rows, `inflates` times the members,
+/// all on v1 in wave 0), and v2 is published at once with `waves` and `bake` seconds. Runs
+/// to `until`.
+fn stall_from(net: &mut Net, liar: u32, inflates: u32, waves: Vec<f64>, bake: u64, until: u64) {
+    net.liar = Some((liar, 2, 1));
+    net.liar_stalls = true;
+    net.liar_inflates = inflates;
+    net.publish(net.now, 0, rollout_bundle(2, waves, bake, 0.5));
+    net.run_until(until);
+}
+
+#[test]
+fn an_inflated_group_row_does_not_stall_the_other_group() {
+    // Two groups of four zones of ~20. The liar signs, as its zone's row and its group's row,
+    // four times the members (its zone's row up to 256), every one on v1 in wave 0. With two
+    // groups the group row is the typical group, so the other group looks sparse to its own
+    // nodes (under a third of it), and the liar's zone row swells its group mates' sum of
+    // their group until the other group looks sparse to them too: every view stays partial
+    // and no wave is judged. A node of the other group asks two members of the liar's group
+    // (never the liar) how many members their group holds (their table and their group's
+    // other zone rows, as their own size probes leave them); a node of the liar's group asks
+    // two members of the zone whose row claims the most. The answers contradict the rows,
+    // whose sizes are set aside, and the wave they hold is resolved through the group's zone
+    // rows as in the plain stall. Every node applies.
+    let (net, waves, liar) = stalled_groups(4, 90_000);
+    let group_of = |n: u32| fleet::group_of(1, &n);
+    let key = fleet::GROUP_FLAG | group_of(liar);
+    let inflated_held = net
+        .nodes
+        .iter()
+        .filter(|n| group_of(*n.id()) != group_of(liar))
+        .all(|n| {
+            let f = n.fleet();
+            f.rows.get(&key).is_some_and(|r| {
+                r.issuer == liar && r.members as u64 > 3 * f.own_group_members(&Default::default())
+            })
+        });
+    assert!(
+        inflated_held,
+        "the liar's inflated group row did not take hold in the other group"
+    );
+    every_node_applied_v2(&net, &waves);
+    let asked = |to_liar: bool| {
+        net.delivered
+            .iter()
+            .filter(|(to, kind)| {
+                *kind == "size_want" && group_of(*to) == group_of(liar) && (*to == liar) == to_liar
+            })
+            .count()
+    };
+    assert!(asked(false) > 0, "no node asked the liar's group mates");
+    assert_eq!(asked(true), 0, "a size probe went to the row's issuer");
+}
+
+#[test]
+fn a_member_answers_a_group_row_want_from_another_group_once_per_few_rounds_and_a_few_per_round() {
+    // A peer of another group asks a member for its group's zone rows (as a group probe does,
+    // `ask_group_rows`): answered once, declined when the same peer asks again within
+    // `ANSWER_WINDOW_ROUNDS` rounds (`want_repeated`), answered again after, and at most 64
+    // such wants (with the wave and size wants) a round in all (`want_over_budget`). The group
+    // rows asked for are given still, and a peer of the own group is not budgeted (its
+    // digests' wants name the zone rows of the group as they spread).
+    let cfg = grouped();
+    let mut net = Net::new(160, cfg);
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(45_000);
+    let group_of = |n: u32| fleet::group_of(1, &n);
+    let zones: Vec<u32> = net.nodes[0].fleet().zones_of_group(0).collect();
+    assert_eq!(zones.len(), 4);
+    let m = (0..160u32)
+        .find(|n| {
+            group_of(*n) == 0
+                && zones
+                    .iter()
+                    .all(|z| net.nodes[*n as usize].fleet().rows.contains_key(z))
+        })
+        .unwrap();
+    // (zone rows sent, group rows sent, declines)
+    let ask = |net: &mut Net, from: u32, at: u64, zones: Vec<u32>| -> (usize, usize, usize) {
+        let now = Now {
+            mono_ms: at,
+            wall_ms: WALL0 + at,
+        };
+        let mut out = Vec::new();
+        let msg = Message::RowWant {
+            zones,
+            rows: Vec::new(),
+        };
+        let ev = Event::Message { from, msg };
+        net.nodes[m as usize].handle(ev, now, &mut net.rng, &net.door, &mut out);
+        let mut got = (0, 0, 0);
+        for a in &out {
+            match a {
+                Action::Send {
+                    msg: Message::Rows(rows) | Message::RowWant { rows, .. },
+                    ..
+                } => {
+                    for r in rows {
+                        if r.zone & fleet::GROUP_FLAG == 0 {
+                            got.0 += 1;
+                        } else {
+                            got.1 += 1;
+                        }
+                    }
+                }
+                Action::Refused { reason, .. }
+                    if matches!(*reason, "want_repeated" | "want_over_budget") =>
+                {
+                    got.2 += 1
+                }
+                _ => {}
+            }
+        }
+        got
+    };
+    let with_group = |mut z: Vec<u32>| {
+        z.push(fleet::GROUP_FLAG | 1);
+        z
+    };
+    let a = (0..160u32).find(|n| group_of(*n) == 1).unwrap();
+    let t = net.now + 1;
+    assert_eq!(ask(&mut net, a, t, with_group(zones.clone())), (4, 1, 0));
+    // Again at once, or with every zone listed twice: the group row alone.
+    assert_eq!(
+        ask(&mut net, a, t + 10, with_group(zones.clone())),
+        (0, 1, 1)
+    );
+    let twice: Vec<u32> = zones.iter().chain(zones.iter()).copied().collect();
+    assert_eq!(ask(&mut net, a, t + 20, twice.clone()), (0, 0, 1));
+    // Three rounds later it is answered again, each zone once.
+    assert_eq!(ask(&mut net, a, t + 3_001, twice), (4, 0, 0));
+    // A peer of the own group is answered every time.
+    let b = (0..160u32).find(|n| group_of(*n) == 0 && *n != m).unwrap();
+    for i in 0..3 {
+        assert_eq!(ask(&mut net, b, t + 3_010 + i, zones.clone()), (4, 0, 0));
+    }
+    // The node's round resets the budget: run one, then 70 distinct askers of the other
+    // group at once (peers outside the test's network: nothing runs after this).
+    net.run_until(t + 4_500);
+    let t = net.now + 1;
+    let askers: Vec<u32> = (1000..5000u32)
+        .filter(|n| group_of(*n) == 1)
+        .take(70)
+        .collect();
+    let said: Vec<(usize, usize, usize)> = askers
+        .iter()
+        .map(|i| ask(&mut net, *i, t, zones.clone()))
+        .collect();
+    let answered = said.iter().filter(|s| s.0 == 4).count();
+    let over = said.iter().filter(|s| s.2 == 1).count();
+    assert!(answered <= 64 && answered + over == 70, "{said:?}");
+    assert!(over >= 6, "{said:?}");
+    let n = &net.nodes[m as usize];
+    assert!(n.stats.refused.get("want_repeated").copied().unwrap_or(0) >= 2);
+    assert!(
+        n.stats
+            .refused
+            .get("want_over_budget")
+            .copied()
+            .unwrap_or(0)
+            >= 6
+    );
+}
+
+#[test]
+fn a_liars_group_row_does_not_hide_a_later_wave_of_its_group() {
+    // Two groups of four zones, waves 20% / 50% / 100%. The liar's group row says every
+    // member is on v1 in wave 0, so to the other group its later waves look empty. A wave-1
+    // member of the liar's group, outside the liar's zone, fails to apply v2: wave 1 never
+    // completes, and no node of wave 2 may apply v2. Nodes of the other group resolved wave
+    // 0 through the group's zone rows; they judge the later waves of that group on those
+    // rows too (asked again while they show a wave short that the group row does not), not
+    // on the row that hides the laggard.
+    let waves = vec![0.2, 0.5, 1.0];
+    let mut net = Net::new(160, grouped());
+    let liar = 1u32;
+    let group_of = |n: u32| fleet::group_of(1, &n);
+    let zone_of = |n: u32| fleet::zone_of(3, &n);
+    let failed = (0..160u32)
+        .find(|n| {
+            group_of(*n) == group_of(liar)
+                && zone_of(*n) != zone_of(liar)
+                && wave(*n, 2, &waves) == 1
+        })
+        .unwrap();
+    net.fail = Box::new(move |n, v| v == 2 && n == failed);
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(20_000);
+    stall_from(&mut net, liar, 1, waves.clone(), 2, 90_000);
+    // The wave-1 members of the other group got it: wave 0 was resolved there.
+    let others_wave1 = (0..160u32)
+        .filter(|n| group_of(*n) != group_of(liar) && wave(*n, 2, &waves) == 1)
+        .all(|n| net.applied.contains(&(n, 2)));
+    assert!(
+        others_wave1,
+        "wave 0 was not resolved through the liar's group"
+    );
+    for n in 0..160u32 {
+        if wave(n, 2, &waves) == 2 {
+            assert!(
+                !net.applied.contains(&(n, 2)),
+                "node {n} (group {}) of wave 2 applied v2 while wave 1 of the liar's group \
+                 never completed: {:?}",
+                group_of(n),
+                net.nodes[n as usize].rollout("web")
+            );
+        }
+    }
+}
+
+#[test]
+fn a_liars_group_row_does_not_stall_a_bake_longer_than_a_probes_freshness() {
+    // As `a_liars_group_row_does_not_stall_the_other_groups`, with a bake of 20 s: longer
+    // than the 12 rounds the group's fetched zone rows were kept. Dropped mid-bake, they gave
+    // the group's row back the word, which holds wave 0 again and restarts the bake, for
+    // ever. They are kept while the rollout is judged, as a zone's probe is.
+    let waves = vec![0.2, 1.0];
+    let mut net = Net::new(160, grouped());
+    let liar = 1u32;
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(20_000);
+    stall_from(&mut net, liar, 1, waves.clone(), 20, 100_000);
     every_node_applied_v2(&net, &waves);
 }
