@@ -1623,16 +1623,23 @@ fn grouped() -> Config {
     }
 }
 
+/// 160 nodes under `cfg` (8 zones of ~20 in 2 groups with [`grouped`]), v1 published at 3 s
+/// by node 0, run to 45 s: every view converged.
+fn grouped_fleet_at_v1(cfg: Config) -> Net {
+    let mut net = Net::new(160, cfg);
+    net.run_until(3_000);
+    net.publish(3_000, 0, bundle(1, &release_key()));
+    net.run_until(45_000);
+    net
+}
+
 #[test]
 fn groups_summarise_a_larger_fleet_exactly_with_the_own_groups_zone_rows_only() {
     // 160 nodes in 8 zones of ~20, in 2 groups of 4 zones. Every node counts the whole fleet
     // exactly: its zone from its table, its group's 3 other zones from their rows, the other
     // group from that group's row. It holds no zone row of the other group.
     let cfg = grouped();
-    let mut net = Net::new(160, cfg);
-    net.run_until(3_000);
-    net.publish(3_000, 0, bundle(1, &release_key()));
-    net.run_until(45_000);
+    let net = grouped_fleet_at_v1(cfg);
     for n in &net.nodes {
         let f = n.fleet();
         let counts = f.counts();
@@ -1671,10 +1678,7 @@ fn any_nodes_status_is_fetched_on_demand_across_groups_through_a_member_of_its_g
         passive_size: 10,
         ..grouped()
     };
-    let mut net = Net::new(160, cfg);
-    net.run_until(3_000);
-    net.publish(3_000, 0, bundle(1, &release_key()));
-    net.run_until(45_000);
+    let mut net = grouped_fleet_at_v1(cfg);
     let knows_zone = |n: &Node<u32>, zone: u32| {
         let f = n.fleet();
         let peers = n
@@ -2021,10 +2025,7 @@ fn a_member_answers_a_group_row_want_from_another_group_once_per_few_rounds_and_
     // rows asked for are given still, and a peer of the own group is not budgeted (its
     // digests' wants name the zone rows of the group as they spread).
     let cfg = grouped();
-    let mut net = Net::new(160, cfg);
-    net.run_until(3_000);
-    net.publish(3_000, 0, bundle(1, &release_key()));
-    net.run_until(45_000);
+    let mut net = grouped_fleet_at_v1(cfg);
     let group_of = |n: u32| fleet::group_of(1, &n);
     let zones: Vec<u32> = net.nodes[0].fleet().zones_of_group(0).collect();
     assert_eq!(zones.len(), 4);
