@@ -62,6 +62,32 @@ pub struct Count {
     pub n: u32,
 }
 
+impl Count {
+    /// These nodes run their target version, applied: done with the rollout of it.
+    pub fn done(&self) -> bool {
+        self.version == self.target && self.state == ApplyState::Applied
+    }
+}
+
+impl<P> ZoneRow<P> {
+    /// The counts of wave `k` of the rollout of `version` on `channel`.
+    pub fn wave<'a>(
+        &'a self,
+        channel: &'a str,
+        version: u64,
+        k: u8,
+    ) -> impl Iterator<Item = &'a Count> + 'a {
+        self.counts
+            .iter()
+            .filter(move |c| c.channel == channel && c.target == version && c.wave == k)
+    }
+
+    /// Whether the row counts members of that wave not yet done ([`Count::done`]).
+    pub fn wave_short(&self, channel: &str, version: u64, k: u8) -> bool {
+        self.wave(channel, version, k).any(|c| !c.done())
+    }
+}
+
 /// A zone's summary as its leader computed it, signed by that leader with its node key.
 ///
 /// Anyone can check who may have issued a row: the signature verifies with the issuer's node
@@ -1466,7 +1492,7 @@ impl<P: PeerId> FleetView<P> {
                     .or_default();
                 let n = c.n as u64;
                 w.0 += n;
-                if c.version == c.target && c.state == ApplyState::Applied {
+                if c.done() {
                     w.1 += n;
                     if c.healthy {
                         w.2 += n;

@@ -376,26 +376,12 @@ fn hides_members<P: PeerId>(
     version: u64,
     k: u8,
 ) -> bool {
-    let of_wave = |r: &ZoneRow<P>| {
-        r.counts
-            .iter()
-            .filter(move |c| c.channel == channel && c.target == version && c.wave == k)
-            .map(|c| {
-                (
-                    c.n as u64,
-                    c.version == c.target && c.state == ApplyState::Applied,
-                )
-            })
-            .collect::<Vec<_>>()
-    };
     let (mut nodes, mut short) = (0u64, false);
-    for r in rows.values() {
-        for (n, done) in of_wave(r) {
-            nodes += n;
-            short |= !done;
-        }
+    for c in rows.values().flat_map(|r| r.wave(channel, version, k)) {
+        nodes += c.n as u64;
+        short |= !c.done();
     }
-    let claimed: u64 = of_wave(grow).iter().map(|(n, _)| n).sum();
+    let claimed: u64 = grow.wave(channel, version, k).map(|c| c.n as u64).sum();
     short && claimed < nodes
 }
 
@@ -1646,9 +1632,10 @@ impl<P: PeerId> Node<P> {
         }
     }
 
-    /// Members of `zone` to ask something of, never `not` (a row's issuer, or the node
-    /// asked about) nor this node: those in its active and passive views, and when they are
-    /// fewer than `at_least`, the contacts the zone's row names too. Sorted, each once.
+    /// Members of `zone` (or of a group, keyed `GROUP_FLAG | g`) to ask something of, never
+    /// `not` (a row's issuer, or the node asked about) nor this node: those in its active
+    /// and passive views, and when they are fewer than `at_least`, the contacts the zone's
+    /// (group's) row names too. Sorted, each once.
     fn members_to_ask(&self, zone: u32, not: &P, at_least: usize) -> Vec<P> {
         if self.fleet.is_group_key(zone) {
             // Members of a group, for its size: from the views, else its row's contacts.
@@ -1756,9 +1743,7 @@ impl<P: PeerId> Node<P> {
         if self.fleet.group_bits() == 0 || g == self.fleet.my_group() {
             return None;
         }
-        let fits = |p: &P| self.fleet.group_of(p) == g && p != node && *p != self.me;
-        let row = self.fleet.rows.get(&(GROUP_FLAG | g));
-        let peers = self.peers_fitting(fits, row, 1);
+        let peers = self.members_to_ask(GROUP_FLAG | g, node, 1);
         let n = peers.len().max(1) as u64;
         peers.into_iter().nth((self.round % n) as usize)
     }
@@ -2641,10 +2626,8 @@ impl<P: PeerId> Node<P> {
             })
         };
         let short_in = |row: &ZoneRow<P>| -> u64 {
-            row.counts
-                .iter()
-                .filter(|c| c.channel == channel && c.target == version && c.wave == k)
-                .filter(|c| !(c.version == c.target && c.state == ApplyState::Applied))
+            row.wave(channel, version, k)
+                .filter(|c| !c.done())
                 .map(|c| c.n as u64)
                 .sum()
         };
@@ -2781,9 +2764,7 @@ impl<P: PeerId> Node<P> {
             Some(f) => f.asks,
             None => 0,
         };
-        let fits = |p: &P| self.fleet.group_of(p) == g && p != issuer && *p != self.me;
-        let row = self.fleet.rows.get(&(GROUP_FLAG | g));
-        let peers = self.peers_fitting(fits, row, usize::MAX);
+        let peers = self.members_to_ask(GROUP_FLAG | g, issuer, usize::MAX);
         if peers.is_empty() {
             return;
         }
@@ -2833,16 +2814,11 @@ impl<P: PeerId> Node<P> {
         let holding: u64 = t.iter().map(|x| x.nodes).sum();
         // Adds (or takes out) a row's counts of wave `k` to the tally.
         let tally = |x: &mut WaveTally, row: &ZoneRow<P>, k: u8, add: bool| {
-            for c in row
-                .counts
-                .iter()
-                .filter(|c| c.channel == channel && c.target == version && c.wave == k)
-            {
+            for c in row.wave(channel, version, k) {
                 let n = c.n as u64;
-                let done = c.version == c.target && c.state == ApplyState::Applied;
                 let f = |v: &mut u64| *v = if add { *v + n } else { v.saturating_sub(n) };
                 f(&mut x.nodes);
-                if done {
+                if c.done() {
                     f(&mut x.applied);
                     if c.healthy {
                         f(&mut x.healthy);
@@ -2863,18 +2839,12 @@ impl<P: PeerId> Node<P> {
             };
             for (k, x) in t.iter_mut().enumerate() {
                 let k = k as u8;
-                let short = |r: &ZoneRow<P>| {
-                    r.counts.iter().any(|c| {
-                        c.channel == channel
-                            && c.target == version
-                            && c.wave == k
-                            && !(c.version == c.target && c.state == ApplyState::Applied)
-                    })
-                };
                 // Every wave that the group's row shows short, and every wave it shows complete
                 // with fewer members than the zone rows count, which show it short: such a
                 // row leaves out members, and would hide the wave's laggards.
-                if !short(grow) && !hides_members(grow, rows, channel, version, k) {
+                if !grow.wave_short(channel, version, k)
+                    && !hides_members(grow, rows, channel, version, k)
+                {
                     continue;
                 }
                 tally(x, grow, k, false);
@@ -2897,14 +2867,7 @@ impl<P: PeerId> Node<P> {
                 continue;
             };
             // Only in place of a row that says the wave is short (`probe_stalls`).
-            let short = |row: &&Arc<ZoneRow<P>>| {
-                row.counts.iter().any(|c| {
-                    c.channel == channel
-                        && c.target == version
-                        && c.wave == *k
-                        && !(c.version == c.target && c.state == ApplyState::Applied)
-                })
-            };
+            let short = |row: &&Arc<ZoneRow<P>>| row.wave_short(channel, version, *k);
             let foreign = || {
                 let g = self.fleet.group_of_zone(*zone);
                 resolved
@@ -2919,22 +2882,7 @@ impl<P: PeerId> Node<P> {
             let Some(row) = held.or_else(foreign).filter(short) else {
                 continue;
             };
-            {
-                for c in row
-                    .counts
-                    .iter()
-                    .filter(|c| c.channel == channel && c.target == version && c.wave == *k)
-                {
-                    let n = c.n as u64;
-                    x.nodes = x.nodes.saturating_sub(n);
-                    if c.version == c.target && c.state == ApplyState::Applied {
-                        x.applied = x.applied.saturating_sub(n);
-                        if c.healthy {
-                            x.healthy = x.healthy.saturating_sub(n);
-                        }
-                    }
-                }
-            }
+            tally(x, row, *k, false);
             for s in got {
                 x.nodes += 1;
                 let runs = s.body.channels.iter().any(|c| {
