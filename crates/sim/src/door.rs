@@ -66,6 +66,43 @@ impl SignatureCheck for SyncMemo {
     }
 }
 
+/// A verdict from this shard's cache, else from the shared table, else `check`ed now, and
+/// entered in both when `keep` allows it. `answer` reads a remembered value, None when it does
+/// not answer this question (a row's verdict is kept with the key it was checked with);
+/// `value` is what is remembered for a verdict.
+fn remembered<K, V, R, S>(
+    local: &RefCell<HashMap<K, V, S>>,
+    shared: &Mutex<HashMap<K, V, S>>,
+    key: K,
+    answer: impl Fn(&V) -> Option<R>,
+    value: impl Fn(&R) -> V,
+    check: impl FnOnce() -> R,
+    keep: impl Fn(&R) -> bool,
+) -> R
+where
+    K: std::hash::Hash + Eq + Clone,
+    S: std::hash::BuildHasher,
+{
+    if let Some(r) = local.borrow().get(&key).and_then(&answer) {
+        return r;
+    }
+    let found = shared.lock().expect("door").get(&key).and_then(&answer);
+    let r = match found {
+        Some(r) => r,
+        None => {
+            let r = check();
+            if keep(&r) {
+                shared.lock().expect("door").insert(key.clone(), value(&r));
+            }
+            r
+        }
+    };
+    if keep(&r) {
+        local.borrow_mut().insert(key, value(&r));
+    }
+    r
+}
+
 /// The verdicts every shard shares.
 pub struct SharedDoor {
     pub trust: TrustRoot,
@@ -150,34 +187,15 @@ impl ShardDoor<'_> {
     /// The verdict on `status` under its own node's `key`: this shard's, the shared one, or
     /// checked now (and entered in both).
     fn own_status_verdict(&self, status: &Arc<SignedStatus<u32>>, key: &VerifyingKey) -> bool {
-        let at = Arc::as_ptr(status) as usize;
-        if let Some((_, v)) = self.cache.statuses.borrow().get(&at) {
-            return *v;
-        }
-        let shared = self
-            .shared
-            .statuses
-            .lock()
-            .expect("statuses")
-            .get(&at)
-            .map(|x| x.1);
-        let v = match shared {
-            Some(v) => v,
-            None => {
-                let v = status.verify(key, &self.shared.check);
-                self.shared
-                    .statuses
-                    .lock()
-                    .expect("statuses")
-                    .insert(at, (status.clone(), v));
-                v
-            }
-        };
-        self.cache
-            .statuses
-            .borrow_mut()
-            .insert(at, (status.clone(), v));
-        v
+        remembered(
+            &self.cache.statuses,
+            &self.shared.statuses,
+            Arc::as_ptr(status) as usize,
+            |(_, v)| Some(*v),
+            |v| (status.clone(), *v),
+            || status.verify(key, &self.shared.check),
+            |_| true,
+        )
     }
 }
 
@@ -196,44 +214,22 @@ impl Door<u32> for ShardDoor<'_> {
             sigs.extend_from_slice(&s.key);
             sigs.extend_from_slice(&s.sig);
         }
-        let key = (bundle.hash(), sigs);
-        let local = self.cache.verdicts.borrow().get(&key).cloned();
-        let verdict = match local {
-            Some(v) => v,
-            None => {
-                let shared = self
-                    .shared
-                    .verdicts
-                    .lock()
-                    .expect("verdicts")
-                    .get(&key)
-                    .cloned();
-                let v = match shared {
-                    Some(v) => v,
-                    None => {
-                        let v = self
-                            .shared
-                            .trust
-                            .verify((**bundle).clone(), now, &self.shared.check)
-                            .map(Arc::new);
-                        // Expiry depends on the asker's time (and shards' clocks differ
-                        // within a window): only verdicts on the bytes are remembered.
-                        if !matches!(v, Err(Refusal::Expired { .. })) {
-                            self.shared
-                                .verdicts
-                                .lock()
-                                .expect("verdicts")
-                                .insert(key.clone(), v.clone());
-                        }
-                        v
-                    }
-                };
-                if !matches!(v, Err(Refusal::Expired { .. })) {
-                    self.cache.verdicts.borrow_mut().insert(key, v.clone());
-                }
-                v
-            }
-        };
+        // Expiry depends on the asker's time (and shards' clocks differ within a window):
+        // only verdicts on the bytes are remembered.
+        let verdict = remembered(
+            &self.cache.verdicts,
+            &self.shared.verdicts,
+            (bundle.hash(), sigs),
+            |v| Some(v.clone()),
+            |v| v.clone(),
+            || {
+                self.shared
+                    .trust
+                    .verify((**bundle).clone(), now, &self.shared.check)
+                    .map(Arc::new)
+            },
+            |v| !matches!(v, Err(Refusal::Expired { .. })),
+        );
         let v = verdict?;
         let h = v.header();
         if h.expires.plus(self.shared.trust.clock_skew_secs) < now {
@@ -255,33 +251,15 @@ impl Door<u32> for ShardDoor<'_> {
     }
 
     fn verify_row(&self, row: &Arc<ZoneRow<u32>>, key: &VerifyingKey) -> bool {
-        let at = Arc::as_ptr(row) as usize;
-        if let Some((_, k, v)) = self.cache.rows.borrow().get(&at) {
-            if k == key {
-                return *v;
-            }
-        }
-        let shared = match self.shared.rows.lock().expect("rows").get(&at) {
-            Some((_, k, v)) if k == key => Some(*v),
-            _ => None,
-        };
-        let v = match shared {
-            Some(v) => v,
-            None => {
-                let v = row.verify(key, &self.shared.check);
-                self.shared
-                    .rows
-                    .lock()
-                    .expect("rows")
-                    .insert(at, (row.clone(), *key, v));
-                v
-            }
-        };
-        self.cache
-            .rows
-            .borrow_mut()
-            .insert(at, (row.clone(), *key, v));
-        v
+        remembered(
+            &self.cache.rows,
+            &self.shared.rows,
+            Arc::as_ptr(row) as usize,
+            |(_, k, v)| (k == key).then_some(*v),
+            |v| (row.clone(), *key, *v),
+            || row.verify(key, &self.shared.check),
+            |_| true,
+        )
     }
 
     fn verify_status(&self, status: &Arc<SignedStatus<u32>>, key: &VerifyingKey) -> bool {
