@@ -456,6 +456,19 @@ mod tests {
             .collect()
     }
 
+    /// `m` handles `msg` from `from` at `at` (ms); what it sends in answer.
+    fn deliver(
+        m: &mut Membership<u32>,
+        from: u32,
+        msg: Message<u32>,
+        at: u64,
+        rng: &mut StdRng,
+    ) -> Vec<Action<u32>> {
+        let mut out = Vec::new();
+        m.handle(&Config::default(), &from, &msg, at, rng, &mut out);
+        out
+    }
+
     fn peer(id: u32) -> ActivePeer<u32> {
         ActivePeer {
             id,
@@ -487,14 +500,12 @@ mod tests {
         // A full peer refuses the request (it keeps the requester as a passive peer).
         let mut full = Membership::new(first[0].0);
         full.active = (100..100 + cfg.active_size as u32).map(peer).collect();
-        let mut reply = Vec::new();
-        full.handle(
-            &cfg,
-            &0,
-            &Message::Neighbor { high: false },
+        let reply = deliver(
+            &mut full,
+            0,
+            Message::Neighbor { high: false },
             1_010,
             &mut rng,
-            &mut reply,
         );
         assert!(!full.is_active(&0));
         assert!(matches!(
@@ -504,13 +515,12 @@ mod tests {
                 ..
             }]
         ));
-        a.handle(
-            &cfg,
-            &full.me,
-            &Message::Disconnect { alive: true },
+        deliver(
+            &mut a,
+            full.me,
+            Message::Disconnect { alive: true },
             1_020,
             &mut rng,
-            &mut out,
         );
 
         // Every request of the next round goes high, and a full peer takes it.
@@ -519,27 +529,18 @@ mod tests {
         let second = requests(&out);
         assert!(!second.is_empty());
         assert!(second.iter().all(|(_, high)| *high), "{second:?}");
-        let mut reply = Vec::new();
-        full.handle(
-            &cfg,
-            &0,
-            &Message::Neighbor { high: true },
+        deliver(
+            &mut full,
+            0,
+            Message::Neighbor { high: true },
             2_010,
             &mut rng,
-            &mut reply,
         );
         assert!(full.is_active(&0));
         assert_eq!(full.active.len(), cfg.active_size);
 
         // With two active peers it is no longer lonely: requests go low again.
-        a.handle(
-            &cfg,
-            &full.me,
-            &Message::NeighborAccept,
-            2_020,
-            &mut rng,
-            &mut out,
-        );
+        deliver(&mut a, full.me, Message::NeighborAccept, 2_020, &mut rng);
         assert_eq!(a.active.len(), 2);
         let mut out = Vec::new();
         a.tick(&cfg, 3, 3_000, &mut rng, &mut out);
@@ -557,13 +558,12 @@ mod tests {
         let mut out = Vec::new();
         a.tick(&cfg, 1, 1_000, &mut rng, &mut out);
         let first = requests(&out);
-        a.handle(
-            &cfg,
-            &first[0].0,
-            &Message::Disconnect { alive: true },
+        deliver(
+            &mut a,
+            first[0].0,
+            Message::Disconnect { alive: true },
             1_020,
             &mut rng,
-            &mut out,
         );
         let mut out = Vec::new();
         a.tick(&cfg, 2, 2_000, &mut rng, &mut out);

@@ -1037,11 +1037,7 @@ fn a_forged_copy_under_the_genuine_hash_does_not_keep_the_genuine_bundle_out() {
     for n in net.nodes.iter().filter(|n| !net.forge.contains(n.id())) {
         assert_eq!(n.held("web").map(|h| h.0), Some(1), "node {}", n.id());
     }
-    let refused: u64 = net
-        .nodes
-        .iter()
-        .map(|n| n.stats.refused.get("bad_signature").copied().unwrap_or(0))
-        .sum();
+    let refused: u64 = net.nodes.iter().map(|n| refused(n, "bad_signature")).sum();
     assert!(refused > 0, "no forged copy was ever handed over");
 }
 
@@ -1229,12 +1225,7 @@ fn a_liars_rows_do_not_advance_a_node_whose_own_zone_disagrees() {
     net.run_until(40_000);
     // The lie was told and refused: rows of other zones, forged under their issuer's name
     // or signed by the liar, are counted by reason and never held.
-    let refused = |reason: &str| -> u64 {
-        net.nodes
-            .iter()
-            .map(|n| n.stats.refused.get(reason).copied().unwrap_or(0))
-            .sum()
-    };
+    let refused = |reason: &str| -> u64 { net.nodes.iter().map(|n| refused(n, reason)).sum() };
     assert!(refused("bad_row_signature") > 0, "no forged signature seen");
     assert!(
         refused("row_issuer_outside_zone") > 0,
@@ -1505,15 +1496,8 @@ fn a_member_answers_a_peers_want_once_per_few_rounds_and_a_few_per_round() {
     assert!(answered <= 64 && answered + over == 70, "{said:?}");
     assert!(over >= 6, "{said:?}");
     let n = &net.nodes[m as usize];
-    assert!(n.stats.refused.get("want_repeated").copied().unwrap_or(0) >= 2);
-    assert!(
-        n.stats
-            .refused
-            .get("want_over_budget")
-            .copied()
-            .unwrap_or(0)
-            >= 4
-    );
+    assert!(refused(n, "want_repeated") >= 2);
+    assert!(refused(n, "want_over_budget") >= 4);
 }
 
 #[test]
@@ -1621,6 +1605,11 @@ fn grouped() -> Config {
         group_bits: 1,
         ..Config::default()
     }
+}
+
+/// How many messages `n` refused for `reason`.
+fn refused(n: &Node<u32>, reason: &str) -> u64 {
+    n.stats.refused.get(reason).copied().unwrap_or(0)
 }
 
 /// 160 nodes under `cfg` (8 zones of ~20 in 2 groups with [`grouped`]), v1 published at 3 s
@@ -2113,15 +2102,8 @@ fn a_member_answers_a_group_row_want_from_another_group_once_per_few_rounds_and_
     assert!(answered <= 64 && answered + over == 70, "{said:?}");
     assert!(over >= 6, "{said:?}");
     let n = &net.nodes[m as usize];
-    assert!(n.stats.refused.get("want_repeated").copied().unwrap_or(0) >= 2);
-    assert!(
-        n.stats
-            .refused
-            .get("want_over_budget")
-            .copied()
-            .unwrap_or(0)
-            >= 6
-    );
+    assert!(refused(n, "want_repeated") >= 2);
+    assert!(refused(n, "want_over_budget") >= 6);
 }
 
 #[test]
